@@ -1,0 +1,1 @@
+"""Experiment configs: the envelope model, loading (extends, --set) and two-phase validation."""

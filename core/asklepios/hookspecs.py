@@ -1,0 +1,170 @@
+"""Hook specifications of the ``asklepios`` pluggy project: the reference for plugin authors.
+
+Hooks are called by keyword; an implementation may accept any subset of a spec's arguments, so
+arguments are only ever added, never removed or renamed. Implement them in a plugin's hook module
+with ``@asklepios_sdk.hookimpl``.
+
+Registration hooks run once, when the host activates a plugin (only when a config names one of its
+components or a listing is asked for). Lifecycle hooks run during ``asklepios run``; the loop resolves
+them at build time and calls the per-step hook only when some plugin implements it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from asklepios_sdk import Register, RunState
+
+__all__ = ["PROJECT_NAME", "hookspec"]
+
+PROJECT_NAME = "asklepios"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+# ---------------------------------------------------------------------------------------------
+# Registration hooks: called once per plugin on activation; every rank.
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_backbones(register: Register) -> None:
+    """Register backbone components: models mapping a batch to ``logits`` and ``features``.
+
+    Called once when the plugin is activated, on every rank. ``register`` is bound to the calling
+    plugin: ``register(name, factory, params=None, doc=None)`` makes ``<plugin-id>.<name>``.
+    Return value: ignored.
+    """
+
+
+@hookspec
+def register_losses(register: Register) -> None:
+    """Register loss components: ``forward(outputs, batch) -> LossOutput``.
+
+    Called once when the plugin is activated, on every rank. Return value: ignored.
+    """
+
+
+@hookspec
+def register_augmentations(register: Register) -> None:
+    """Register augmentations, per-sample (``SampleTransform``) or per-batch (``BatchTransform``).
+
+    Called once when the plugin is activated, on every rank. Return value: ignored.
+    """
+
+
+@hookspec
+def register_adapters(register: Register) -> None:
+    """Register adapters: modules that wrap the model built so far (heads, TTA, re-scaling).
+
+    Called once when the plugin is activated, on every rank. Return value: ignored.
+    """
+
+
+@hookspec
+def register_evaluators(register: Register) -> None:
+    """Register evaluators: torchmetrics-protocol metrics returning a dict of values.
+
+    Called once when the plugin is activated, on every rank. Return value: ignored.
+    """
+
+
+@hookspec
+def register_samplers(register: Register) -> None:
+    """Register samplers: rank-sharded ``torch.utils.data.Sampler`` with ``set_epoch``.
+
+    Called once when the plugin is activated, on every rank. Return value: ignored.
+    """
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register datasets (sources of splits) and dataset wrappers.
+
+    Called once when the plugin is activated, on every rank. Return value: ignored.
+    """
+
+
+@hookspec
+def register_trainers(register: Register) -> None:
+    """Register trainers: the optimisation step the engine's loop calls per batch.
+
+    Called once when the plugin is activated, on every rank. Return value: ignored.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Lifecycle hooks: called by the engine during `asklepios run`.
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def run_start(run: RunState) -> None:
+    """Called once after the run is built and before the first stage, on every rank.
+
+    May read the run and write files under ``run.output_dir`` when ``run.is_main``. Return: ignored.
+    """
+
+
+@hookspec
+def stage_start(run: RunState, stage: str) -> None:
+    """Called at the start of each stage (``"main"`` when the config has none), on every rank.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def epoch_start(run: RunState, epoch: int) -> None:
+    """Called before each training epoch (0-based ``epoch``), on every rank. Return: ignored."""
+
+
+@hookspec
+def step_end(run: RunState, step: int, losses: Mapping[str, float]) -> None:
+    """Called after each optimiser step with the step's loss terms, on every rank.
+
+    Only called when at least one plugin implements it, so the loop pays nothing otherwise. Keep it
+    cheap: it runs in the hot path. May update state such as an EMA of ``run.model``.
+    Return value: ignored.
+    """
+
+
+@hookspec
+def epoch_end(run: RunState, epoch: int, metrics: Mapping[str, float]) -> None:
+    """Called after each training epoch with its averaged training losses, on every rank.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def evaluation_end(run: RunState, split: str, metrics: Mapping[str, float]) -> None:
+    """Called after evaluating ``split`` (``"val"`` or ``"test"``) with metrics synced across ranks.
+
+    Called on every rank. Return value: ignored.
+    """
+
+
+@hookspec
+def stage_end(run: RunState, stage: str, summary: Mapping[str, Any]) -> None:
+    """Called at the end of each stage with its summary (best epoch, final metrics), every rank.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def run_end(run: RunState, summary: Mapping[str, Any]) -> None:
+    """Called once after the last stage with the run's summary, on every rank. Return: ignored."""
+
+
+@hookspec
+def record_metadata(run: RunState) -> Mapping[str, Any] | None:
+    """Return extra metadata to store in ``record.json`` under ``plugins_metadata.<plugin-id>``.
+
+    Called once on rank 0 while the run record is written. Values must be JSON-serialisable.
+    Return value: a mapping, or ``None`` to add nothing; every implementation's result is kept.
+    """

@@ -1,0 +1,108 @@
+"""asklepios-sdk: the one module a plugin imports.
+
+Importing this package is cheap: ``hookimpl``, the params models, the context types and the errors
+load at once; the torch-based component bases load on first attribute access, so a plugin's hook
+module can ``from asklepios_sdk import hookimpl`` without importing torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from asklepios_sdk._markers import PROJECT_NAME, hookimpl
+from asklepios_sdk.context import BuildContext, DataFacts
+from asklepios_sdk.errors import AsklepiosError, AsklepiosWarning, ComponentError, WeightsError
+from asklepios_sdk.params import EmptyParams, Params, WeightsSpec
+from asklepios_sdk.registration import ComponentFactory, Register
+
+if TYPE_CHECKING:
+    from asklepios_sdk.components import (
+        Adapter,
+        Backbone,
+        Batch,
+        BatchTransform,
+        Dataset,
+        DatasetWrapper,
+        Evaluator,
+        Loss,
+        LossOutput,
+        RunState,
+        SampleTransform,
+        ShardedSampler,
+        StepContext,
+        Trainer,
+        example_batch,
+    )
+
+PLUGIN_API = "1.0"
+"""Version of the plugin-facing surface; see CONTRIBUTING.md for the compatibility policy."""
+
+_LAZY = {
+    name: "asklepios_sdk.components"
+    for name in (
+        "Adapter",
+        "Backbone",
+        "Batch",
+        "BatchTransform",
+        "Dataset",
+        "DatasetWrapper",
+        "Evaluator",
+        "Loss",
+        "LossOutput",
+        "RunState",
+        "SampleTransform",
+        "ShardedSampler",
+        "StepContext",
+        "Trainer",
+        "example_batch",
+    )
+}
+
+__all__ = [
+    "PLUGIN_API",
+    "PROJECT_NAME",
+    "Adapter",
+    "AsklepiosError",
+    "AsklepiosWarning",
+    "Backbone",
+    "Batch",
+    "BatchTransform",
+    "BuildContext",
+    "ComponentError",
+    "ComponentFactory",
+    "DataFacts",
+    "Dataset",
+    "DatasetWrapper",
+    "EmptyParams",
+    "Evaluator",
+    "Loss",
+    "LossOutput",
+    "Params",
+    "Register",
+    "RunState",
+    "SampleTransform",
+    "ShardedSampler",
+    "StepContext",
+    "Trainer",
+    "WeightsError",
+    "WeightsSpec",
+    "__version__",
+    "example_batch",
+    "hookimpl",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        try:
+            return version("asklepios-sdk")
+        except PackageNotFoundError:  # running from a source tree that is not installed
+            return "0+unknown"
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'asklepios_sdk' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,21 @@
+"""Exception and warning roots shared by the core and every plugin."""
+
+from __future__ import annotations
+
+__all__ = ["AsklepiosError", "AsklepiosWarning", "ComponentError", "WeightsError"]
+
+
+class AsklepiosError(Exception):
+    """Root of every error asklepios raises on purpose; the CLI prints these without a traceback."""
+
+
+class AsklepiosWarning(UserWarning):
+    """Root of every warning asklepios emits."""
+
+
+class ComponentError(AsklepiosError):
+    """A component was given inputs or params it cannot work with (message says which and why)."""
+
+
+class WeightsError(AsklepiosError):
+    """Weights could not be found, read or matched to a model; never followed by random init."""

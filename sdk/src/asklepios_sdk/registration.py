@@ -1,0 +1,34 @@
+"""Types of the ``register`` callback the host hands to every registration hook."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from asklepios_sdk.context import BuildContext
+from asklepios_sdk.params import Params
+
+__all__ = ["ComponentFactory", "Register"]
+
+P_contra = TypeVar("P_contra", bound=Params, contravariant=True)
+
+ComponentFactory = Callable[[Any, BuildContext], Any]
+"""A callable ``(params, ctx) -> component`` that constructs from validated params only."""
+
+
+class Register(Protocol):
+    """The callback a registration hook receives, bound by the host to the calling plugin.
+
+    ``name`` is bare (no dot) and becomes ``<plugin-id>.<name>``; ``params`` is the component's
+    :class:`~asklepios_sdk.Params` subclass (``None`` means it takes none); ``doc`` defaults to the
+    first line of the factory's docstring. Registering a name twice is an error naming both
+    factories.
+    """
+
+    def __call__(
+        self,
+        name: str,
+        factory: ComponentFactory,
+        params: type[Params] | None = None,
+        doc: str | None = None,
+    ) -> None: ...
