@@ -1,0 +1,20 @@
+"""Registration hooks of the ``unisurv`` plugin: each imports its family module when called."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from asklepios_sdk import hookimpl
+
+if TYPE_CHECKING:
+    from asklepios_sdk import Register
+
+__all__ = ["register_losses"]
+
+
+@hookimpl
+def register_losses(register: Register) -> None:
+    """Register ``unisurv.mmv``."""
+    from asklepios_unisurv import losses
+
+    register("mmv", losses.build_mmv_loss, losses.MMVLossParams)
