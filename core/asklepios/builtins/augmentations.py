@@ -1,0 +1,204 @@
+"""Built-in per-sample image augmentations on torchvision.transforms.v2.
+
+Each transform changes ``sample["image"]`` (a ``C x H x W`` tensor, a PIL image or an ``H x W
+[x C]`` array) and leaves the other keys alone. They run in DataLoader workers, pickle, and draw
+randomness from torch's global generator, which the engine seeds per worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from asklepios_sdk import BuildContext, ComponentError, Params, SampleTransform
+from pydantic import Field, PositiveInt
+from torchvision.transforms import v2
+
+__all__ = [
+    "CenterCrop",
+    "CenterCropParams",
+    "ColorJitter",
+    "ColorJitterParams",
+    "FlipParams",
+    "HorizontalFlip",
+    "Normalize",
+    "NormalizeParams",
+    "RandomResizedCrop",
+    "RandomResizedCropParams",
+    "Resize",
+    "ResizeParams",
+    "Rotation",
+    "RotationParams",
+    "ToTensor",
+    "ToTensorParams",
+    "VerticalFlip",
+]
+
+
+class _ImageTransform(SampleTransform):
+    """Apply a torchvision v2 transform to ``sample["image"]``."""
+
+    transform: Any
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        out = dict(sample)
+        out["image"] = self.transform(sample["image"])
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.transform!r})"
+
+
+class ToTensorParams(Params):
+    """Params of ``core.to_tensor``."""
+
+    scale: bool = Field(True, description="Scale integer images to [0, 1].")
+
+
+class ToTensor(_ImageTransform):
+    """Convert a PIL image, an ``H x W [x C]`` array or a tensor to a float ``C x H x W`` tensor."""
+
+    def __init__(self, params: ToTensorParams, ctx: BuildContext | None = None) -> None:
+        self.scale = params.scale
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        image = sample["image"]
+        if isinstance(image, np.ndarray):
+            array = image[..., None] if image.ndim == 2 else image
+            image = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+        elif not isinstance(image, torch.Tensor):
+            image = v2.functional.pil_to_tensor(image)
+        if image.dim() == 2:
+            image = image.unsqueeze(0)
+        out = dict(sample)
+        out["image"] = v2.functional.to_dtype(image, torch.float32, scale=self.scale)
+        return out
+
+
+def _size(value: int | list[int]) -> list[int]:
+    return [value, value] if isinstance(value, int) else list(value)
+
+
+class ResizeParams(Params):
+    """Params of ``core.resize``."""
+
+    size: PositiveInt | list[PositiveInt] = Field(
+        description="Output size, int or [height, width]."
+    )
+    antialias: bool = True
+
+
+class Resize(_ImageTransform):
+    """Resize the image to ``size`` with bilinear interpolation."""
+
+    def __init__(self, params: ResizeParams, ctx: BuildContext | None = None) -> None:
+        self.transform = v2.Resize(_size(params.size), antialias=params.antialias)
+
+
+class RandomResizedCropParams(Params):
+    """Params of ``core.random_resized_crop``."""
+
+    size: PositiveInt | list[PositiveInt]
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+
+
+class RandomResizedCrop(_ImageTransform):
+    """Crop a random area and aspect ratio, then resize to ``size`` (Inception-style)."""
+
+    def __init__(self, params: RandomResizedCropParams, ctx: BuildContext | None = None) -> None:
+        self.transform = v2.RandomResizedCrop(
+            _size(params.size), scale=params.scale, ratio=params.ratio, antialias=True
+        )
+
+
+class CenterCropParams(Params):
+    """Params of ``core.center_crop``."""
+
+    size: PositiveInt | list[PositiveInt]
+
+
+class CenterCrop(_ImageTransform):
+    """Crop the centre of the image to ``size``."""
+
+    def __init__(self, params: CenterCropParams, ctx: BuildContext | None = None) -> None:
+        self.transform = v2.CenterCrop(_size(params.size))
+
+
+class FlipParams(Params):
+    """Params of ``core.hflip`` and ``core.vflip``."""
+
+    p: float = Field(0.5, ge=0, le=1, description="Probability of flipping.")
+
+
+class HorizontalFlip(_ImageTransform):
+    """Flip the image left-right with probability ``p``."""
+
+    def __init__(self, params: FlipParams, ctx: BuildContext | None = None) -> None:
+        self.transform = v2.RandomHorizontalFlip(params.p)
+
+
+class VerticalFlip(_ImageTransform):
+    """Flip the image top-bottom with probability ``p``."""
+
+    def __init__(self, params: FlipParams, ctx: BuildContext | None = None) -> None:
+        self.transform = v2.RandomVerticalFlip(params.p)
+
+
+class RotationParams(Params):
+    """Params of ``core.rotation``."""
+
+    degrees: float = Field(15.0, ge=0, description="Rotate by an angle in [-degrees, degrees].")
+    fill: float = 0.0
+
+
+class Rotation(_ImageTransform):
+    """Rotate the image by a uniform random angle in ``[-degrees, degrees]``."""
+
+    def __init__(self, params: RotationParams, ctx: BuildContext | None = None) -> None:
+        self.transform = v2.RandomRotation(params.degrees, fill=params.fill)
+
+
+class ColorJitterParams(Params):
+    """Params of ``core.color_jitter`` (0 leaves that property unchanged)."""
+
+    brightness: float = Field(0.0, ge=0)
+    contrast: float = Field(0.0, ge=0)
+    saturation: float = Field(0.0, ge=0)
+    hue: float = Field(0.0, ge=0, le=0.5)
+
+
+class ColorJitter(_ImageTransform):
+    """Randomly change brightness, contrast, saturation and hue."""
+
+    def __init__(self, params: ColorJitterParams, ctx: BuildContext | None = None) -> None:
+        self.transform = v2.ColorJitter(
+            brightness=params.brightness or None,
+            contrast=params.contrast or None,
+            saturation=params.saturation or None,
+            hue=params.hue or None,
+        )
+
+
+class NormalizeParams(Params):
+    """Params of ``core.normalize`` (defaults: ImageNet statistics)."""
+
+    mean: list[float] = Field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = Field(default_factory=lambda: [0.229, 0.224, 0.225])
+
+
+class Normalize(_ImageTransform):
+    """Subtract ``mean`` and divide by ``std`` per channel of a float image."""
+
+    def __init__(self, params: NormalizeParams, ctx: BuildContext | None = None) -> None:
+        if len(params.mean) != len(params.std):
+            raise ComponentError(
+                f"core.normalize: mean has {len(params.mean)} values and std {len(params.std)}"
+            )
+        if ctx is not None and ctx.data.in_channels not in (None, len(params.mean)):
+            raise ComponentError(
+                f"core.normalize: {len(params.mean)} channel statistics for images with "
+                f"{ctx.data.in_channels} channels; give one mean/std per channel"
+            )
+        self.transform = v2.Normalize(params.mean, params.std)

@@ -1,0 +1,82 @@
+"""Built-in evaluator ``core.classification`` on torchmetrics' functional metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from asklepios_sdk import Batch, BuildContext, ComponentError, Evaluator, Params
+from pydantic import Field, PositiveInt
+from torch import Tensor
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_auroc,
+    multiclass_calibration_error,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+)
+from torchmetrics.utilities import dim_zero_cat
+
+__all__ = ["ClassificationEvaluator", "ClassificationEvaluatorParams"]
+
+
+class ClassificationEvaluatorParams(Params):
+    """Params of ``core.classification``."""
+
+    num_classes: PositiveInt | None = Field(None, description="Default: the dataset's classes.")
+    ece_bins: PositiveInt = Field(15, description="Bins of the expected calibration error.")
+    confusion_matrix: bool = Field(True, description="Report the confusion matrix (for plots).")
+
+
+class ClassificationEvaluator(Evaluator):
+    """Multi-class top-1 and balanced accuracy, macro-F1, macro AUROC, ECE and confusion matrix.
+
+    Keys: ``accuracy`` (top-1), ``balanced_accuracy`` (mean per-class recall), ``macro_f1``,
+    ``auroc`` (one-vs-rest macro AUROC of the softmax), ``ece`` (expected calibration error with
+    ``ece_bins`` equal-width bins, lower is better) and ``confusion_matrix`` (rows: true class).
+    Probabilities and targets are ``cat`` states, so every rank's samples take part after sync.
+    """
+
+    name: ClassVar[str] = "classification"
+    higher_is_better = True
+    key_directions: ClassVar[Mapping[str, bool]] = {"ece": False}
+    full_state_update = False
+
+    def __init__(self, params: ClassificationEvaluatorParams, ctx: BuildContext) -> None:
+        super().__init__()
+        num_classes = params.num_classes or ctx.data.num_classes
+        if not num_classes or num_classes < 2:
+            raise ComponentError(
+                "core.classification: needs at least 2 classes; the dataset states "
+                f"{ctx.data.num_classes!r}. Set --set evaluators.0.num_classes=K"
+            )
+        self.num_classes = int(num_classes)
+        self.ece_bins = params.ece_bins
+        self.report_confusion = params.confusion_matrix
+        self.add_state("probs", default=[], dist_reduce_fx="cat")
+        self.add_state("target", default=[], dist_reduce_fx="cat")
+
+    def update(self, outputs: Mapping[str, Tensor], batch: Batch) -> None:
+        logits = outputs["logits"].detach().float()
+        if logits.dim() != 2 or logits.shape[1] != self.num_classes:
+            raise ComponentError(
+                f"core.classification: expected logits of shape (N, {self.num_classes}), "
+                f"got {tuple(logits.shape)}"
+            )
+        self.probs.append(logits.softmax(dim=1))
+        self.target.append(batch["label"].detach().long().reshape(-1))
+
+    def compute(self) -> dict[str, Any]:
+        probs = dim_zero_cat(self.probs)
+        target = dim_zero_cat(self.target)
+        k = self.num_classes
+        result: dict[str, Any] = {
+            "accuracy": multiclass_accuracy(probs, target, k, average="micro"),
+            "balanced_accuracy": multiclass_accuracy(probs, target, k, average="macro"),
+            "macro_f1": multiclass_f1_score(probs, target, k, average="macro"),
+            "auroc": multiclass_auroc(probs, target, k, average="macro"),
+            "ece": multiclass_calibration_error(probs, target, k, n_bins=self.ece_bins),
+        }
+        if self.report_confusion:
+            result["confusion_matrix"] = multiclass_confusion_matrix(probs, target, k)
+        return result
