@@ -22,10 +22,11 @@ __all__ = [
 @hookimpl
 def register_backbones(register: Register) -> None:
     """Register ``core.timm`` and ``core.mlp``."""
-    from asklepios.builtins import backbones
+    from asklepios.builtins import backbones, open_clip
 
     register("timm", backbones.TimmBackbone, backbones.TimmBackboneParams)
     register("mlp", backbones.MLPBackbone, backbones.MLPBackboneParams)
+    register("open_clip", open_clip.build_open_clip, open_clip.OpenCLIPParams)
 
 
 @hookimpl
