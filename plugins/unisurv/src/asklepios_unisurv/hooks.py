@@ -9,7 +9,7 @@ from asklepios_sdk import hookimpl
 if TYPE_CHECKING:
     from asklepios_sdk import Register
 
-__all__ = ["register_losses"]
+__all__ = ["register_datasets", "register_losses"]
 
 
 @hookimpl
@@ -18,3 +18,11 @@ def register_losses(register: Register) -> None:
     from asklepios_unisurv import losses
 
     register("mmv", losses.build_mmv_loss, losses.MMVLossParams)
+
+
+@hookimpl
+def register_datasets(register: Register) -> None:
+    """Register ``unisurv.km_margin``."""
+    from asklepios_unisurv import margins
+
+    register("km_margin", margins.build_km_margin, margins.KMMarginParams)
