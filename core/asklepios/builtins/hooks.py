@@ -70,6 +70,7 @@ def register_evaluators(register: Register) -> None:
 @hookimpl
 def register_datasets(register: Register) -> None:
     """Register the built-in datasets: digits, image folder, CSV manifest, MedMNIST, tabular."""
+    from asklepios import features
     from asklepios.builtins import datasets
 
     register("digits", datasets.DigitsDataset, datasets.DigitsDatasetParams)
@@ -77,6 +78,7 @@ def register_datasets(register: Register) -> None:
     register("csv", datasets.CsvDataset, datasets.CsvDatasetParams)
     register("medmnist", datasets.MedMNISTDataset, datasets.MedMNISTDatasetParams)
     register("tabular", datasets.TabularDataset, datasets.TabularDatasetParams)
+    register("clip_features", features.ClipFeatures, features.ClipFeaturesParams)
 
 
 @hookimpl
