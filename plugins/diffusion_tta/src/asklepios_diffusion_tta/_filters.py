@@ -1,0 +1,124 @@
+"""Private batched image filters on torch tensors ``(B, C, H, W)`` shared by the corruptions.
+
+Each helper reproduces the border rule of the library the ImageNet-C code calls (scipy/skimage
+``nearest`` and ``reflect``, OpenCV ``BORDER_REFLECT_101``) so that results agree away from
+floating-point rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "box_resize_matrix",
+    "conv_depthwise",
+    "gaussian_blur",
+    "gaussian_kernel1d",
+    "pad_index",
+    "resize_box",
+    "shift_clamped",
+]
+
+PadMode = Literal["nearest", "reflect", "reflect101"]
+
+
+def pad_index(n: int, before: int, after: int, mode: PadMode, device: torch.device) -> Tensor:
+    """Return source indices of a padded axis of length ``n`` (no copy of the data is made).
+
+    ``nearest`` repeats the edge, ``reflect`` is scipy's symmetric rule (``d c b a | a b c d``),
+    ``reflect101`` OpenCV's default (``d c b | a b c d``).
+    """
+    idx = torch.arange(-before, n + after, device=device)
+    if mode == "nearest" or n == 1:
+        return idx.clamp(0, n - 1)
+    if mode == "reflect":
+        period = 2 * n
+        m = idx.remainder(period)
+        return torch.where(m >= n, period - 1 - m, m)
+    period = 2 * n - 2
+    m = idx.remainder(period)
+    return torch.where(m >= n, period - m, m)
+
+
+def _pad2d(x: Tensor, ry: int, rx: int, mode: PadMode) -> Tensor:
+    rows = pad_index(x.shape[-2], ry, ry, mode, x.device)
+    cols = pad_index(x.shape[-1], rx, rx, mode, x.device)
+    return x.index_select(-2, rows).index_select(-1, cols)
+
+
+def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """Return scipy's ``gaussian_filter1d`` weights: radius ``int(truncate * sigma + 0.5)``."""
+    radius = int(truncate * float(sigma) + 0.5)
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    weights = np.exp(-0.5 * (offsets / float(sigma)) ** 2)
+    return weights / weights.sum()
+
+
+def gaussian_blur(
+    x: Tensor, sigma: float | tuple[float, float], truncate: float = 4.0, mode: PadMode = "nearest"
+) -> Tensor:
+    """Blur every channel with a separable Gaussian (skimage ``gaussian``'s defaults)."""
+    sy, sx = (sigma, sigma) if isinstance(sigma, int | float) else sigma
+    ky = torch.as_tensor(gaussian_kernel1d(sy, truncate), dtype=x.dtype, device=x.device)
+    kx = torch.as_tensor(gaussian_kernel1d(sx, truncate), dtype=x.dtype, device=x.device)
+    ry, rx = (len(ky) - 1) // 2, (len(kx) - 1) // 2
+    b, c, h, w = x.shape
+    flat = x.reshape(b * c, 1, h, w)
+    flat = F.conv2d(_pad2d(flat, ry, 0, mode), ky.view(1, 1, -1, 1))
+    flat = F.conv2d(_pad2d(flat, 0, rx, mode), kx.view(1, 1, 1, -1))
+    return flat.reshape(b, c, h, w)
+
+
+def conv_depthwise(x: Tensor, kernel: np.ndarray | Tensor, mode: PadMode = "reflect101") -> Tensor:
+    """Correlate every channel with one 2-D kernel (OpenCV ``filter2D`` semantics)."""
+    k = torch.as_tensor(kernel, dtype=x.dtype, device=x.device)
+    kh, kw = k.shape
+    b, c, h, w = x.shape
+    flat = _pad2d(x.reshape(b * c, 1, h, w), kh // 2, kw // 2, mode)
+    return F.conv2d(flat, k.view(1, 1, kh, kw)).reshape(b, c, h, w)
+
+
+def box_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Return the ``(n_out, n_in)`` weights of PIL's BOX filter.
+
+    PIL gives weight 1 to every input pixel whose centre lies in ``[o·s, (o+1)·s)`` (``s`` the
+    scale) and normalises; no fractional weights at the borders of the box.
+    """
+    scale = n_in / n_out
+    centers = (np.arange(n_out) + 0.5) * scale
+    offsets = (np.arange(n_in)[None, :] - centers[:, None] + 0.5) / scale
+    weights = ((offsets >= -0.5) & (offsets < 0.5)).astype(np.float64)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def resize_box(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Downsample by exact area averaging (PIL ``Image.BOX``), batched as two matrix products."""
+    h, w = x.shape[-2:]
+    mh = torch.as_tensor(box_resize_matrix(h, size[0]), dtype=x.dtype, device=x.device)
+    mw = torch.as_tensor(box_resize_matrix(w, size[1]), dtype=x.dtype, device=x.device)
+    return mh @ x @ mw.T
+
+
+def shift_clamped(x: Tensor, dx: Tensor, dy: Tensor) -> Tensor:
+    """Shift each image by integer ``(dx, dy)`` pixels, repeating the edge into the gap.
+
+    ``out[b, :, i, j] = x[b, :, clamp(i - dy[b]), clamp(j - dx[b])]``, which is what the ImageNet-C
+    ``shift`` helper does with ``np.roll`` plus edge filling.
+    """
+    b, _, h, w = x.shape
+    rows = (torch.arange(h, device=x.device)[None, :] - dy[:, None]).clamp(0, h - 1)
+    cols = (torch.arange(w, device=x.device)[None, :] - dx[:, None]).clamp(0, w - 1)
+    bidx = torch.arange(b, device=x.device)[:, None, None]
+    out = x.permute(0, 2, 3, 1)[bidx, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2)
+
+
+def next_power_of_2(n: int) -> int:
+    """Return the smallest power of two that is at least ``n``."""
+    return 1 if n <= 1 else 2 ** math.ceil(math.log2(n))

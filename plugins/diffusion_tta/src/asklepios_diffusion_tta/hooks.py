@@ -1,0 +1,17 @@
+"""Registration hooks of the ``diffusion_tta`` plugin; each imports its family module lazily."""
+
+from __future__ import annotations
+
+from asklepios_sdk import Register, hookimpl
+
+__all__ = [
+    "register_augmentations",
+]
+
+
+@hookimpl
+def register_augmentations(register: Register) -> None:
+    """Register the ImageNet-C / MedMNIST-C corruption transform."""
+    from asklepios_diffusion_tta import corruptions
+
+    register("corruptions", corruptions.build_corruption, corruptions.CorruptionParams)
