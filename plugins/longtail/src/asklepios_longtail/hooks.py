@@ -1,0 +1,19 @@
+"""Registration hooks of the longtail plugin: each imports its family module when called.
+
+Importing this module defines functions and nothing else: no torch, no component module.
+"""
+
+from __future__ import annotations
+
+from asklepios_sdk import Register, hookimpl
+
+__all__ = ["register_losses"]
+
+
+@hookimpl
+def register_losses(register: Register) -> None:
+    """Register the long-tailed losses (re-weighting, logit adjustment, experts, metric)."""
+    from asklepios_longtail.losses import LOSSES
+
+    for name, (factory, params) in LOSSES.items():
+        register(name, factory, params)

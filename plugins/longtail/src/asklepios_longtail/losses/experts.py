@@ -1,0 +1,174 @@
+"""Multi-expert losses: SADE's diverse-expert loss and RIDE's loss."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch.nn.functional as F
+from asklepios_sdk import BuildContext, ComponentError, Params
+from pydantic import Field
+from torch import Tensor
+
+from asklepios_longtail import _functional as fn
+from asklepios_longtail.losses._base import MixableLoss, class_buffer, weighted_ce
+
+__all__ = ["RIDELoss", "RIDEParams", "SADELoss", "SADEParams", "expert_logits"]
+
+
+def expert_logits(outputs: Mapping[str, Tensor], component: str) -> Tensor:
+    """Return ``outputs["expert_logits"]`` as a (K, B, C) tensor, or raise a clear error."""
+    experts = outputs.get("expert_logits")
+    if experts is None:
+        raise ComponentError(
+            f"{component} needs outputs['expert_logits'] (K experts × batch × classes) from a "
+            "multi-expert backbone, but the model returned "
+            f"{sorted(outputs)}; use a backbone that emits per-expert logits"
+        )
+    if isinstance(experts, (list, tuple)):
+        import torch
+
+        experts = torch.stack(list(experts))
+    if experts.ndim != 3:
+        raise ComponentError(
+            f"{component}: outputs['expert_logits'] must have shape (K, B, C), got "
+            f"{tuple(experts.shape)}"
+        )
+    return experts
+
+
+class SADEParams(Params):
+    """Params of :class:`SADELoss`."""
+
+    tau: float = Field(2.0, description="Strength τ of the inverted-prior adjustment of expert 3.")
+
+
+class SADELoss(MixableLoss):
+    """Compute SADE's diverse-expert loss over three experts' logits.
+
+    CE(e₁, y) + CE(e₂ + log(π + 1e−9), y) + CE(e₃ + log(π + 1e−9) − τ log(π̃ + 1e−9), y), π̃ the
+    inverted prior (prior values in reversed rank order). ``outputs["expert_logits"]`` holds e₁..e₃.
+
+    References: Zhang et al., NeurIPS 2022 (SADE). MONICA ``losses/SADELoss.py``.
+    """
+
+    component_id = "longtail.sade"
+
+    def __init__(self, params: SADEParams, ctx: BuildContext) -> None:
+        super().__init__(ctx)
+        self.params = params
+        counts = fn.check_counts(ctx.data.class_counts, self.component_id)
+        log_prior = np.log(fn.prior(counts) + 1e-9)
+        log_inverted = np.log(fn.inverted_prior(counts) + 1e-9)
+        self.register_buffer("log_prior", class_buffer(log_prior))
+        self.register_buffer("inverse_shift", class_buffer(log_prior - params.tau * log_inverted))
+
+    def terms(
+        self, outputs: Mapping[str, Tensor], target: Tensor, sample_weight: Tensor | None
+    ) -> dict[str, Tensor]:
+        experts = expert_logits(outputs, self.component_id)
+        if experts.shape[0] != 3:
+            raise ComponentError(
+                f"{self.component_id} expects exactly 3 experts (long-tailed, balanced, "
+                f"inverse), got {experts.shape[0]}"
+            )
+        dtype = experts.dtype
+        return {
+            "expert_lt": weighted_ce(experts[0], target, None, sample_weight),
+            "expert_balanced": weighted_ce(
+                experts[1] + self.log_prior.to(dtype), target, None, sample_weight
+            ),
+            "expert_inverse": weighted_ce(
+                experts[2] + self.inverse_shift.to(dtype), target, None, sample_weight
+            ),
+        }
+
+
+class RIDEParams(Params):
+    """Params of :class:`RIDELoss`."""
+
+    max_m: float = Field(0.5, ge=0, description="LDAM margin of the rarest class.")
+    s: float = Field(30.0, gt=0, description="Logit scale of the experts (margins scale by s).")
+    base_loss_factor: float = Field(1.0, description="Weight of each expert's LDAM loss.")
+    base_diversity_temperature: float = Field(1.0, gt=0, description="Diversity temperature T.")
+    additional_diversity_factor: float = Field(
+        -0.2, description="Weight of the KL diversity term (negative: rewards diversity)."
+    )
+    reweight: bool = Field(True, description="Turn on DRW weights and class temperatures.")
+    reweight_fraction: float = Field(
+        0.8, ge=0, le=1, description="Re-weighting starts at epoch int(fraction · E)."
+    )
+    reweight_epoch: int | None = Field(None, ge=0, description="Absolute first re-weight epoch.")
+    reweight_factor: float = Field(0.05, ge=0, description="Strength of the class temperatures.")
+    beta: float = Field(0.9999, ge=0, lt=1, description="β of the deferred CB weights.")
+    epochs: int | None = Field(None, ge=1, description="Total epochs; default: stage epochs.")
+
+
+class RIDELoss(MixableLoss):
+    """Compute RIDE's loss: per-expert LDAM(-DRW) plus a KL diversity term to the ensemble.
+
+    For every expert k: base_factor·CE_w(e_k − s·m_y on the target, y) + f_div·T̄²·
+    KL(softmax(z/T) ‖ softmax(e_k/T)) averaged over the batch, where z = ``outputs["logits"]``
+    (the ensemble, detached), T = base temperature (times per-class temperatures
+    w_c = (C·π_c·r + 1 − r)/max once re-weighting is on) and T̄ its mean. Once re-weighting is on
+    the LDAM losses use CB(β) weights. Taken from MONICA ``losses/SADELoss.py:RIDELoss``, which
+    follows the RIDE authors' code (spec §3.9: reconstructed from source and paper).
+
+    References: Wang et al., ICLR 2021 (RIDE).
+    """
+
+    component_id = "longtail.ride"
+    per_sample_mixing = False
+
+    def __init__(self, params: RIDEParams, ctx: BuildContext) -> None:
+        super().__init__(ctx)
+        self.params = params
+        counts = fn.check_counts(ctx.data.class_counts, self.component_id)
+        self.register_buffer("margins", class_buffer(fn.ldam_margins(counts, params.max_m)))
+        self.register_buffer("cb_weight", class_buffer(fn.cb_weights(counts, params.beta)))
+        pi = fn.prior(counts)
+        temps = counts.size * pi * params.reweight_factor + 1 - params.reweight_factor
+        temps = temps / temps.max()
+        if np.any(temps <= 0):
+            raise ComponentError(
+                f"{self.component_id}: reweight_factor={params.reweight_factor} makes a class "
+                "temperature non-positive; use a smaller reweight_factor"
+            )
+        self.register_buffer("class_temperature", class_buffer(temps))
+        self.reweight_start = fn.drw_start(
+            params.epochs or ctx.epochs, params.reweight_fraction, params.reweight_epoch
+        )
+
+    def reweighting(self) -> bool:
+        """Return whether DRW weights and class temperatures are on at the current epoch."""
+        return self.params.reweight and self.epoch >= self.reweight_start
+
+    def terms(
+        self, outputs: Mapping[str, Tensor], target: Tensor, sample_weight: Tensor | None
+    ) -> dict[str, Tensor]:
+        experts = expert_logits(outputs, self.component_id)
+        ensemble = self.logits(outputs)
+        num_classes = ensemble.shape[1]
+        dtype = ensemble.dtype
+        onehot = F.one_hot(target, num_classes).to(dtype)
+        shift = self.params.s * onehot * self.margins.to(dtype)[target][:, None]
+        on = self.reweighting()
+        weight = self.cb_weight if on else None
+        if on:
+            temperature = self.params.base_diversity_temperature * self.class_temperature.to(
+                dtype
+            ).view(1, -1)
+            t_mean = float(temperature.mean())
+        else:
+            temperature = self.params.base_diversity_temperature
+            t_mean = float(temperature)
+        target_dist = (ensemble.detach() / temperature).softmax(dim=1)
+        base = ensemble.new_zeros(())
+        diversity = ensemble.new_zeros(())
+        for k in range(experts.shape[0]):  # a handful of experts, not samples or classes
+            item = experts[k]
+            base = base + self.params.base_loss_factor * weighted_ce(item - shift, target, weight)
+            log_dist = (item / temperature).log_softmax(dim=1)
+            kl = F.kl_div(log_dist, target_dist, reduction="batchmean")
+            diversity = diversity + self.params.additional_diversity_factor * t_mean**2 * kl
+        return {"ride_ldam": base, "ride_diversity": diversity}
