@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from asklepios_sdk import BuildContext, DataFacts
 
 COUNTS = np.array([500.0, 100.0, 20.0, 5.0])

@@ -24,7 +24,6 @@ from _fixtures import (
     np_weighted_ce,
     outputs,
 )
-
 from asklepios_longtail import _functional as fn
 from asklepios_longtail.losses import (
     BalancedSoftmaxLoss,
@@ -231,7 +230,7 @@ def _np_lade_reg(lam=0.1):
     a = Z - np.log(PI + 1e-9) + np.log(1 / c + 1e-9)
     est = np.zeros(c)
     for k in range(c):
-        members = Y == k
+        members = k == Y
         first = Z[members, k].sum() / (members.sum() + 1e-8)
         second = np_logsumexp(a[:, k][None, :])[0] - np.log(len(Y))
         est[k] = first - second - lam * second**2
@@ -381,7 +380,7 @@ def test_seesaw_compensation_and_online_counts():
 
 def test_conmix_nt_xent():
     def means(f):
-        return np.stack([f[FY == k].mean(axis=0) for k in range(3)])
+        return np.stack([f[k == FY].mean(axis=0) for k in range(3)])
 
     h = np.concatenate([means(F1), means(F2)])
     h = h / np.linalg.norm(h, axis=1, keepdims=True)
