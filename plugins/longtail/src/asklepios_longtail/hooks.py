@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from asklepios_sdk import Register, hookimpl
 
-__all__ = ["register_losses"]
+__all__ = ["register_losses", "register_samplers"]
 
 
 @hookimpl
@@ -16,4 +16,13 @@ def register_losses(register: Register) -> None:
     from asklepios_longtail.losses import LOSSES
 
     for name, (factory, params) in LOSSES.items():
+        register(name, factory, params)
+
+
+@hookimpl
+def register_samplers(register: Register) -> None:
+    """Register the re-samplers (class-balanced, effective-number, FlexRS, switch, sqrt, ...)."""
+    from asklepios_longtail.samplers import SAMPLERS
+
+    for name, (factory, params) in SAMPLERS.items():
         register(name, factory, params)

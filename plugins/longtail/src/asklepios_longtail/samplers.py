@@ -1,0 +1,330 @@
+"""Re-samplers: class-balanced, effective-number, FlexRS, switch, square-root, progressive.
+
+Every sampler draws N indices with replacement per epoch (N = training-set size), as MONICA's
+``WeightedRandomSampler``/``torch.multinomial`` samplers do. Per-sample weights are constant within
+a class, so a draw is vectorised as: pick a class from the class probabilities, then a uniform
+member of that class. Orders come from ``seed + epoch`` and are sharded across ranks by
+:class:`~asklepios_sdk.ShardedSampler`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+from asklepios_sdk import BuildContext, ComponentError, EmptyParams, Params, ShardedSampler
+from pydantic import Field
+
+from asklepios_longtail import _functional as fn
+
+__all__ = [
+    "SAMPLERS",
+    "ClassBalancedSampler",
+    "ClassProbabilitySampler",
+    "EffectiveNumberParams",
+    "EffectiveNumberSampler",
+    "FlexParams",
+    "FlexSampler",
+    "ProgressiveParams",
+    "ProgressiveSampler",
+    "SqrtParams",
+    "SqrtSampler",
+    "SwitchParams",
+    "SwitchSampler",
+]
+
+Rule = Literal["shuffle", "class_balanced", "effective_number", "sqrt"]
+
+
+def _labels(ctx: BuildContext, component: str) -> np.ndarray:
+    labels = ctx.data.labels
+    if labels is None:
+        raise ComponentError(
+            f"{component} needs the training labels (ctx.data.labels is None); use a dataset "
+            "whose facts() report labels"
+        )
+    arr = np.asarray(labels, dtype=np.int64)
+    if arr.ndim != 1 or arr.size == 0 or arr.min() < 0:
+        raise ComponentError(f"{component}: training labels must be non-negative class ids")
+    return arr
+
+
+class ClassProbabilitySampler(ShardedSampler):
+    """Base: draw N indices per epoch with replacement from per-epoch class probabilities."""
+
+    component_id = "longtail sampler"
+
+    def __init__(self, ctx: BuildContext) -> None:
+        labels = _labels(ctx, self.component_id)
+        super().__init__(len(labels), seed=ctx.seed, rank=ctx.rank, world_size=ctx.world_size)
+        num_classes = max(int(labels.max()) + 1, int(ctx.data.num_classes or 0))
+        self.counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+        self.members = np.argsort(labels, kind="stable")
+        self.offsets = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
+        self.total_epochs = max(int(ctx.epochs), 1)
+
+    def class_probabilities(self, epoch: int) -> np.ndarray:  # pragma: no cover - abstract
+        """Return the probability of drawing each class at ``epoch``."""
+        raise ComponentError(f"{type(self).__name__} does not define class probabilities")
+
+    def _normalise(self, mass: np.ndarray) -> np.ndarray:
+        mass = np.where(self.counts > 0, mass, 0.0)
+        return mass / mass.sum()
+
+    def epoch_indices(self, epoch: int, generator: np.random.Generator) -> np.ndarray:
+        probs = self.class_probabilities(epoch)
+        cdf = np.cumsum(probs)
+        cdf[-1] = 1.0
+        classes = np.searchsorted(cdf, generator.random(self.num_samples), side="right")
+        classes = np.minimum(classes, len(probs) - 1)
+        within = np.floor(generator.random(self.num_samples) * self.counts[classes]).astype(
+            np.int64
+        )
+        return self.members[self.offsets[classes] + within]
+
+
+class ClassBalancedSampler(ClassProbabilitySampler):
+    """Draw classes uniformly (per-sample weight 1/n_c): MONICA's RS and GCL samplers.
+
+    References: Kang et al., ICLR 2020 (class-balanced sampling). MONICA ``sampler/get_sampler.py``.
+    """
+
+    component_id = "longtail.class_balanced"
+
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
+        super().__init__(ctx)
+
+    def class_probabilities(self, epoch: int) -> np.ndarray:
+        return self._normalise(np.ones_like(self.counts))
+
+
+class EffectiveNumberParams(Params):
+    """Params of :class:`EffectiveNumberSampler`."""
+
+    beta: float = Field(0.9999, ge=0, lt=1, description="β of the effective number.")
+
+
+class EffectiveNumberSampler(ClassProbabilitySampler):
+    """Draw with per-sample weight (1−β)/(1−β^{n_c}) (RSG's sampler; class mass ∝ n_c·weight).
+
+    References: Cui et al., CVPR 2019; Wang et al., CVPR 2021 (RSG). MONICA ``RSGDatasetSampler``.
+    """
+
+    component_id = "longtail.effective_number"
+
+    def __init__(self, params: EffectiveNumberParams, ctx: BuildContext) -> None:
+        super().__init__(ctx)
+        self.beta = params.beta
+
+    def class_probabilities(self, epoch: int) -> np.ndarray:
+        safe = np.maximum(self.counts, 1)
+        return self._normalise(safe * (1 - self.beta) / (1 - np.power(self.beta, safe)))
+
+
+class FlexParams(Params):
+    """Params of :class:`FlexSampler`."""
+
+    zero_accuracy: Literal["min_nonzero", "error"] = Field(
+        "min_nonzero",
+        description="A class with 0 validation accuracy: replace its accuracy by the smallest "
+        "non-zero one (all zero: equal accuracies), or raise (MONICA crashes; spec §0.3 #9).",
+    )
+    initial: Literal["shuffle", "class_balanced"] = Field(
+        "shuffle", description="Sampling before the first validation result arrives (epoch 0)."
+    )
+    accuracy_key: str = Field(
+        "class_acc_{c}",
+        description="Metric key of class c's validation accuracy; matched exactly or as the "
+        "last path part of a longer key (e.g. 'val/shot_groups/class_acc_3').",
+    )
+
+
+class FlexSampler(ClassProbabilitySampler):
+    """Draw with per-sample weight ∝ 1/a_c, a_c = last validation accuracy of class c (FlexRS).
+
+    The class mass is ∝ n_c / a_c (not class-balanced). Rebuilt from every evaluation through
+    :meth:`on_evaluation`; before the first one it samples as ``initial`` says.
+
+    References: Ju et al., MICCAI 2022 (simplified as in MONICA ``DifficultyDatasetSampler``).
+    """
+
+    component_id = "longtail.flex"
+
+    def __init__(self, params: FlexParams, ctx: BuildContext) -> None:
+        super().__init__(ctx)
+        self.params = params
+        self.accuracy: np.ndarray | None = None
+        self.updates = 0
+
+    def on_evaluation(self, metrics: Mapping[str, Any]) -> None:
+        """Read the per-class validation accuracy from ``metrics`` and rebuild the weights."""
+        num_classes = len(self.counts)
+        found: dict[int, float] = {}
+        for c in range(num_classes):
+            wanted = self.params.accuracy_key.format(c=c)
+            pattern = re.compile(rf"(^|.*/){re.escape(wanted)}$")
+            for key, value in metrics.items():
+                if pattern.match(str(key)):
+                    found[c] = float(value)
+                    break
+        if not found:
+            return
+        missing = [c for c in range(num_classes) if c not in found and self.counts[c] > 0]
+        if missing:
+            raise ComponentError(
+                f"{self.component_id}: validation metrics lack the accuracy of classes {missing} "
+                f"(key pattern {self.params.accuracy_key!r}); add the longtail.shot_groups "
+                "evaluator or set accuracy_key to your evaluator's per-class key"
+            )
+        self.set_accuracy([found.get(c, 0.0) for c in range(num_classes)])
+
+    def set_accuracy(self, accuracy: Sequence[float]) -> None:
+        """Set the per-class accuracies a_c (any scale) used from the next epoch on."""
+        acc = np.asarray(accuracy, dtype=np.float64)
+        if acc.shape != self.counts.shape:
+            raise ComponentError(
+                f"{self.component_id}: got {acc.size} accuracies for {self.counts.size} classes"
+            )
+        zero = (acc <= 0) & (self.counts > 0)
+        if zero.any():
+            if self.params.zero_accuracy == "error":
+                raise ComponentError(
+                    f"{self.component_id}: classes {np.flatnonzero(zero).tolist()} have 0 "
+                    "validation accuracy, which gives an infinite FlexRS weight; set "
+                    "zero_accuracy: min_nonzero to replace it by the smallest non-zero accuracy"
+                )
+            positive = acc[acc > 0]
+            acc = np.where(acc > 0, acc, positive.min() if positive.size else 1.0)
+        self.accuracy = acc
+        self.updates += 1
+
+    def class_probabilities(self, epoch: int) -> np.ndarray:
+        if self.accuracy is None:
+            if self.params.initial == "class_balanced":
+                return self._normalise(np.ones_like(self.counts))
+            return self._normalise(self.counts)
+        return self._normalise(self.counts / np.where(self.accuracy > 0, self.accuracy, 1.0))
+
+    def epoch_indices(self, epoch: int, generator: np.random.Generator) -> np.ndarray:
+        if self.accuracy is None and self.params.initial == "shuffle":
+            return generator.permutation(self.num_samples)
+        return super().epoch_indices(epoch, generator)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["accuracy"] = None if self.accuracy is None else self.accuracy.tolist()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        acc = state.get("accuracy")
+        self.accuracy = None if acc is None else np.asarray(acc, dtype=np.float64)
+
+
+class SqrtParams(Params):
+    """Params of :class:`SqrtSampler`."""
+
+    q: float = Field(0.5, ge=0, le=1, description="Class mass ∝ n_c^q (1: instance, 0: class).")
+
+
+class SqrtSampler(ClassProbabilitySampler):
+    """Draw classes with probability n_c^q / Σ_k n_k^q (square-root sampling for q = 1/2).
+
+    Beyond MONICA. References: Mahajan et al., ECCV 2018; Kang et al., ICLR 2020.
+    """
+
+    component_id = "longtail.sqrt"
+
+    def __init__(self, params: SqrtParams, ctx: BuildContext) -> None:
+        super().__init__(ctx)
+        self.q = params.q
+
+    def class_probabilities(self, epoch: int) -> np.ndarray:
+        return self._normalise(np.power(np.maximum(self.counts, 1), self.q))
+
+
+class ProgressiveParams(Params):
+    """Params of :class:`ProgressiveSampler`."""
+
+    epochs: int | None = Field(None, ge=1, description="E of the schedule; default: stage epochs.")
+
+
+class ProgressiveSampler(ClassProbabilitySampler):
+    """Draw classes with p_c(e) = (1 − e/E)·π_c + (e/E)/C (progressive-balanced sampling).
+
+    Beyond MONICA. References: Kang et al., ICLR 2020.
+    """
+
+    component_id = "longtail.progressive"
+
+    def __init__(self, params: ProgressiveParams, ctx: BuildContext) -> None:
+        super().__init__(ctx)
+        self.horizon = params.epochs or self.total_epochs
+
+    def class_probabilities(self, epoch: int) -> np.ndarray:
+        t = min(max(epoch / self.horizon, 0.0), 1.0)
+        present = self.counts > 0
+        prior = self.counts / self.counts.sum()
+        return self._normalise((1 - t) * prior + t / present.sum())
+
+
+class SwitchParams(Params):
+    """Params of :class:`SwitchSampler`."""
+
+    before: Rule = Field("shuffle", description="Sampling before the switch epoch.")
+    after: Rule = Field("effective_number", description="Sampling from the switch epoch on.")
+    at_fraction: float = Field(0.8, ge=0, le=1, description="Switch at epoch int(fraction · E).")
+    at: int | None = Field(None, ge=0, description="Absolute switch epoch; overrides the fraction.")
+    beta: float = Field(0.9999, ge=0, lt=1, description="β of effective_number.")
+    q: float = Field(0.5, ge=0, le=1, description="q of sqrt.")
+    epochs: int | None = Field(None, ge=1, description="E of the schedule; default: stage epochs.")
+
+
+class SwitchSampler(ClassProbabilitySampler):
+    """Change the sampling rule at epoch int(0.8E) (RSG: shuffle → effective number).
+
+    References: MONICA ``main.py`` (RSG loader rebuild).
+    """
+
+    component_id = "longtail.switch"
+
+    def __init__(self, params: SwitchParams, ctx: BuildContext) -> None:
+        super().__init__(ctx)
+        self.params = params
+        self.switch_epoch = fn.drw_start(
+            params.epochs or self.total_epochs, params.at_fraction, params.at
+        )
+
+    def rule(self, epoch: int) -> Rule:
+        """Return the rule in force at ``epoch``."""
+        return self.params.after if epoch >= self.switch_epoch else self.params.before
+
+    def class_probabilities(self, epoch: int) -> np.ndarray:
+        rule = self.rule(epoch)
+        safe = np.maximum(self.counts, 1)
+        if rule == "class_balanced":
+            return self._normalise(np.ones_like(self.counts))
+        if rule == "effective_number":
+            beta = self.params.beta
+            return self._normalise(safe * (1 - beta) / (1 - np.power(beta, safe)))
+        if rule == "sqrt":
+            return self._normalise(np.power(safe, self.params.q))
+        return self._normalise(self.counts)
+
+    def epoch_indices(self, epoch: int, generator: np.random.Generator) -> np.ndarray:
+        if self.rule(epoch) == "shuffle":
+            return generator.permutation(self.num_samples)
+        return super().epoch_indices(epoch, generator)
+
+
+SAMPLERS = {
+    "class_balanced": (ClassBalancedSampler, EmptyParams),
+    "effective_number": (EffectiveNumberSampler, EffectiveNumberParams),
+    "flex": (FlexSampler, FlexParams),
+    "switch": (SwitchSampler, SwitchParams),
+    "sqrt": (SqrtSampler, SqrtParams),
+    "progressive": (ProgressiveSampler, ProgressiveParams),
+}
+"""Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""
