@@ -35,8 +35,8 @@ __all__ = [
     "Evaluator",
     "Loss",
     "LossOutput",
-    "SampleTransform",
     "RunState",
+    "SampleTransform",
     "ShardedSampler",
     "StepContext",
     "Trainer",
@@ -133,13 +133,17 @@ class Loss(nn.Module):
     which the engine calls before every epoch.
     """
 
-    def forward(self, outputs: Mapping[str, Tensor], batch: Batch) -> LossOutput:  # pragma: no cover
+    def forward(  # pragma: no cover - abstract
+        self, outputs: Mapping[str, Tensor], batch: Batch
+    ) -> LossOutput:
         raise ComponentError(f"{type(self).__name__} does not implement forward(outputs, batch)")
 
     def set_epoch(self, epoch: int) -> None:
         """Receive the 0-based epoch about to start."""
 
-    def example_inputs(self, ctx: BuildContext, batch_size: int = 4) -> tuple[dict[str, Tensor], Batch]:
+    def example_inputs(
+        self, ctx: BuildContext, batch_size: int = 4
+    ) -> tuple[dict[str, Tensor], Batch]:
         """Return ``(outputs, batch)`` the loss accepts; ``outputs["logits"]`` requires grad."""
         batch = example_batch(ctx, batch_size)
         num_classes = ctx.data.num_classes or 2
@@ -163,6 +167,14 @@ class SampleTransform:
         batch = example_batch(ctx, 1)
         return {key: value[0] for key, value in batch.items()}
 
+    def output_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """Return the shape of each output entry given the input ``shapes`` (default: unchanged).
+
+        Transforms that crop or resize override this; the conformance kit checks the outputs
+        against it.
+        """
+        return dict(shapes)
+
 
 class BatchTransform(nn.Module):
     """A per-batch augmentation run on the device in training only: ``batch -> batch``."""
@@ -176,6 +188,13 @@ class BatchTransform(nn.Module):
     def example_batch(self, ctx: BuildContext, batch_size: int = 4) -> Batch:
         """Return a tiny batch this transform accepts (the conformance kit uses it)."""
         return example_batch(ctx, batch_size)
+
+    def output_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """Return the shape of each output entry given the input ``shapes`` (default: unchanged).
+
+        Mixing transforms keep these and add ``label_b`` (shape of ``label``) and ``lam``.
+        """
+        return dict(shapes)
 
 
 class ShardedSampler(torch.utils.data.Sampler[int]):
@@ -196,7 +215,9 @@ class ShardedSampler(torch.utils.data.Sampler[int]):
         self.epoch = 0
 
     @abstractmethod
-    def epoch_indices(self, epoch: int, generator: np.random.Generator) -> Sequence[int] | np.ndarray:
+    def epoch_indices(
+        self, epoch: int, generator: np.random.Generator
+    ) -> Sequence[int] | np.ndarray:
         """Return the global order of dataset indices for ``epoch``."""
 
     def epoch_length(self) -> int:
@@ -234,19 +255,23 @@ class Evaluator(torchmetrics.Metric):
     States are declared with ``add_state`` and a reduction so that they sync across ranks.
     ``compute`` returns ``{key: value}``; the engine logs each as ``<name>/<key>``.
     ``higher_is_better`` gives the direction of every key except those in ``key_directions``
-    (``{"ece": False}``); the engine uses it to pick the best checkpoint.
+    (``{"ece": False}``); the engine uses it to pick the best checkpoint. ``output_keys``, when
+    set, declares exactly which keys ``compute`` returns (the conformance kit checks it).
     """
 
     name: ClassVar[str] = "evaluator"
     higher_is_better: bool | None = True
     key_directions: ClassVar[Mapping[str, bool]] = {}
+    output_keys: ClassVar[tuple[str, ...]] = ()
     full_state_update: bool | None = False
 
     def is_higher_better(self, key: str) -> bool:
         """Return whether a larger value of ``key`` is better."""
         return bool(self.key_directions.get(key, self.higher_is_better))
 
-    def example_inputs(self, ctx: BuildContext, batch_size: int = 8) -> tuple[dict[str, Tensor], Batch]:
+    def example_inputs(
+        self, ctx: BuildContext, batch_size: int = 8
+    ) -> tuple[dict[str, Tensor], Batch]:
         """Return ``(outputs, batch)`` that :meth:`update` accepts (the conformance kit uses it)."""
         batch = example_batch(ctx, batch_size)
         num_classes = ctx.data.num_classes or 2
@@ -326,7 +351,7 @@ class Trainer(ABC):
         """Return the trainable parameters of each optimizer, by name."""
         return {"main": [p for p in model.parameters() if p.requires_grad]}
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Receive the 0-based epoch about to start."""
 
     @abstractmethod

@@ -1,8 +1,8 @@
 """Read-only facts that component factories receive instead of reading globals.
 
 The build step computes :class:`DataFacts` from the *training* split once and hands every factory a
-:class:`BuildContext`. Both are frozen: nothing a component does at run time can change the config or
-what other components see.
+:class:`BuildContext`. Both are frozen: nothing a component does at run time can change the config
+or what other components see.
 """
 
 from __future__ import annotations
@@ -19,8 +19,26 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value or {}))
 
 
+class _PicklableExtras:
+    """Pickle support for the frozen dataclasses below (a mappingproxy does not pickle).
+
+    DataLoader workers started with ``spawn`` and checkpoints receive pickled copies of datasets
+    and components, which may hold their facts or context.
+    """
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["extras"] = dict(state["extras"])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+        object.__setattr__(self, "extras", _frozen_mapping(state["extras"]))
+
+
 @dataclass(frozen=True)
-class DataFacts:
+class DataFacts(_PicklableExtras):
     """What the training split tells the components that depend on the data.
 
     Attributes:
@@ -61,7 +79,7 @@ class DataFacts:
 
 
 @dataclass(frozen=True)
-class BuildContext:
+class BuildContext(_PicklableExtras):
     """Everything a component factory may know besides its own params.
 
     Attributes:

@@ -5,5 +5,58 @@ switches the kit on with one line in ``tests/conftest.py``::
 
     asklepios_conformance = "asklepios_myplugin.hooks"
 
-See ``sdk/README.md`` ("Conformance kit") for configuration.
+or, to configure it, assigns a :class:`Conformance` with per-component :class:`Override` s. Outside
+pytest, :func:`check_plugin` runs the same checks and returns a :class:`Report`. See
+``sdk/README.md`` ("Conformance kit").
 """
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from asklepios_sdk.testing._config import (
+    DEFAULT_FACTS,
+    HEAVY_MODULES,
+    RULES,
+    Conformance,
+    Override,
+    default_context,
+    survival_facts,
+)
+
+if TYPE_CHECKING:
+    from asklepios_sdk.testing._fixtures import TinyBackbone, TinyDataset
+    from asklepios_sdk.testing._runner import ConformanceError, Report, check_plugin
+
+__all__ = [
+    "DEFAULT_FACTS",
+    "HEAVY_MODULES",
+    "RULES",
+    "Conformance",
+    "ConformanceError",
+    "Override",
+    "Report",
+    "TinyBackbone",
+    "TinyDataset",
+    "check_plugin",
+    "default_context",
+    "survival_facts",
+]
+
+_LAZY = {
+    "ConformanceError": "asklepios_sdk.testing._runner",
+    "Report": "asklepios_sdk.testing._runner",
+    "check_plugin": "asklepios_sdk.testing._runner",
+    "TinyBackbone": "asklepios_sdk.testing._fixtures",
+    "TinyDataset": "asklepios_sdk.testing._fixtures",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'asklepios_sdk.testing' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

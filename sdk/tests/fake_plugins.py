@@ -1,0 +1,240 @@
+"""In-memory plugins for the SDK tests: one well-behaved component per kind, plus rule breakers.
+
+The classes live at module level so that they pickle; hook objects are built by ``good_plugin()``
+and ``plugin_with(...)`` and handed to the kit without installing anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from asklepios_sdk import (
+    Adapter,
+    Backbone,
+    Batch,
+    BatchTransform,
+    BuildContext,
+    DataFacts,
+    Dataset,
+    DatasetWrapper,
+    Evaluator,
+    Loss,
+    LossOutput,
+    Params,
+    SampleTransform,
+    ShardedSampler,
+    StepContext,
+    Trainer,
+    hookimpl,
+)
+from pydantic import Field
+from torch import Tensor, nn
+
+
+class LinearParams(Params):
+    """Params of the tiny linear backbone."""
+
+    hidden: int = Field(4, ge=1, description="Width of the features.")
+
+
+class LinearBackbone(Backbone):
+    """Pool the image and map it through two linear layers."""
+
+    def __init__(self, params: LinearParams, ctx: BuildContext) -> None:
+        super().__init__()
+        self.feature_dim = params.hidden
+        self.embed = nn.Linear(ctx.data.in_channels or 3, params.hidden)
+        self.head = nn.Linear(params.hidden, ctx.data.num_classes or 2)
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        features = torch.tanh(self.embed(batch["image"].flatten(2).mean(-1)))
+        return {"logits": self.head(features), "features": features}
+
+
+class ScaleParams(Params):
+    """Params of the logit-scaling adapter."""
+
+    init: float = Field(1.0, gt=0, description="Initial scale.")
+
+
+class ScaleAdapter(Adapter):
+    """Multiply the wrapped model's logits by a learned scale."""
+
+    def __init__(self, params: ScaleParams, ctx: BuildContext) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(params.init))
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        out = dict(self.model(batch))
+        out["logits"] = out["logits"] * self.scale
+        return out
+
+
+class FocalParams(Params):
+    """Params of the focal loss."""
+
+    gamma: float = Field(2.0, ge=0, description="Focusing parameter.")
+
+
+class FocalLoss(Loss):
+    """Down-weight easy examples: mean of -(1 - p_t)^gamma log p_t."""
+
+    def __init__(self, params: FocalParams, ctx: BuildContext) -> None:
+        super().__init__()
+        self.gamma = params.gamma
+
+    def forward(self, outputs: Mapping[str, Tensor], batch: Batch) -> LossOutput:
+        log_p = torch.log_softmax(outputs["logits"], -1).gather(1, batch["label"][:, None])[:, 0]
+        focal = (-((1 - log_p.exp()) ** self.gamma) * log_p).mean()
+        return LossOutput(focal, {"focal": focal})
+
+
+class Jitter(SampleTransform):
+    """Add Gaussian noise to the image."""
+
+    def __init__(self, params: Any, ctx: BuildContext) -> None:
+        self.std = 0.1
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        out = dict(sample)
+        out["image"] = sample["image"] + self.std * torch.randn_like(sample["image"])
+        return out
+
+
+class Mixup(BatchTransform):
+    """Mix pairs of samples with a Beta(1, 1) weight."""
+
+    def __init__(self, params: Any, ctx: BuildContext) -> None:
+        super().__init__()
+
+    def forward(self, batch: Batch) -> Batch:
+        lam = float(torch.rand(()))
+        perm = torch.randperm(len(batch["label"]))
+        out = dict(batch)
+        out["image"] = lam * batch["image"] + (1 - lam) * batch["image"][perm]
+        out["label_b"] = batch["label"][perm]
+        out["lam"] = torch.tensor(lam)
+        return out
+
+
+class ShuffleSampler(ShardedSampler):
+    """Shuffle the dataset every epoch."""
+
+    def __init__(self, params: Any, ctx: BuildContext) -> None:
+        super().__init__(ctx.data.num_samples, ctx.seed, ctx.rank, ctx.world_size)
+
+    def epoch_indices(self, epoch: int, generator: np.random.Generator) -> np.ndarray:
+        return generator.permutation(self.num_samples)
+
+
+class Accuracy(Evaluator):
+    """Top-1 accuracy."""
+
+    name = "acc"
+    output_keys = ("top1",)
+
+    def __init__(self, params: Any, ctx: BuildContext) -> None:
+        super().__init__()
+        self.add_state("correct", torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, outputs: Mapping[str, Tensor], batch: Batch) -> None:
+        self.correct += (outputs["logits"].argmax(-1) == batch["label"]).sum()
+        self.total += len(batch["label"])
+
+    def compute(self) -> dict[str, Tensor]:
+        return {"top1": self.correct / self.total.clamp(min=1)}
+
+
+class _Images(torch.utils.data.Dataset):
+    def __init__(self, n: int) -> None:
+        self.images = torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+        self.targets = torch.arange(n) % 2
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {"image": self.images[i], "label": self.targets[i]}
+
+
+class NoiseDataset(Dataset):
+    """Random 3x8x8 images in two alternating classes."""
+
+    def __init__(self, params: Any, ctx: BuildContext) -> None:
+        self._splits = {"train": _Images(10), "val": _Images(4), "test": _Images(4)}
+
+    def split(self, name: str) -> torch.utils.data.Dataset:
+        return self._splits[name]
+
+    def facts(self) -> DataFacts:
+        return DataFacts(num_samples=10, num_classes=2, in_channels=3, image_size=(8, 8))
+
+    def labels(self, name: str) -> np.ndarray:
+        return self._splits[name].targets.numpy()
+
+
+class Passthrough(DatasetWrapper):
+    """Leave the wrapped dataset as it is."""
+
+    def __init__(self, params: Any, ctx: BuildContext) -> None:
+        pass
+
+
+class PlainTrainer(Trainer):
+    """One forward, loss, backward and step."""
+
+    def __init__(self, params: Any, ctx: BuildContext) -> None:
+        pass
+
+    def train_step(self, step: StepContext, batch: Batch) -> LossOutput:
+        with step.autocast():
+            result = step.loss(step.model(batch), batch)
+        step.backward(result.total)
+        step.step()
+        return result
+
+
+GOOD: dict[str, list[tuple[str, Callable[..., Any], type[Params] | None]]] = {
+    "backbone": [("linear", LinearBackbone, LinearParams)],
+    "adapter": [("scale", ScaleAdapter, ScaleParams)],
+    "loss": [("focal", FocalLoss, FocalParams)],
+    "augmentation": [("jitter", Jitter, None), ("mixup", Mixup, None)],
+    "sampler": [("shuffle", ShuffleSampler, None)],
+    "evaluator": [("acc", Accuracy, None)],
+    "dataset": [("noise", NoiseDataset, None), ("passthrough", Passthrough, None)],
+    "trainer": [("plain", PlainTrainer, None)],
+}
+
+_HOOKS = {
+    "backbone": "register_backbones",
+    "adapter": "register_adapters",
+    "loss": "register_losses",
+    "augmentation": "register_augmentations",
+    "sampler": "register_samplers",
+    "evaluator": "register_evaluators",
+    "dataset": "register_datasets",
+    "trainer": "register_trainers",
+}
+
+
+def plugin_with(components: Mapping[str, list[tuple[str, Any, Any]]]) -> object:
+    """Return a hook object registering ``{kind: [(name, factory, params)]}``."""
+
+    def make_hook(entries: list[tuple[str, Any, Any]]) -> Callable[..., None]:
+        def hook(register: Any) -> None:
+            for name, factory, params in entries:
+                register(name, factory, params)
+
+        return hook
+
+    namespace = {_HOOKS[kind]: hookimpl(make_hook(entries)) for kind, entries in components.items()}
+    return type("InMemoryPlugin", (), {k: staticmethod(v) for k, v in namespace.items()})()
+
+
+def good_plugin() -> object:
+    """Return a hook object registering one well-behaved component per kind."""
+    return plugin_with(GOOD)
