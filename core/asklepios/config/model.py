@@ -182,11 +182,14 @@ class StageConfig(BaseModel):
 class ExperimentConfig(_Section):
     """A whole experiment. ``extends`` is resolved while loading and never reaches this model."""
 
-    name: str = Field(description="Experiment name; the run directory is <output_dir>/<name>-<time>.")
+    name: str = Field(
+        description="Experiment name; the run directory is <output_dir>/<name>-<time>."
+    )
     seed: int = 0
     output_dir: str = "runs"
     requires: dict[str, str] = Field(
-        default_factory=dict, description="Plugin id -> version specifier, e.g. {longtail: '>=0.1'}."
+        default_factory=dict,
+        description="Plugin id -> version specifier, e.g. {longtail: '>=0.1'}.",
     )
     data: DataConfig
     model: ModelConfig

@@ -1,0 +1,304 @@
+"""Discovery, isolation, strict mode, lazy loading and the hook relay of ``asklepios.plugins``."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from asklepios.errors import (
+    DuplicatePluginError,
+    IncompatiblePluginError,
+    PluginDisabledError,
+    PluginLoadError,
+    UnknownPluginError,
+)
+from asklepios.plugins import (
+    DISABLE_ENV,
+    STRICT_ENV,
+    PluginHost,
+    PluginStatus,
+    get_host,
+    is_strict,
+    reset_host,
+)
+from asklepios_sdk import hookimpl
+
+GOOD_HOOKS = """
+from asklepios_sdk import hookimpl
+
+@hookimpl
+def register_losses(register):
+    from {package}.family import make, MakeParams
+    register("thing", make, MakeParams)
+
+@hookimpl
+def step_end(run, step, losses):
+    pass
+"""
+
+FAMILY = """
+from asklepios_sdk import Params
+
+class MakeParams(Params):
+    scale: float = 1.0
+
+def make(params, ctx):
+    \"\"\"Make a thing scaled by ``scale``.\"\"\"
+    return ("thing", params.scale)
+"""
+
+
+def _good(site, plugin_id="good", **kwargs):
+    package = f"fake_{plugin_id}_pkg_{len(site.packages)}"
+    return site.add(
+        plugin_id,
+        GOOD_HOOKS.format(package=package),
+        package=package,
+        extra_modules={"family": FAMILY},
+        **kwargs,
+    )
+
+
+def test_index_reads_distribution_metadata_without_importing(fake_site):
+    module = _good(fake_site, version="0.3.1")
+    host = fake_site.host()
+    info = host.info("good")
+    assert (info.distribution, info.version, info.module) == ("asklepios-good", "0.3.1", module)
+    assert info.core_range == "<0.2,>=0.1"
+    assert info.sdk_range == "<0.2,>=0.1"
+    assert info.location == str(fake_site.root)
+    assert info.status == PluginStatus.NOT_LOADED
+    assert module not in sys.modules
+    assert module.rpartition(".")[0] not in sys.modules
+
+
+def test_activation_is_lazy_and_per_plugin(fake_site):
+    first = _good(fake_site, "first")
+    second = _good(fake_site, "second")
+    host = fake_site.host()
+    entry = host.registry.get("loss", "first.thing")
+    assert entry.plugin_id == "first" and entry.plugin_version == "0.1.0"
+    assert first in sys.modules
+    assert second not in sys.modules
+    assert host.info("first").components == {"loss": 1}
+    assert host.info("first").import_seconds is not None
+
+
+def test_import_error_is_recorded_and_only_a_user_of_it_fails(fake_site):
+    fake_site.add("broken", "import not_a_real_module_xyz\n")
+    _good(fake_site)
+    host = fake_site.host()
+    assert host.registry.get("loss", "good.thing").id == "good.thing"
+    info = host.activate("broken")
+    assert info.status == PluginStatus.FAILED
+    assert "not_a_real_module_xyz" in info.error
+    assert "install the missing module" in info.fix
+    with pytest.raises(PluginLoadError, match=r"asklepios-broken 0\.1\.0.*not_a_real_module_xyz"):
+        host.registry.get("loss", "broken.anything")
+
+
+def test_raising_registration_hook_keeps_none_of_its_components(fake_site):
+    fake_site.add(
+        "raiser",
+        """
+        from asklepios_sdk import hookimpl
+
+        @hookimpl
+        def register_losses(register):
+            register("fine", lambda p, c: None)
+
+        @hookimpl
+        def register_backbones(register):
+            raise RuntimeError("boom in hook")
+        """,
+    )
+    host = fake_site.host()
+    info = host.activate("raiser")
+    assert info.status == PluginStatus.FAILED
+    assert "RuntimeError: boom in hook" in info.error
+    assert host.registry.entries("loss") == []
+    assert "raiser" not in [name for name, _ in host.plugin_manager.list_name_plugin()]
+
+
+def test_incompatible_range_is_detected_before_import(fake_site):
+    module = _good(fake_site, "old", version="0.3", requires=("asklepios<0.0.5",))
+    host = fake_site.host()
+    info = host.info("old")
+    assert info.status == PluginStatus.INCOMPATIBLE
+    assert info.error.startswith("asklepios-old 0.3 requires asklepios<0.0.5; you have ")
+    assert "--disable old" in info.fix
+    with pytest.raises(IncompatiblePluginError, match=r"requires asklepios<0\.0\.5"):
+        host.require("old")
+    assert module not in sys.modules
+
+
+def test_incompatible_sdk_range_is_detected(fake_site):
+    _good(fake_site, "newsdk", requires=("asklepios-sdk>=9",))
+    assert "requires asklepios-sdk>=9" in fake_site.host().info("newsdk").error
+
+
+def test_requirement_under_an_extra_marker_is_not_a_core_range(fake_site):
+    _good(fake_site, "extra", requires=('asklepios<0.0.1; extra == "dev"',))
+    assert fake_site.host().info("extra").core_range is None
+
+
+def test_duplicate_plugin_ids_name_both_distributions(fake_site):
+    _good(fake_site, "twin", dist="asklepios-twin-a")
+    _good(fake_site, "twin", dist="asklepios-twin-b")
+    host = fake_site.host()
+    info = host.info("twin")
+    assert info.status == PluginStatus.DUPLICATE
+    assert "asklepios-twin-a" in info.error and "asklepios-twin-b" in info.error
+    with pytest.raises(DuplicatePluginError, match=r"twin-a.*twin-b|twin-b.*twin-a"):
+        host.require("twin")
+    with pytest.raises(DuplicatePluginError, match="declared by two distributions"):
+        _ = fake_site.host(strict=True).index
+
+
+def test_strict_mode_reraises_with_the_cause_chained(fake_site):
+    fake_site.add("broken", "raise ValueError('bad module')\n")
+    host = fake_site.host(strict=True)
+    with pytest.raises(PluginLoadError, match="bad module") as caught:
+        host.activate("broken")
+    assert isinstance(caught.value.__cause__, ValueError)
+
+
+def test_strict_switch_reads_the_environment(monkeypatch):
+    monkeypatch.setenv(STRICT_ENV, "1")
+    assert is_strict() and PluginHost(discover=False).strict
+    monkeypatch.setenv(STRICT_ENV, "0")
+    assert not is_strict()
+    assert is_strict(True)
+
+
+def test_disabled_plugins_are_never_imported(fake_site, monkeypatch):
+    first = _good(fake_site, "first")
+    second = _good(fake_site, "second")
+    monkeypatch.setenv(DISABLE_ENV, "first")
+    host = fake_site.host(disabled=["second"], strict=True)
+    assert host.info("first").status == PluginStatus.DISABLED
+    assert host.info("second").status == PluginStatus.DISABLED
+    assert host.activate_all() == []
+    with pytest.raises(PluginDisabledError, match="--disable"):
+        host.require("second")
+    assert first not in sys.modules and second not in sys.modules
+
+
+def test_misspelled_hook_fails_through_check_pending(make_host, plugin_module):
+    @hookimpl
+    def register_loss(register):  # the spec is register_losses
+        raise AssertionError("never called")
+
+    host = make_host({"typo": plugin_module("typo", register_loss=register_loss)})
+    info = host.activate("typo")
+    assert info.status == PluginStatus.FAILED
+    assert "register_loss" in info.error and "spelling" in info.fix
+
+
+def test_hook_with_an_unknown_argument_is_rejected(make_host, plugin_module):
+    @hookimpl
+    def register_losses(register, colour):
+        raise AssertionError("never called")
+
+    host = make_host({"badarg": plugin_module("badarg", register_losses=register_losses)})
+    info = host.activate("badarg")
+    assert info.status == PluginStatus.FAILED
+    assert "colour" in info.error
+
+
+def test_unknown_plugin_id_suggests_installed_ones(make_host, plugin_module):
+    host = make_host({"longtail": plugin_module("lt")})
+    with pytest.raises(UnknownPluginError, match="Did you mean 'longtail'"):
+        host.info("longtial")
+
+
+def test_each_plugin_gets_its_own_register(make_host, plugin_module):
+    seen = {}
+
+    def hook_for(plugin_id):
+        @hookimpl
+        def register_losses(register):
+            seen[plugin_id] = register
+            register("same_name", lambda p, c: plugin_id)
+
+        return plugin_module(plugin_id, register_losses=register_losses)
+
+    host = make_host({"one": hook_for("one"), "two": hook_for("two")})
+    host.activate_all()
+    assert seen["one"] is not seen["two"]
+    ids = [e.id for e in host.registry.entries("loss")]
+    assert ids == ["one.same_name", "two.same_name"]
+    assert [e.plugin_id for e in host.registry.entries("loss")] == ["one", "two"]
+
+
+def test_lifecycle_hooks_and_has_impl(make_host, plugin_module):
+    calls = []
+
+    @hookimpl
+    def run_start(run):
+        calls.append(("run_start", run))
+
+    @hookimpl
+    def step_end(run, step, losses):
+        calls.append(("step_end", step, dict(losses)))
+
+    host = make_host({"logger": plugin_module("logger", run_start=run_start, step_end=step_end)})
+    assert not host.has_impl("step_end")
+    host.load_all()
+    assert host.has_impl("step_end") and host.has_impl("run_start")
+    assert not host.has_impl("epoch_end")
+    assert not host.has_impl("no_such_hook")
+    host.hook.run_start(run="R")
+    host.hook.step_end(run="R", step=3, losses={"total": 1.0})
+    assert calls == [("run_start", "R"), ("step_end", 3, {"total": 1.0})]
+
+
+def test_record_metadata_collects_every_result(make_host, plugin_module):
+    @hookimpl
+    def record_metadata(run):
+        return {"git": "abc"}
+
+    host = make_host({"prov": plugin_module("prov", record_metadata=record_metadata)})
+    host.load_all()
+    assert host.hook.record_metadata(run=None) == [{"git": "abc"}]
+
+
+def test_core_builtins_are_plugin_core():
+    host = PluginHost(discover=False)
+    info = host.info("core")
+    assert info.builtin and info.distribution == "asklepios"
+    assert info.module == "asklepios.builtins.hooks"
+
+
+def test_missing_builtins_module_is_a_clear_failure(monkeypatch):
+    import asklepios.plugins as plugins_module
+
+    monkeypatch.setattr(plugins_module, "BUILTINS_MODULE", "asklepios.no_such_builtins.hooks")
+    host = PluginHost(discover=False)
+    info = host.activate("core")
+    assert info.status == PluginStatus.FAILED
+    assert "asklepios.no_such_builtins" in info.error
+
+
+def test_get_host_is_shared_and_replaced_on_new_settings():
+    first = get_host()
+    assert get_host() is first
+    strict = get_host(strict=not first.strict)
+    assert strict is not first and get_host() is strict
+    reset_host()
+    assert get_host() is not strict
+
+
+def test_in_memory_plugin_ids_are_validated(make_host, plugin_module):
+    host = make_host({})
+    with pytest.raises(PluginLoadError, match="invalid plugin id"):
+        host.add_plugin(plugin_module("x"), "Bad.Id")
+    host.add_plugin(plugin_module("x"), "ok")
+    with pytest.raises(DuplicatePluginError):
+        host.add_plugin(plugin_module("y"), "ok")
+
+
+def test_describe_lists_versions(make_host, plugin_module):
+    data = make_host({"one": plugin_module("one")}).describe()
+    assert data["plugins"]["one"]["version"] == "1.2.3"
+    assert "asklepios" in data
