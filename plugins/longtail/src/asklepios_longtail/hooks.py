@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from asklepios_sdk import Register, hookimpl
 
-__all__ = ["register_losses", "register_samplers"]
+__all__ = ["register_evaluators", "register_losses", "register_samplers"]
 
 
 @hookimpl
@@ -25,4 +25,13 @@ def register_samplers(register: Register) -> None:
     from asklepios_longtail.samplers import SAMPLERS
 
     for name, (factory, params) in SAMPLERS.items():
+        register(name, factory, params)
+
+
+@hookimpl
+def register_evaluators(register: Register) -> None:
+    """Register the shot-group evaluator (many/medium/few, MONICA's group average, AUROC...)."""
+    from asklepios_longtail.metrics import EVALUATORS
+
+    for name, (factory, params) in EVALUATORS.items():
         register(name, factory, params)
