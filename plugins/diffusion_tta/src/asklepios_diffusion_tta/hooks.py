@@ -5,6 +5,7 @@ from __future__ import annotations
 from asklepios_sdk import Register, hookimpl
 
 __all__ = [
+    "register_adapters",
     "register_augmentations",
 ]
 
@@ -15,3 +16,11 @@ def register_augmentations(register: Register) -> None:
     from asklepios_diffusion_tta import corruptions
 
     register("corruptions", corruptions.build_corruption, corruptions.CorruptionParams)
+
+
+@hookimpl
+def register_adapters(register: Register) -> None:
+    """Register the DDA input adapter and the self-ensembling wrapper."""
+    from asklepios_diffusion_tta import ddpm_adapter
+
+    register("ddpm_adapter", ddpm_adapter.build_ddpm_adapter, ddpm_adapter.DDPMAdapterParams)

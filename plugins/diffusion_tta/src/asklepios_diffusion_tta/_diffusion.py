@@ -1,0 +1,163 @@
+"""Private Gaussian-diffusion arithmetic: linear schedule, respacing, q-sample, posterior.
+
+Follows OpenAI guided-diffusion (``gaussian_diffusion.py``, ``respace.py``), which DDA's released
+code uses: the respaced process keeps the original ᾱ at the kept indices and recomputes β from it;
+the ε-network is always called with the *original* timestep index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "DiffusionSchedule",
+    "linear_betas",
+    "lowpass",
+    "space_timesteps",
+]
+
+VarianceType = Literal["fixed_small", "fixed_large", "learned_range"]
+
+
+def linear_betas(
+    num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
+) -> np.ndarray:
+    """Return the linear β schedule (float64) of DDPM with ``num_steps`` steps."""
+    return np.linspace(beta_start, beta_end, num_steps, dtype=np.float64)
+
+
+def space_timesteps(num_steps: int, section_counts: str | int | Sequence[int]) -> list[int]:
+    """Return the kept original indices of guided-diffusion's ``space_timesteps``.
+
+    ``section_counts`` is a count (``100``) or comma-separated counts per equal section
+    (``"10,15,20"``); within a section of ``size`` steps, ``count`` indices are taken at
+    ``round(i·(size−1)/(count−1))`` with Python's rounding, accumulated as in the reference.
+    """
+    if isinstance(section_counts, str):
+        counts = [int(part) for part in section_counts.split(",")]
+    elif isinstance(section_counts, int):
+        counts = [section_counts]
+    else:
+        counts = [int(c) for c in section_counts]
+    size_per = num_steps // len(counts)
+    extra = num_steps % len(counts)
+    start = 0
+    kept: list[int] = []
+    for i, count in enumerate(counts):
+        size = size_per + (1 if i < extra else 0)
+        if size < count:
+            raise ValueError(f"cannot divide a section of {size} steps into {count}")
+        stride = 1.0 if count <= 1 else (size - 1) / (count - 1)
+        cur = 0.0
+        for _ in range(count):
+            kept.append(start + round(cur))
+            cur += stride
+        start += size
+    return sorted(set(kept))
+
+
+@dataclass(frozen=True)
+class DiffusionSchedule:
+    """A (respaced) DDPM process: per respaced index t, ᾱ_t, β_t and the original index."""
+
+    betas: np.ndarray
+    timestep_map: np.ndarray
+
+    @classmethod
+    def respaced(
+        cls, base_betas: np.ndarray, section_counts: str | int | Sequence[int]
+    ) -> DiffusionSchedule:
+        """Keep the indices of :func:`space_timesteps` and recompute β so ᾱ matches there."""
+        kept = space_timesteps(len(base_betas), section_counts)
+        base_cumprod = np.cumprod(1.0 - base_betas)
+        betas, last = [], 1.0
+        for index in kept:
+            betas.append(1.0 - base_cumprod[index] / last)
+            last = base_cumprod[index]
+        return cls(np.asarray(betas, dtype=np.float64), np.asarray(kept, dtype=np.int64))
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.betas)
+
+    @property
+    def alphas_cumprod(self) -> np.ndarray:
+        return np.cumprod(1.0 - self.betas)
+
+    @property
+    def alphas_cumprod_prev(self) -> np.ndarray:
+        return np.append(1.0, self.alphas_cumprod[:-1])
+
+    @property
+    def posterior_variance(self) -> np.ndarray:
+        ac, prev = self.alphas_cumprod, self.alphas_cumprod_prev
+        return self.betas * (1.0 - prev) / (1.0 - ac)
+
+    @property
+    def posterior_log_variance_clipped(self) -> np.ndarray:
+        var = self.posterior_variance
+        return (
+            np.log(np.append(var[1], var[1:])) if len(var) > 1 else np.log(np.maximum(var, 1e-20))
+        )
+
+    def _at(self, values: np.ndarray, t: int, like: Tensor) -> Tensor:
+        return torch.as_tensor(float(values[t]), dtype=like.dtype, device=like.device)
+
+    def q_sample(self, x0: Tensor, t: int, noise: Tensor) -> Tensor:
+        """Return x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε at respaced index ``t``."""
+        ac = self.alphas_cumprod[t]
+        return float(np.sqrt(ac)) * x0 + float(np.sqrt(1.0 - ac)) * noise
+
+    def predict_x0(self, x_t: Tensor, t: int, eps: Tensor) -> Tensor:
+        """Return x̂_0 = (x_t − √(1−ᾱ_t)·ε)/√ᾱ_t."""
+        ac = self.alphas_cumprod[t]
+        return float(np.sqrt(1.0 / ac)) * x_t - float(np.sqrt(1.0 / ac - 1.0)) * eps
+
+    def posterior_mean(self, x0: Tensor, x_t: Tensor, t: int) -> Tensor:
+        """Return the mean of q(x_{t−1} | x_t, x0)."""
+        ac, prev, beta = self.alphas_cumprod[t], self.alphas_cumprod_prev[t], self.betas[t]
+        coef1 = beta * np.sqrt(prev) / (1.0 - ac)
+        coef2 = (1.0 - prev) * np.sqrt(1.0 - beta) / (1.0 - ac)
+        return float(coef1) * x0 + float(coef2) * x_t
+
+    def model_log_variance(
+        self, t: int, kind: VarianceType, v: Tensor | None, like: Tensor
+    ) -> Tensor:
+        """Return log Σ_θ at ``t``: fixed small/large, or interpolated by ``v`` ∈ [−1, 1]."""
+        if kind == "fixed_small":
+            return self._at(self.posterior_log_variance_clipped, t, like)
+        if kind == "fixed_large":
+            large = np.log(np.append(self.posterior_variance[1], self.betas[1:]))
+            return self._at(large, t, like)
+        if v is None:
+            raise ValueError("learned_range variance needs the model's variance channels")
+        min_log = self._at(self.posterior_log_variance_clipped, t, like)
+        max_log = self._at(np.log(self.betas), t, like)
+        frac = (v + 1) / 2
+        return frac * max_log + (1 - frac) * min_log
+
+
+def lowpass(x: Tensor, factor: int) -> Tensor:
+    """Apply φ_D: antialiased bicubic resize by 1/D, then bicubic resize by D back to the size.
+
+    DDA uses ``resize_right`` (antialiased cubic both ways); torch's antialiased bicubic is an
+    accepted substitute, not bit-identical.
+    """
+    if factor == 1:
+        return x
+    h, w = x.shape[-2:]
+    small = F.interpolate(
+        x,
+        size=(max(1, h // factor), max(1, w // factor)),
+        mode="bicubic",
+        antialias=True,
+        align_corners=False,
+    )
+    return F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False)
