@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import torch
 import torch.nn.functional as F
-from asklepios_sdk import BuildContext, ComponentError, Params
+from asklepios_sdk import Batch, BuildContext, ComponentError, Params
 from pydantic import Field
 from torch import Tensor
 
@@ -26,8 +27,6 @@ def expert_logits(outputs: Mapping[str, Tensor], component: str) -> Tensor:
             f"{sorted(outputs)}; use a backbone that emits per-expert logits"
         )
     if isinstance(experts, (list, tuple)):
-        import torch
-
         experts = torch.stack(list(experts))
     if experts.ndim != 3:
         raise ComponentError(
@@ -37,13 +36,25 @@ def expert_logits(outputs: Mapping[str, Tensor], component: str) -> Tensor:
     return experts
 
 
+class _ExpertLoss(MixableLoss):
+    def example_inputs(
+        self, ctx: BuildContext, batch_size: int = 4
+    ) -> tuple[dict[str, Tensor], Batch]:
+        """Return three experts' logits and their mean (the contract of multi-expert losses)."""
+        outputs, batch = super().example_inputs(ctx, batch_size)
+        num_classes = outputs["logits"].shape[1]
+        gen = torch.Generator().manual_seed(4)
+        experts = torch.randn(3, batch_size, num_classes, generator=gen).requires_grad_(True)
+        return {"logits": experts.mean(dim=0), "expert_logits": experts}, batch
+
+
 class SADEParams(Params):
     """Params of :class:`SADELoss`."""
 
     tau: float = Field(2.0, description="Strength τ of the inverted-prior adjustment of expert 3.")
 
 
-class SADELoss(MixableLoss):
+class SADELoss(_ExpertLoss):
     """Compute SADE's diverse-expert loss over three experts' logits.
 
     CE(e₁, y) + CE(e₂ + log(π + 1e−9), y) + CE(e₃ + log(π + 1e−9) − τ log(π̃ + 1e−9), y), π̃ the
@@ -104,7 +115,7 @@ class RIDEParams(Params):
     epochs: int | None = Field(None, ge=1, description="Total epochs; default: stage epochs.")
 
 
-class RIDELoss(MixableLoss):
+class RIDELoss(_ExpertLoss):
     """Compute RIDE's loss: per-expert LDAM(-DRW) plus a KL diversity term to the ensemble.
 
     For every expert k: base_factor·CE_w(e_k − s·m_y on the target, y) + f_div·T̄²·
