@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from asklepios_sdk._markers import PROJECT_NAME, hookimpl
+from asklepios_sdk.citation import Citation, read_citation
 from asklepios_sdk.context import BuildContext, DataFacts
 from asklepios_sdk.errors import AsklepiosError, AsklepiosWarning, ComponentError, WeightsError
 from asklepios_sdk.params import EmptyParams, Params, WeightsSpec
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
         Trainer,
         example_batch,
     )
+    from asklepios_sdk.weights import WeightsReport, load_weights
 
 PLUGIN_API = "1.0"
 """Version of the plugin-facing surface; see CONTRIBUTING.md for the compatibility policy."""
@@ -59,6 +61,7 @@ _LAZY = {
         "example_batch",
     )
 }
+_LAZY.update({"WeightsReport": "asklepios_sdk.weights", "load_weights": "asklepios_sdk.weights"})
 
 __all__ = [
     "PLUGIN_API",
@@ -70,6 +73,7 @@ __all__ = [
     "Batch",
     "BatchTransform",
     "BuildContext",
+    "Citation",
     "ComponentError",
     "ComponentFactory",
     "DataFacts",
@@ -87,10 +91,13 @@ __all__ = [
     "StepContext",
     "Trainer",
     "WeightsError",
+    "WeightsReport",
     "WeightsSpec",
     "__version__",
     "example_batch",
     "hookimpl",
+    "load_weights",
+    "read_citation",
 ]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["EmptyParams", "Params", "WeightsSpec"]
 
@@ -40,3 +40,12 @@ class WeightsSpec(Params):
     sha256: str | None = Field(None, description="Expected sha256 of the file; checked when given.")
     source: str | None = Field(None, description="Provenance: where these weights were published.")
     license: str | None = Field(None, description="Licence of the weights, copied into the record.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WeightsSpec:
+        if (self.path is None) == (self.cache_id is None):
+            raise ValueError(
+                "give exactly one of 'path' (a local weights file) and 'cache_id' (an entry in "
+                f"the local hub cache); got path={self.path!r}, cache_id={self.cache_id!r}"
+            )
+        return self
