@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "register_augmentations",
+    "register_backbones",
+    "register_losses",
 ]
 
 
@@ -34,4 +36,48 @@ def register_augmentations(register: Register) -> None:
         lambda params, ctx: masks.KnowledgeMask(params),
         params=masks.KnowledgeMaskParams,
         doc=masks.KnowledgeMask.__doc__.splitlines()[0],
+    )
+
+
+@hookimpl
+def register_losses(register: Register) -> None:
+    """Register the mask-enhanced PatchNCE, gradient-variance and VGG19 perceptual losses."""
+    from asklepios_knowledge_mask import patchnce, perceptual
+
+    register(
+        "patchnce",
+        lambda params, ctx: patchnce.MaskedPatchNCE(params),
+        params=patchnce.PatchNCEParams,
+        doc=patchnce.MaskedPatchNCE.__doc__.splitlines()[0],
+    )
+    register(
+        "gradient_variance",
+        lambda params, ctx: perceptual.GradientVariance(params),
+        params=perceptual.GradientVarianceParams,
+        doc=perceptual.GradientVariance.__doc__.splitlines()[0],
+    )
+    register(
+        "vgg_perceptual",
+        lambda params, ctx: perceptual.VGGPerceptual(params),
+        params=perceptual.VGGPerceptualParams,
+        doc=perceptual.VGGPerceptual.__doc__.splitlines()[0],
+    )
+
+
+@hookimpl
+def register_backbones(register: Register) -> None:
+    """Register the sliding-window generator and the knowledge-aware discriminator."""
+    from asklepios_knowledge_mask import discriminator, generator
+
+    register(
+        "generator",
+        lambda params, ctx: generator.FundusVideoGenerator(params),
+        params=generator.GeneratorParams,
+        doc=generator.FundusVideoGenerator.__doc__.splitlines()[0],
+    )
+    register(
+        "discriminator",
+        lambda params, ctx: discriminator.KnowledgeAwareDiscriminator(params),
+        params=discriminator.DiscriminatorParams,
+        doc=discriminator.KnowledgeAwareDiscriminator.__doc__.splitlines()[0],
     )
