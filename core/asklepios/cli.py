@@ -1,0 +1,292 @@
+"""The ``asklepios`` command line: parse, dispatch, print. Logic lives in the modules commands use.
+
+Commands: ``plugins list|show``, ``components``, ``validate``, ``schema``, ``doctor``; global
+options ``--version``, ``--debug`` (tracebacks), ``--strict`` (re-raise plugin failures, like
+``ASKLEPIOS_STRICT_PLUGINS=1``) and ``--disable ID`` (never load a plugin, like
+``ASKLEPIOS_DISABLE_PLUGINS``).
+
+Exit codes:
+
+* ``0`` -- success.
+* ``1`` -- the command failed for a reason it explains: an invalid config, a plugin that failed to
+  load, an unknown id, an unreadable file (any :class:`asklepios_sdk.AsklepiosError`).
+* ``2`` -- the command line itself is wrong (unknown option, missing argument).
+* ``3`` -- ``doctor`` found broken, incompatible or duplicated plugins.
+* ``4`` -- an unexpected internal error (a bug); ``--debug`` prints the traceback.
+* ``130`` -- interrupted.
+
+Adding a command: write a small function that parses options and calls into the module the command
+is about, decorate it with ``@app.command()`` (or ``@plugins_app.command()``), and raise
+:class:`~asklepios_sdk.AsklepiosError` subclasses for failures: :func:`main` prints them as one
+message. Keep heavy imports (torch) inside the function body: ``asklepios plugins list`` must stay
+free of them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from asklepios import plugins as _plugins
+
+__all__ = ["EXIT_DOCTOR", "EXIT_ERROR", "EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "app", "main"]
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_DOCTOR = 3
+EXIT_INTERNAL = 4
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="asklepios",
+    help="Plugin framework for medical-imaging deep learning research.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+plugins_app = typer.Typer(help="List and inspect installed plugins.", no_args_is_help=True)
+app.add_typer(plugins_app, name="plugins")
+
+_STATE: dict[str, Any] = {"debug": False}
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:  # piped: do not squeeze tables into 80 columns
+        console = Console(stderr=stderr, highlight=False, width=max(console.width, 200))
+    return console
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        import asklepios
+
+        sys.stdout.write(f"asklepios {asklepios.__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Print tracebacks on errors.")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help=f"Raise plugin failures at once (also {_plugins.STRICT_ENV}=1)."
+        ),
+    ] = False,
+    disable: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--disable",
+            metavar="ID",
+            help=f"Never load this plugin; repeatable (also {_plugins.DISABLE_ENV}).",
+        ),
+    ] = None,
+) -> None:
+    """Plugin framework for medical-imaging deep learning research."""
+    _STATE["debug"] = debug
+    _plugins.set_host(_plugins.PluginHost(strict=True if strict else None, disabled=disable))
+
+
+# -- plugins ---------------------------------------------------------------------------------------
+
+
+@plugins_app.command("list")
+def plugins_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="Include the core's built-ins.")] = False,
+    requirements: Annotated[
+        bool, typer.Option("--requirements", help="Print name==version pins.")
+    ] = False,
+) -> None:
+    """List installed plugins from the index (imports no plugin and no torch)."""
+    from asklepios import _cli_render
+
+    infos = _plugins.get_host().plugins(include_builtin=show_all)
+    if requirements:
+        for info in infos:
+            if not info.builtin:
+                sys.stdout.write(f"{info.distribution}=={info.version}\n")
+    elif as_json:
+        _print_json([info.to_dict() for info in infos])
+    else:
+        _cli_render.plugin_table(_console(), infos)
+
+
+@plugins_app.command("show")
+def plugins_show(
+    plugin_id: Annotated[str, typer.Argument(metavar="ID", help="Plugin id.")],
+    components: Annotated[
+        bool,
+        typer.Option("--components/--no-components", help="Load it and list its components."),
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON record.")] = False,
+) -> None:
+    """Show one plugin: metadata, status or failure, and its components with their params."""
+    from asklepios import _cli_render
+
+    host = _plugins.get_host()
+    info = host.info(plugin_id)
+    if components and info.is_usable:
+        info = host.activate(plugin_id)
+    entries = [e for e in host.registry.entries() if e.plugin_id == plugin_id]
+    if as_json:
+        record = info.to_dict()
+        record["component_list"] = [_cli_render.entry_record(e) for e in entries]
+        _print_json(record)
+    else:
+        _cli_render.plugin_detail(_console(), info, entries if components else None)
+
+
+# -- components ------------------------------------------------------------------------------------
+
+
+@app.command("components")
+def components(
+    kind: Annotated[
+        str | None, typer.Argument(help="Component kind (loss, backbone, ...) or a pattern.")
+    ] = None,
+    pattern: Annotated[
+        str | None, typer.Argument(help="Wildcard on the id, e.g. '*focal*'.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
+) -> None:
+    """List installed components, optionally of one kind and matching a wildcard pattern."""
+    from asklepios import _cli_render
+    from asklepios.registry import KINDS
+
+    plurals = {k + ("es" if k.endswith("s") else "s"): k for k in KINDS}
+    if kind is not None and kind not in KINDS:
+        if kind in plurals:
+            kind = plurals[kind]
+        elif pattern is None:
+            kind, pattern = None, kind  # `asklepios components '*focal*'`
+    host = _plugins.get_host()
+    entries = host.registry.list(kind, pattern)
+    failed = host.failures()
+    if as_json:
+        _print_json([_cli_render.entry_record(e) for e in entries])
+    else:
+        _cli_render.component_table(_console(), entries, failed)
+
+
+# -- configs ---------------------------------------------------------------------------------------
+
+
+@app.command("validate")
+def validate(
+    config: Annotated[Path, typer.Argument(help="Config file (.yaml or .json).")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="Override a key, e.g. train.epochs=5."),
+    ] = None,
+    show: Annotated[
+        bool, typer.Option("--print", help="Print the resolved config (full ids).")
+    ] = False,
+) -> None:
+    """Validate a config: envelope, component ids and every component's params."""
+    from asklepios.config import dump_config, load_config, stage_configs
+
+    resolved = load_config(config, overrides or ())
+    if show:
+        sys.stdout.write(dump_config(resolved))
+        return
+    stages = stage_configs(resolved)
+    names = ", ".join(stage.name if stage else "main" for stage, _ in stages)
+    _console().print(f"{config}: valid ({len(stages)} stage(s): {names})")
+
+
+@app.command("schema")
+def schema(
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write to FILE (default: stdout).")
+    ] = None,
+) -> None:
+    """Write the JSON Schema of configs with every installed component, for editors."""
+    from asklepios._cli_render import write_atomic
+    from asklepios.config import config_schema
+
+    text = json.dumps(config_schema(), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(output, text)
+        _console(stderr=True).print(f"wrote {output}")
+
+
+# -- doctor ----------------------------------------------------------------------------------------
+
+
+@app.command("doctor")
+def doctor() -> None:
+    """Check the installation: versions, device, and every plugin's load status and time."""
+    from asklepios import _cli_render
+
+    host = _plugins.get_host()
+    host.activate_all()
+    problems = _cli_render.doctor_report(_console(), host)
+    if problems:
+        raise typer.Exit(EXIT_DOCTOR)
+
+
+# -- entry point -----------------------------------------------------------------------------------
+
+
+def _is_asklepios_error(err: BaseException) -> bool:
+    errors = sys.modules.get("asklepios_sdk.errors")
+    return errors is not None and isinstance(err, errors.AsklepiosError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI on ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _STATE["debug"] = "--debug" in args
+    try:
+        result = app(args=args, prog_name="asklepios", standalone_mode=False)
+    except typer.Exit as err:
+        return int(err.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        sys.stderr.write("interrupted\n")
+        return EXIT_INTERRUPTED
+    except typer.TyperException as err:  # click usage errors (vendored by typer)
+        show = getattr(err, "show", None)
+        if show is not None:
+            show()
+        else:
+            sys.stderr.write(f"error: {err}\n")
+        code = getattr(err, "exit_code", EXIT_USAGE)
+        return EXIT_USAGE if code in (None, 1) else int(code)
+    except Exception as err:
+        if _STATE["debug"]:
+            traceback.print_exc()
+        if _is_asklepios_error(err):
+            sys.stderr.write(f"error: {err}\n")
+            return EXIT_ERROR
+        sys.stderr.write(
+            f"internal error: {type(err).__name__}: {err}\n"
+            "(this is a bug; run again with --debug for the traceback and report it)\n"
+        )
+        return EXIT_INTERNAL
+    return int(result) if isinstance(result, int) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
