@@ -21,6 +21,7 @@ def register_augmentations(register: Register) -> None:
 @hookimpl
 def register_adapters(register: Register) -> None:
     """Register the DDA input adapter and the self-ensembling wrapper."""
-    from asklepios_diffusion_tta import ddpm_adapter
+    from asklepios_diffusion_tta import ddpm_adapter, self_ensemble
 
     register("ddpm_adapter", ddpm_adapter.build_ddpm_adapter, ddpm_adapter.DDPMAdapterParams)
+    register("self_ensemble", self_ensemble.build_self_ensemble, self_ensemble.SelfEnsembleParams)
