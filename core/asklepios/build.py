@@ -1,0 +1,361 @@
+"""Turn a validated experiment config into the objects the engine runs.
+
+Order: dataset (and wrappers, in list order) -> the read-only :class:`BuildContext` of the
+training split -> sampler (wrapped to shard across ranks when it does not) -> per-sample and
+per-batch transforms -> backbone (then its weights) -> adapters via ``Adapter.wrap`` in list
+order (each with its weights) -> loss -> evaluators -> trainer. Optimizers and schedules are built
+by :func:`build_optimizers` once the engine has applied a stage's freezing. Nothing here mutates
+the config.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from asklepios_sdk import (
+    BatchTransform,
+    BuildContext,
+    ComponentError,
+    DataFacts,
+    Dataset,
+    DatasetWrapper,
+    Evaluator,
+    Loss,
+    LossOutput,
+    SampleTransform,
+    Trainer,
+)
+from torch import nn
+
+from asklepios.config.model import ComponentSpec, ExperimentConfig
+from asklepios.engine.distributed import ensure_sharded
+from asklepios.engine.optim import build_optimizer, build_schedule
+
+__all__ = [
+    "Built",
+    "ComponentSource",
+    "FoldDataset",
+    "LossWithAux",
+    "TransformedSplit",
+    "build_experiment",
+    "build_optimizers",
+]
+
+
+class ComponentSource(Protocol):
+    """What build needs from the registry: ``get(kind, id)`` returning an entry with ``build``."""
+
+    def get(self, kind: str, component_id: str) -> Any: ...
+
+
+class TransformedSplit(torch.utils.data.Dataset):
+    """A split whose samples pass through per-sample transforms (run in DataLoader workers)."""
+
+    def __init__(
+        self, inner: torch.utils.data.Dataset, transforms: Sequence[SampleTransform]
+    ) -> None:
+        self.inner = inner
+        self.transforms = list(transforms)
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.inner[index]
+        for transform in self.transforms:
+            sample = transform(sample)
+        return sample
+
+
+class FoldDataset(DatasetWrapper):
+    """Fold ``fold`` of ``k`` stratified folds over train+val (the fold is ``val``)."""
+
+    def __init__(self, fold: int, k: int, seed: int) -> None:
+        self.fold, self.k, self.seed = fold, k, seed
+
+    def wrap(self, inner: Dataset) -> Dataset:
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        super().wrap(inner)
+        pool = torch.utils.data.ConcatDataset([inner.split("train"), inner.split("val")])
+        train_labels, val_labels = inner.labels("train"), inner.labels("val")
+        n = len(pool)
+        if train_labels is not None and val_labels is not None:
+            labels = np.concatenate([train_labels, val_labels])
+            splitter = StratifiedKFold(self.k, shuffle=True, random_state=self.seed)
+            train_idx, val_idx = list(splitter.split(np.zeros(n), labels))[self.fold]
+        else:
+            labels = None
+            splitter = KFold(self.k, shuffle=True, random_state=self.seed)
+            train_idx, val_idx = list(splitter.split(np.zeros(n)))[self.fold]
+        self._labels_all = labels
+        self._index = {"train": np.sort(train_idx), "val": np.sort(val_idx)}
+        self._pool = pool
+        base = inner.facts()
+        if labels is not None and base.num_classes:
+            train_lab = labels[self._index["train"]]
+            counts = np.bincount(train_lab, minlength=base.num_classes)
+            self._facts = base.replace(
+                num_samples=len(train_lab),
+                labels=tuple(int(v) for v in train_lab),
+                class_counts=tuple(int(c) for c in counts),
+            )
+        else:
+            self._facts = base.replace(num_samples=len(self._index["train"]))
+        return self
+
+    def split(self, name: str) -> torch.utils.data.Dataset:
+        if name in self._index:
+            return torch.utils.data.Subset(self._pool, self._index[name].tolist())
+        return self.inner.split(name)
+
+    def labels(self, name: str) -> np.ndarray | None:
+        if name in self._index:
+            return None if self._labels_all is None else self._labels_all[self._index[name]]
+        return self.inner.labels(name)
+
+    def facts(self) -> DataFacts:
+        return self._facts
+
+
+class LossWithAux(Loss):
+    """The configured loss plus every ``aux_losses`` term the model's adapters return."""
+
+    def __init__(self, inner: Loss) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, outputs: Any, batch: Any) -> LossOutput:
+        result = self.inner(outputs, batch)
+        aux = outputs.get("aux_losses") if isinstance(outputs, dict) else None
+        if not aux:
+            return result
+        total = result.total
+        terms = dict(result.terms)
+        for name, value in aux.items():
+            total = total + value
+            terms[f"aux/{name}"] = value.detach()
+        return LossOutput(total, terms)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.inner.set_epoch(epoch)
+
+
+@dataclass
+class Built:
+    """Everything one stage needs, built from its effective config."""
+
+    config: ExperimentConfig
+    dataset: Dataset
+    ctx: BuildContext
+    train_split: torch.utils.data.Dataset
+    eval_splits: dict[str, torch.utils.data.Dataset]
+    sampler: Any
+    batch_transforms: list[BatchTransform]
+    backbone: nn.Module
+    model: nn.Module
+    loss: LossWithAux | None
+    evaluators: list[Evaluator]
+    trainer: Trainer
+    component_ids: list[str] = field(default_factory=list)
+
+
+def _build(
+    source: ComponentSource, kind: str, spec: ComponentSpec, ctx: BuildContext, where: str
+) -> Any:
+    entry = source.get(kind, spec.type)
+    return entry.build(spec.params, ctx, where=where)
+
+
+def _apply_weights(module: nn.Module, spec: ComponentSpec, where: str) -> None:
+    if spec.weights is None:
+        return
+    from asklepios_sdk.weights import load_weights
+
+    load_weights(module, spec.weights, where=where)
+
+
+def _facts_after_transforms(
+    facts: DataFacts, split: torch.utils.data.Dataset, transforms: Sequence[SampleTransform]
+) -> DataFacts:
+    """Fill image size and channels from one sample passed through the eval transforms."""
+    if len(split) == 0:  # type: ignore[arg-type]
+        return facts
+    sample = split[0]
+    for transform in transforms:
+        sample = transform(sample)
+    image = sample.get("image") if isinstance(sample, dict) else None
+    if isinstance(image, torch.Tensor) and image.dim() == 3:
+        return facts.replace(in_channels=int(image.shape[0]), image_size=tuple(image.shape[1:]))
+    if isinstance(image, torch.Tensor) and image.dim() == 1 and facts.num_features is None:
+        return facts.replace(num_features=int(image.shape[0]))
+    return facts
+
+
+def build_experiment(
+    config: ExperimentConfig,
+    source: ComponentSource,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    device: str = "cpu",
+    stage: str = "main",
+    output_dir: str | None = None,
+    fold: tuple[int, int] | None = None,
+) -> Built:
+    """Build every component of ``config`` (one stage's effective config).
+
+    Args:
+        config: the validated config with full component ids.
+        source: the registry (``get(kind, id).build(params, ctx, where=...)``).
+        rank: this process's rank; world_size: number of processes.
+        device: where per-batch components will run.
+        stage: name of the stage being built; output_dir: the run directory.
+        fold: ``(fold, k)`` for k-fold cross-validation over train+val.
+    """
+    data = config.data
+    base_ctx = BuildContext(
+        seed=config.seed,
+        device=device,
+        rank=rank,
+        world_size=world_size,
+        epochs=config.train.epochs,
+        stage=stage,
+        output_dir=output_dir,
+    )
+    ids = [data.dataset.type]
+    dataset = _build(source, "dataset", data.dataset, base_ctx, "data.dataset")
+    for i, spec in enumerate(data.wrappers):
+        wrapper = _build(source, "dataset", spec, base_ctx, f"data.wrappers.{i}")
+        if not isinstance(wrapper, DatasetWrapper):
+            raise ComponentError(
+                f"data.wrappers.{i}: '{spec.type}' is a dataset, not a DatasetWrapper"
+            )
+        dataset = wrapper.wrap(dataset)
+        ids.append(spec.type)
+    if fold is not None:
+        dataset = FoldDataset(fold[0], fold[1], config.seed).wrap(dataset)
+    facts = dataset.facts()
+    if facts.labels is None and facts.task == "classification":
+        labels = dataset.labels("train")
+        if labels is not None:
+            facts = facts.replace(labels=tuple(int(v) for v in labels))
+    ctx = base_ctx.replace(data=facts)
+    eval_tf = [
+        _build(source, "augmentation", s, ctx, f"data.transforms.eval.{i}")
+        for i, s in enumerate(data.transforms.eval)
+    ]
+    train_split = dataset.split("train")
+    ctx = ctx.replace(data=_facts_after_transforms(facts, train_split, eval_tf))
+    train_tf = [
+        _build(source, "augmentation", s, ctx, f"data.transforms.train.{i}")
+        for i, s in enumerate(data.transforms.train)
+    ]
+    for where, transform in [("train", t) for t in train_tf] + [("eval", t) for t in eval_tf]:
+        if not isinstance(transform, SampleTransform):
+            raise ComponentError(
+                f"data.transforms.{where}: {type(transform).__name__} is not a per-sample "
+                "transform; list per-batch augmentations under data.batch_transforms"
+            )
+    ids += [s.type for s in (*data.transforms.train, *data.transforms.eval)]
+    if data.sampler is not None:
+        sampler = _build(source, "sampler", data.sampler, ctx, "data.sampler")
+        ids.append(data.sampler.type)
+    else:
+        from asklepios.builtins.samplers import RandomSampler
+
+        sampler = RandomSampler(None, ctx)
+    sampler = ensure_sharded(sampler, rank, world_size, config.seed)
+    per_rank = len(sampler)
+    batches = (
+        per_rank // data.loader.batch_size
+        if data.loader.drop_last
+        else math.ceil(per_rank / data.loader.batch_size)
+    )
+    ctx = ctx.replace(steps_per_epoch=max(1, math.ceil(batches / config.train.accumulate)))
+    batch_tf = []
+    for i, spec in enumerate(data.batch_transforms):
+        transform = _build(source, "augmentation", spec, ctx, f"data.batch_transforms.{i}")
+        if not isinstance(transform, BatchTransform):
+            raise ComponentError(
+                f"data.batch_transforms.{i}: '{spec.type}' is a per-sample transform; "
+                "list it under data.transforms.train instead"
+            )
+        batch_tf.append(transform)
+        ids.append(spec.type)
+    backbone = _build(source, "backbone", config.model.backbone, ctx, "model.backbone")
+    _apply_weights(backbone, config.model.backbone, "model.backbone")
+    ids.append(config.model.backbone.type)
+    model: nn.Module = backbone
+    for i, spec in enumerate(config.model.adapters):
+        adapter = _build(source, "adapter", spec, ctx, f"model.adapters.{i}")
+        _apply_weights(adapter, spec, f"model.adapters.{i}")
+        model = adapter.wrap(model)
+        ids.append(spec.type)
+    loss_spec = config.loss
+    if loss_spec is None and facts.task == "classification":
+        loss_spec = ComponentSpec(type="core.cross_entropy")
+    loss = None
+    if loss_spec is not None:
+        loss = LossWithAux(_build(source, "loss", loss_spec, ctx, "loss"))
+        ids.append(loss_spec.type)
+    eval_specs = list(config.evaluators)
+    if not eval_specs and facts.task == "classification" and (facts.num_classes or 0) >= 2:
+        eval_specs = [ComponentSpec(type="core.classification")]
+    evaluators = [
+        _build(source, "evaluator", s, ctx, f"evaluators.{i}") for i, s in enumerate(eval_specs)
+    ]
+    ids += [s.type for s in eval_specs]
+    trainer = _build(source, "trainer", config.trainer, ctx, "trainer")
+    ids.append(config.trainer.type)
+    splits = {
+        name: TransformedSplit(dataset.split(name), eval_tf)
+        for name in ("val", "test")
+        if name in dataset.split_names
+    }
+    return Built(
+        config=config,
+        dataset=dataset,
+        ctx=ctx,
+        train_split=TransformedSplit(train_split, train_tf),
+        eval_splits=splits,
+        sampler=sampler,
+        batch_transforms=batch_tf,
+        backbone=backbone,
+        model=model,
+        loss=loss,
+        evaluators=evaluators,
+        trainer=trainer,
+        component_ids=ids,
+    )
+
+
+def build_optimizers(
+    built: Built, model: nn.Module, steps_per_epoch: int
+) -> tuple[dict[str, torch.optim.Optimizer], dict[str, torch.optim.lr_scheduler.LRScheduler]]:
+    """Build one optimizer (and its schedule) per parameter group the trainer names."""
+    config = built.config
+    groups = built.trainer.optimizer_groups(model)
+    optimizers: dict[str, torch.optim.Optimizer] = {}
+    schedules: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
+    for name, params in groups.items():
+        if name == "main":
+            opt_config, where = config.optimizer, "optimizer"
+        elif name in config.optimizers:
+            opt_config, where = config.optimizers[name], f"optimizers.{name}"
+        else:
+            raise ComponentError(
+                f"trainer '{config.trainer.type}' needs an optimizer for parameter group "
+                f"{name!r}; add it under 'optimizers: {{{name}: {{name: adamw, lr: 1e-3}}}}'"
+            )
+        trainable = [p for p in params if p.requires_grad]
+        optimizers[name] = build_optimizer(trainable, opt_config, where)
+        schedules[name] = build_schedule(
+            optimizers[name], config.schedule, steps_per_epoch, config.train.epochs
+        )
+    return optimizers, schedules

@@ -1,0 +1,552 @@
+"""One stage of training: epochs of trainer steps, periodic evaluation, checkpoints, final test.
+
+The hot path calls plain callables: the trainer's ``train_step`` through a :class:`StepContext`,
+batch transforms, and the ``step_end`` hook only when some plugin implements it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import math
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from asklepios_sdk import AsklepiosError, LossOutput
+from torch import nn
+
+from asklepios.build import Built, build_optimizers
+from asklepios.engine.checkpoint import (
+    load_checkpoint,
+    load_latest,
+    prune_epoch_checkpoints,
+    save_checkpoint,
+)
+from asklepios.engine.distributed import DistInfo, EvalShardSampler, all_reduce_mean, barrier
+from asklepios.engine.progress import RunProgress, format_metrics
+from asklepios.engine.seeding import derive_seed, get_rng_state, set_rng_state, worker_init
+from asklepios.engine.state import MetricsLog, RunStateView, to_jsonable
+
+__all__ = ["EngineError", "StageRunner", "freeze_parameters", "move_batch"]
+
+
+class EngineError(AsklepiosError):
+    """The loop cannot go on: a stage setting does not fit the model or data."""
+
+
+def move_batch(batch: Any, device: torch.device) -> Any:
+    """Move every tensor of a (nested) batch to ``device`` without blocking."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_batch(v, device) for k, v in batch.items()}
+    if isinstance(batch, list):
+        return [move_batch(v, device) for v in batch]
+    return batch
+
+
+def freeze_parameters(model: nn.Module, patterns: list[str]) -> list[str]:
+    """Set ``requires_grad=False`` on parameters whose names match a pattern; return them."""
+    frozen = []
+    for pattern in patterns:
+        hits = [n for n, p in model.named_parameters() if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            names = [n for n, _ in model.named_parameters()][:8]
+            raise EngineError(
+                f"freeze: pattern {pattern!r} matches no parameter; names look like {names}"
+            )
+        frozen += hits
+    for name, param in model.named_parameters():
+        if name in frozen:
+            param.requires_grad_(False)
+    return frozen
+
+
+class _Step:
+    """The :class:`~asklepios_sdk.StepContext` the trainer drives each batch."""
+
+    def __init__(self, runner: StageRunner) -> None:
+        self.runner = runner
+        self.model = runner.train_model
+        self.loss = runner.built.loss
+        self.optimizers = runner.optimizers
+        self.device = runner.device
+        self.epoch = 0
+        self.global_step = 0
+        self.boundary = True
+        self.stepped = False
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        dtype = self.runner.amp_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def backward(self, loss: torch.Tensor, optimizer: str = "main") -> None:
+        accumulate = self.runner.accumulate
+        if accumulate > 1:
+            loss = loss / accumulate
+        scaler = self.runner.scaler
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+
+    def step(self, optimizer: str = "main") -> None:
+        if not self.boundary:
+            return
+        runner = self.runner
+        opt = runner.optimizers[optimizer]
+        scaler = runner.scaler
+        if runner.grad_clip is not None:
+            if scaler is not None:
+                scaler.unscale_(opt)
+            params = [p for group in opt.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, runner.grad_clip)
+        if scaler is not None:
+            scaler.step(opt)
+        else:
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+        runner.schedules[optimizer].step()
+        self.stepped = True
+
+
+class StageRunner:
+    """Run one stage of one (fold of a) run: train, evaluate, checkpoint, test.
+
+    Args:
+        built: the stage's components.
+        stage: stage name; stage_dir: where its checkpoints go.
+        dist: rank information; device: where to train.
+        log: the run's metrics log; progress: the display.
+        hooks: the host's hook relay (or ``None``); has_step_end: whether ``step_end`` has
+            implementations.
+        run_view: the state handed to lifecycle hooks.
+    """
+
+    def __init__(
+        self,
+        built: Built,
+        stage: str,
+        stage_dir: Path,
+        dist: DistInfo,
+        device: torch.device,
+        log: MetricsLog,
+        progress: RunProgress,
+        hooks: Any,
+        has_step_end: bool,
+        run_view: RunStateView,
+        keep_last: int = 2,
+    ) -> None:
+        self.built = built
+        self.config = built.config
+        train = self.config.train
+        self.stage = stage
+        self.stage_dir = stage_dir
+        self.dist = dist
+        self.device = device
+        self.log = log
+        self.progress = progress
+        self.hooks = hooks
+        self.has_step_end = has_step_end
+        self.view = run_view
+        self.keep_last = keep_last
+        self.accumulate = train.accumulate
+        self.grad_clip = train.grad_clip
+        self.amp_dtype = self._amp_dtype(train.amp)
+        self.scaler = (
+            torch.amp.GradScaler(device.type)
+            if self.amp_dtype == torch.float16 and device.type == "cuda"
+            else None
+        )
+        self.model = built.model.to(device)
+        if built.loss is not None:
+            built.loss.to(device)
+        for transform in built.batch_transforms:
+            transform.to(device)
+        for evaluator in built.evaluators:
+            evaluator.to(device)
+        self.train_model: nn.Module = self.model
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedules: dict[str, Any] = {}
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.last_val: dict[str, Any] = {}
+        self.start_epoch = 0
+        self.global_step = 0
+        self.monitor_key = train.monitor.metric
+        self.monitor_mode = train.monitor.mode
+        loader = self.config.data.loader
+        self.pin_memory = (
+            loader.pin_memory if loader.pin_memory is not None else device.type == "cuda"
+        )
+        self.generator = torch.Generator()
+        self.train_loader = torch.utils.data.DataLoader(
+            built.train_split,
+            batch_size=loader.batch_size,
+            sampler=built.sampler,
+            num_workers=loader.num_workers,
+            pin_memory=self.pin_memory,
+            drop_last=loader.drop_last,
+            persistent_workers=loader.persistent_workers and loader.num_workers > 0,
+            worker_init_fn=worker_init,
+            generator=self.generator,
+        )
+        self.steps_per_epoch = max(1, math.ceil(len(self.train_loader) / self.accumulate))
+
+    @staticmethod
+    def _amp_dtype(amp: Any) -> torch.dtype | None:
+        if amp is False or amp is None:
+            return None
+        if amp == "bf16":
+            return torch.bfloat16
+        if amp == "fp16":
+            return torch.float16
+        return torch.float16 if torch.cuda.is_available() else torch.bfloat16
+
+    # -- set-up ----------------------------------------------------------------------------------
+
+    def prepare(self, freeze: list[str]) -> None:
+        """Freeze, build optimizers and schedules, and wrap the model for DDP."""
+        if freeze:
+            freeze_parameters(self.model, freeze)
+        self.optimizers, self.schedules = build_optimizers(
+            self.built, self.model, self.steps_per_epoch
+        )
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
+
+    def _components_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        parts: dict[str, Any] = {
+            "loss": self.built.loss,
+            "trainer": self.built.trainer,
+            "sampler": self.built.sampler,
+        }
+        for i, transform in enumerate(self.built.batch_transforms):
+            parts[f"batch_transform.{i}"] = transform
+        for name, part in parts.items():
+            if part is not None and hasattr(part, "state_dict"):
+                state[name] = part.state_dict()
+        return state
+
+    def _load_components_state(self, state: Mapping[str, Any]) -> None:
+        parts: dict[str, Any] = {
+            "loss": self.built.loss,
+            "trainer": self.built.trainer,
+            "sampler": self.built.sampler,
+        }
+        for i, transform in enumerate(self.built.batch_transforms):
+            parts[f"batch_transform.{i}"] = transform
+        for name, value in state.items():
+            part = parts.get(name)
+            if part is not None and hasattr(part, "load_state_dict"):
+                part.load_state_dict(value)
+
+    def state_dict(self, epoch: int) -> dict[str, Any]:
+        """Return everything needed to continue after ``epoch`` exactly."""
+        state: dict[str, Any] = {
+            "model": self.model.state_dict(),
+            "backbone": self.built.backbone.state_dict(),
+            "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
+            "schedules": {k: v.state_dict() for k, v in self.schedules.items()},
+            "components": self._components_state(),
+            "rng": get_rng_state(),
+            "epoch": epoch,
+            "global_step": self.global_step,
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "monitor_key": self.monitor_key,
+            "monitor_mode": self.monitor_mode,
+            "metrics_offset": self.log.offset(),
+            "stage": self.stage,
+        }
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        return state
+
+    def resume(self) -> bool:
+        """Continue from the newest good epoch checkpoint of this stage; return whether found."""
+        found = load_latest(self.stage_dir, map_location=self.device)
+        if found is None:
+            return False
+        path, state = found
+        self.model.load_state_dict(state["model"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        for name, schedule in self.schedules.items():
+            schedule.load_state_dict(state["schedules"][name])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        self._load_components_state(state.get("components", {}))
+        set_rng_state(state["rng"])
+        self.start_epoch = int(state["epoch"]) + 1
+        self.global_step = int(state["global_step"])
+        self.best_value = state["best_value"]
+        self.best_epoch = state["best_epoch"]
+        self.monitor_key = state["monitor_key"]
+        self.monitor_mode = state["monitor_mode"]
+        if self.dist.is_main:
+            self.log.truncate(int(state["metrics_offset"]))
+        self.progress.log(f"resumed {self.stage} from {path} (epoch {self.start_epoch})")
+        return True
+
+    # -- training --------------------------------------------------------------------------------
+
+    def _set_epoch(self, epoch: int) -> None:
+        for part in (
+            self.built.sampler,
+            self.built.loss,
+            self.built.trainer,
+            *self.built.batch_transforms,
+        ):
+            if part is not None and hasattr(part, "set_epoch"):
+                part.set_epoch(epoch)
+        self.generator.manual_seed(derive_seed(self.config.seed, epoch, self.dist.rank))
+
+    def _batches(self) -> Iterator[Any]:
+        device = self.device
+        transforms = self.built.batch_transforms
+        for batch in self.train_loader:
+            batch = move_batch(batch, device)
+            for transform in transforms:
+                batch = transform(batch)
+            yield batch
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """Run one epoch of trainer steps; return the rank-averaged mean of each loss term."""
+        self.model.train()
+        step = _Step(self)
+        step.epoch = epoch
+        step.global_step = self.global_step
+        total_batches = len(self.train_loader)
+        sums: dict[str, torch.Tensor] = {}
+        count = 0
+        log_every = self.config.train.log_every
+        accumulate = self.accumulate
+        call_step_end = self.has_step_end
+        self.progress.start_epoch(self.stage, epoch, self.config.train.epochs, total_batches)
+        for index, batch in enumerate(self._batches()):
+            step.boundary = (index + 1) % accumulate == 0 or index + 1 == total_batches
+            step.stepped = False
+            result: LossOutput = self.built.trainer.train_step(step, batch)
+            if self.scaler is not None and step.stepped:
+                self.scaler.update()
+            if step.stepped:
+                self.global_step += 1
+                step.global_step = self.global_step
+            terms = result.terms
+            for key, value in terms.items():
+                detached = value.detach()
+                sums[key] = sums[key] + detached if key in sums else detached.clone()
+            total = result.total.detach()
+            sums["loss"] = sums["loss"] + total if "loss" in sums else total.clone()
+            count += 1
+            if call_step_end and step.stepped:
+                self.view.global_step = self.global_step
+                self.hooks.step_end(
+                    run=self.view, step=self.global_step, losses=result.detached_terms()
+                )
+            if (index + 1) % log_every == 0:
+                self.progress.advance(log_every, float(total))
+        self.progress.advance(total_batches % log_every)
+        means = {k: float(v) / max(1, count) for k, v in sums.items()}
+        return all_reduce_mean(means, self.dist, self.device)
+
+    # -- evaluation ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> dict[str, Any]:
+        """Evaluate ``split`` with every evaluator (synced across ranks) and the mean loss."""
+        dataset = self.built.eval_splits[split]
+        loader = self.config.data.loader
+        data_loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=loader.eval_batch_size or loader.batch_size,
+            sampler=EvalShardSampler(len(dataset), self.dist.rank, self.dist.world_size),
+            num_workers=loader.num_workers,
+            pin_memory=self.pin_memory,
+            worker_init_fn=worker_init,
+        )
+        self.model.eval()
+        for evaluator in self.built.evaluators:
+            evaluator.reset()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        seen = torch.zeros((), dtype=torch.float64, device=self.device)
+        for batch in data_loader:
+            batch = move_batch(batch, self.device)
+            ctx = (
+                torch.autocast(self.device.type, dtype=self.amp_dtype)
+                if self.amp_dtype is not None
+                else contextlib.nullcontext()
+            )
+            with ctx:
+                outputs = self.model(batch)
+                if self.built.loss is not None:
+                    size = _batch_size(batch)
+                    loss_sum += self.built.loss(outputs, batch).total.double() * size
+                    seen += size
+            for evaluator in self.built.evaluators:
+                evaluator.update(outputs, batch)
+        metrics: dict[str, Any] = {}
+        if self.built.loss is not None:
+            if self.dist.enabled:
+                torch.distributed.all_reduce(loss_sum)
+                torch.distributed.all_reduce(seen)
+            metrics["loss"] = float(loss_sum / seen.clamp_min(1))
+        for evaluator in self.built.evaluators:
+            for key, value in evaluator.compute().items():
+                metrics[f"{evaluator.name}/{key}"] = to_jsonable(value)
+        return metrics
+
+    def _monitor(self, metrics: Mapping[str, Any]) -> tuple[str, str]:
+        key = self.monitor_key
+        if key is None:
+            scalar = [k for k, v in metrics.items() if k != "loss" and isinstance(v, int | float)]
+            key = scalar[0] if scalar else "loss"
+        if key not in metrics:
+            raise EngineError(
+                f"train.monitor.metric: {key!r} is not among the validation metrics "
+                f"{sorted(k for k, v in metrics.items() if isinstance(v, int | float))}; "
+                f"set it with --set train.monitor.metric=<one of them>"
+            )
+        mode = self.monitor_mode
+        if mode is None:
+            mode = "min" if key == "loss" else "max"
+            name, _, sub = key.partition("/")
+            for evaluator in self.built.evaluators:
+                if evaluator.name == name:
+                    mode = "max" if evaluator.is_higher_better(sub) else "min"
+        self.monitor_key, self.monitor_mode = key, mode
+        return key, mode
+
+    def _is_better(self, value: float) -> bool:
+        if self.best_value is None or math.isnan(self.best_value):
+            return not math.isnan(value)
+        return value > self.best_value if self.monitor_mode == "max" else value < self.best_value
+
+    # -- the stage -------------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, Any]:
+        """Train the remaining epochs, evaluating every ``eval_every``; return the summary."""
+        train = self.config.train
+        epochs = train.epochs
+        view = self.view
+        view.stage, view.model, view.optimizers = self.stage, self.model, self.optimizers
+        has_val = "val" in self.built.eval_splits
+        for epoch in range(self.start_epoch, epochs):
+            view.epoch = epoch
+            self._set_epoch(epoch)
+            if self.hooks is not None:
+                self.hooks.epoch_start(run=view, epoch=epoch)
+            losses = self.train_epoch(epoch)
+            lr = (
+                self.optimizers["main"].param_groups[0]["lr"] if "main" in self.optimizers else None
+            )
+            record = {
+                "stage": self.stage,
+                "epoch": epoch,
+                "split": "train",
+                "step": self.global_step,
+                "lr": lr,
+                **losses,
+            }
+            self.log.write(record)
+            if self.hooks is not None:
+                self.hooks.epoch_end(run=view, epoch=epoch, metrics=losses)
+            message = f"{self.stage} epoch {epoch + 1}/{epochs}  train {format_metrics(losses, 3)}"
+            if has_val and ((epoch + 1) % train.eval_every == 0 or epoch + 1 == epochs):
+                metrics = self.evaluate("val")
+                self.last_val = metrics
+                self.log.write(
+                    {
+                        "stage": self.stage,
+                        "epoch": epoch,
+                        "split": "val",
+                        "step": self.global_step,
+                        **metrics,
+                    }
+                )
+                sampler = self.built.sampler
+                if hasattr(sampler, "on_evaluation"):
+                    sampler.on_evaluation(metrics)
+                if self.hooks is not None:
+                    self.hooks.evaluation_end(run=view, split="val", metrics=metrics)
+                key, _ = self._monitor(metrics)
+                value = float(metrics[key]) if metrics[key] is not None else float("nan")
+                if self._is_better(value):
+                    self.best_value, self.best_epoch = value, epoch
+                    if self.dist.is_main:
+                        save_checkpoint(
+                            {
+                                "model": self.model.state_dict(),
+                                "backbone": self.built.backbone.state_dict(),
+                                "epoch": epoch,
+                                "metrics": {
+                                    k: v for k, v in metrics.items() if isinstance(v, int | float)
+                                },
+                            },
+                            self.stage_dir / "best.pt",
+                        )
+                message += (
+                    f"  val {format_metrics({k: v for k, v in metrics.items() if k != 'loss'}, 4)}"
+                )
+            if self.dist.is_main:
+                save_checkpoint(self.state_dict(epoch), self.stage_dir / f"epoch-{epoch:04d}.pt")
+                prune_epoch_checkpoints(self.stage_dir, self.keep_last)
+                save_checkpoint(
+                    {
+                        "model": self.model.state_dict(),
+                        "backbone": self.built.backbone.state_dict(),
+                        "epoch": epoch,
+                    },
+                    self.stage_dir / "last.pt",
+                )
+            barrier(self.dist)
+            self.progress.end_epoch(message)
+        return self.finish()
+
+    def finish(self) -> dict[str, Any]:
+        """Test the selected checkpoint (best when validation ran, else last) and summarise."""
+        barrier(self.dist)
+        selected = "last"
+        if self.best_epoch is not None and (self.stage_dir / "best.pt").exists():
+            state = load_checkpoint(self.stage_dir / "best.pt", map_location=self.device)
+            self.model.load_state_dict(state["model"])
+            selected = "best"
+        summary: dict[str, Any] = {
+            "stage": self.stage,
+            "epochs": self.config.train.epochs,
+            "selected_checkpoint": selected,
+            "best_epoch": self.best_epoch,
+            "monitor": self.monitor_key,
+            "monitor_mode": self.monitor_mode,
+            "best_value": self.best_value,
+            "val": self.last_val,
+        }
+        if "test" in self.built.eval_splits:
+            test = self.evaluate("test")
+            self.log.write(
+                {
+                    "stage": self.stage,
+                    "epoch": self.best_epoch,
+                    "split": "test",
+                    "checkpoint": selected,
+                    **test,
+                }
+            )
+            if self.hooks is not None:
+                self.hooks.evaluation_end(run=self.view, split="test", metrics=test)
+            summary["test"] = test
+        return summary
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, dict):
+        for value in batch.values():
+            if isinstance(value, torch.Tensor) and value.dim() > 0:
+                return int(value.shape[0])
+    return 1

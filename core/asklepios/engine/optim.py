@@ -1,0 +1,105 @@
+"""Optimizers from ``torch.optim`` by name and per-step learning-rate schedules with warm-up."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from asklepios_sdk import AsklepiosError
+
+__all__ = ["OptimError", "build_optimizer", "build_schedule", "lr_factor"]
+
+
+class OptimError(AsklepiosError):
+    """An optimizer or schedule setting is unknown or invalid."""
+
+
+def _optimizer_classes() -> dict[str, type[torch.optim.Optimizer]]:
+    return {
+        name.lower(): cls
+        for name, cls in vars(torch.optim).items()
+        if isinstance(cls, type)
+        and issubclass(cls, torch.optim.Optimizer)
+        and cls is not torch.optim.Optimizer
+    }
+
+
+def build_optimizer(
+    params: Sequence[torch.nn.Parameter], config: object, where: str = "optimizer"
+) -> torch.optim.Optimizer:
+    """Build the ``torch.optim`` class named ``config.name`` with its keyword arguments checked.
+
+    ``config`` is an :class:`~asklepios.config.model.OptimizerConfig`: ``name``, ``lr``,
+    ``weight_decay`` and extra keys passed as keyword arguments after checking them against the
+    class's signature.
+    """
+    classes = _optimizer_classes()
+    name = str(config.name).lower()  # type: ignore[attr-defined]
+    if name not in classes:
+        raise OptimError(
+            f"{where}.name: unknown optimizer {config.name!r}; "  # type: ignore[attr-defined]
+            f"torch.optim has {', '.join(sorted(classes))}"
+        )
+    cls = classes[name]
+    kwargs = {"lr": config.lr, "weight_decay": config.weight_decay, **config.kwargs}  # type: ignore[attr-defined]
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "params"}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise OptimError(
+            f"{where}: {cls.__name__} does not accept {unknown}; it accepts {sorted(accepted)}"
+        )
+    params = list(params)
+    if not params:
+        raise OptimError(
+            f"{where}: no trainable parameters (all frozen?); check the stage's 'freeze' patterns"
+        )
+    try:
+        return cls(params, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise OptimError(f"{where}: {cls.__name__} rejected its arguments: {err}") from err
+
+
+def lr_factor(
+    config: object, steps_per_epoch: int, epochs: int, min_factor: float = 0.0
+) -> Callable[[int], float]:
+    """Return ``step -> factor`` of the base learning rate for a ``ScheduleConfig``.
+
+    Warm-up rises linearly from ``warmup_start_factor`` to 1 over ``warmup_epochs``; then
+    ``constant`` keeps 1, ``cosine`` decays to ``min_factor`` (``min_lr / lr``) by the
+    last step, ``step`` multiplies by ``gamma`` every ``step_size`` epochs and ``multistep`` at
+    each milestone epoch.
+    """
+    name = config.name  # type: ignore[attr-defined]
+    warmup = round(config.warmup_epochs * steps_per_epoch)  # type: ignore[attr-defined]
+    start = float(config.warmup_start_factor)  # type: ignore[attr-defined]
+    total = max(1, steps_per_epoch * epochs)
+    gamma = float(config.gamma)  # type: ignore[attr-defined]
+    milestones = sorted(config.milestones)  # type: ignore[attr-defined]
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return start + (1.0 - start) * step / warmup
+        epoch = step // max(1, steps_per_epoch)
+        if name == "cosine":
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+        if name == "step":
+            return gamma ** (epoch // config.step_size)  # type: ignore[attr-defined]
+        if name == "multistep":
+            return gamma ** sum(1 for m in milestones if epoch >= m)
+        return 1.0
+
+    return factor
+
+
+def build_schedule(
+    optimizer: torch.optim.Optimizer, config: object, steps_per_epoch: int, epochs: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Return a per-step ``LambdaLR`` following :func:`lr_factor` (cosine ends at ``min_lr``)."""
+    base_lr = optimizer.param_groups[0]["lr"]
+    min_factor = float(config.min_lr) / base_lr if base_lr > 0 else 0.0  # type: ignore[attr-defined]
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_factor(config, steps_per_epoch, epochs, min_factor)
+    )
