@@ -1,8 +1,9 @@
 """Read config files: YAML or JSON, ``extends:`` inheritance, ``--set`` overrides, key-wise merge.
 
-Nothing here executes code: YAML is read with ``yaml.safe_load`` (no Python tags), ``--set`` values
-are parsed as YAML scalars (or flow lists/maps), and no key is ever imported. Every key remembers
-the file it came from (:class:`Origins`) so that errors point at the right file.
+Nothing here executes code: YAML is read with a ``yaml.SafeLoader`` (no Python tags; ``1e-3`` is a
+float as in YAML 1.2), ``--set`` values are parsed as YAML scalars (or flow lists/maps), and no key
+is ever imported. Every key remembers the file it came from (:class:`Origins`) so that errors
+point at the right file.
 
 Merging (``extends`` and stages) is key-wise: mappings merge recursively, everything else (lists,
 scalars) is replaced. A component mapping whose ``type`` changes is replaced as a whole, so the old
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,28 @@ __all__ = [
 ]
 
 PathKey = tuple[str | int, ...]
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-3`` as a float (YAML 1.2), not a string."""
+
+
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_SafeLoader)  # a SafeLoader subclass: no Python tags
 
 
 def format_path(path: Iterable[str | int]) -> str:
@@ -99,7 +123,7 @@ def _read_document(path: Path, shown: str) -> dict[str, Any]:
     except OSError as err:
         raise _issue(shown, f"cannot read the file: {err}") from err
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix.lower() == ".json" else _yaml_load(text)
     except json.JSONDecodeError as err:
         raise _issue(
             shown, f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
@@ -170,9 +194,14 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             "e.g. --set train.epochs=5 or --set loss.gamma=2.0",
         )
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = _yaml_load(value) if value.strip() else None
     except yaml.YAMLError as err:
-        raise _issue(f"--set {text}", f"the value is not a YAML scalar: {err}") from None
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise _issue(
+            f"--set {text}",
+            f"the value is not plain YAML: {problem}",
+            "values are YAML scalars or flow lists/maps; Python tags are not allowed",
+        ) from None
     return key.split("."), parsed
 
 

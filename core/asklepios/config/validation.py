@@ -277,7 +277,7 @@ class _Validator:
             (*path, "type"),
             f"{kind} '{type_id}' comes from {info.problem()}",
             component=type_id,
-            plugin=info.label,
+            plugin=f"{info.id} {info.version}",
             suggestion=info.fix,
         )
         return False
@@ -291,19 +291,16 @@ class _Validator:
         type_id = spec["type"]
         try:
             entry = self.host.registry.get(kind, type_id)
-        except PluginLoadError as err:
-            if self.host.strict:
+        except (PluginLoadError, RegistryError) as err:
+            if self.host.strict and isinstance(err, PluginLoadError):
                 raise
-            info = self.host.index.get(type_id.partition(".")[0])
+            info = self.host.index.get(type_id.partition(".")[0]) if "." in type_id else None
             self.report.add(
                 (*path, "type"),
                 str(err),
                 component=type_id,
-                plugin=info.label if info else None,
+                plugin=f"{info.id} {info.version}" if info else None,
             )
-            return
-        except RegistryError as err:
-            self.report.add((*path, "type"), str(err), component=type_id)
             return
         if entry.id != type_id:
             spec["type"] = entry.id
