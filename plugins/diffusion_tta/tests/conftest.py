@@ -1,9 +1,38 @@
-"""Shared fixtures of the diffusion_tta tests: small real and synthetic images."""
+"""Shared fixtures of the diffusion_tta tests, and the SDK conformance kit with tiny sizes."""
 
 from __future__ import annotations
 
+import sys
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
+from asklepios_sdk.testing import Conformance, Override
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _tiny import save_tiny_unet
+
+_MODEL_DIR = save_tiny_unet(Path(tempfile.mkdtemp(prefix="diffusion_tta_kit_")) / "diffusion")
+_TINY_ADAPTER = {"model_dir": str(_MODEL_DIR), "timestep_respacing": "10", "start_step": 2}
+
+
+def _adapted_classifier(ctx):
+    from asklepios_diffusion_tta.ddpm_adapter import DDPMAdapterParams, build_ddpm_adapter
+    from asklepios_sdk.testing import TinyBackbone
+
+    adapter = build_ddpm_adapter(DDPMAdapterParams(**_TINY_ADAPTER), ctx)
+    return adapter.wrap(TinyBackbone(ctx))
+
+
+asklepios_conformance = Conformance(
+    "asklepios_diffusion_tta.hooks",
+    overrides={
+        "diffusion_tta.ddpm_adapter": Override(params=_TINY_ADAPTER),
+        "diffusion_tta.self_ensemble": Override(model=_adapted_classifier),
+    },
+)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from _tiny import save_tiny_unet
 from asklepios_diffusion_tta._diffusion import (
     DiffusionSchedule,
     linear_betas,
@@ -218,24 +219,6 @@ def test_params_validation_and_unet_evaluation_counts() -> None:
     assert unet_evaluations(DDPMAdapterParams(guidance="ilvr")) == (51, 0)
 
 
-def _save_tiny_unet(path, out_channels: int = 3) -> None:
-    from diffusers import DDPMScheduler, UNet2DModel
-
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=16,
-        in_channels=3,
-        out_channels=out_channels,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-    )
-    unet.save_pretrained(path / "unet")
-    DDPMScheduler(num_train_timesteps=1000).save_pretrained(path / "scheduler")
-
-
 class _MeanClassifier(torch.nn.Module):
     def forward(self, batch):
         feats = batch["image"].mean(dim=(2, 3))
@@ -244,7 +227,7 @@ class _MeanClassifier(torch.nn.Module):
 
 @pytest.mark.slow
 def test_adapter_loads_local_diffusers_dir_and_adapts(tmp_path) -> None:
-    _save_tiny_unet(tmp_path / "diffusion", out_channels=6)
+    save_tiny_unet(tmp_path / "diffusion", out_channels=6)
     params = DDPMAdapterParams(
         model_dir="diffusion",
         timestep_respacing="10",
