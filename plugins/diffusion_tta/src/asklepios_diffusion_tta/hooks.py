@@ -7,6 +7,7 @@ from asklepios_sdk import Register, hookimpl
 __all__ = [
     "register_adapters",
     "register_augmentations",
+    "register_evaluators",
 ]
 
 
@@ -25,3 +26,15 @@ def register_adapters(register: Register) -> None:
 
     register("ddpm_adapter", ddpm_adapter.build_ddpm_adapter, ddpm_adapter.DDPMAdapterParams)
     register("self_ensemble", self_ensemble.build_self_ensemble, self_ensemble.SelfEnsembleParams)
+
+
+@hookimpl
+def register_evaluators(register: Register) -> None:
+    """Register the corruption-robustness evaluator."""
+    from asklepios_diffusion_tta import robustness
+
+    register(
+        "corruption_robustness",
+        robustness.build_corruption_robustness,
+        robustness.CorruptionRobustnessParams,
+    )
