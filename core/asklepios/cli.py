@@ -103,7 +103,8 @@ def _root(
 ) -> None:
     """Plugin framework for medical-imaging deep learning research."""
     _STATE["debug"] = debug
-    _plugins.set_host(_plugins.PluginHost(strict=True if strict else None, disabled=disable))
+    if strict or disable:
+        _plugins.set_host(_plugins.PluginHost(strict=True if strict else None, disabled=disable))
 
 
 # -- plugins ---------------------------------------------------------------------------------------
