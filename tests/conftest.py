@@ -86,8 +86,9 @@ class FakeSite:
         return f"{package}.hooks"
 
     def host(self, **kwargs: Any) -> PluginHost:
-        """Return a host discovering only this site (no built-ins unless ``builtins=True``)."""
+        """Return a host discovering only this site (no built-ins, not strict unless asked)."""
         kwargs.setdefault("builtins", False)
+        kwargs.setdefault("strict", False)
         return PluginHost(search_path=[str(self.root)], **kwargs)
 
 

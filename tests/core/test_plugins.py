@@ -274,7 +274,7 @@ def test_missing_builtins_module_is_a_clear_failure(monkeypatch):
     import asklepios.plugins as plugins_module
 
     monkeypatch.setattr(plugins_module, "BUILTINS_MODULE", "asklepios.no_such_builtins.hooks")
-    host = PluginHost(discover=False)
+    host = PluginHost(discover=False, strict=False)
     info = host.activate("core")
     assert info.status == PluginStatus.FAILED
     assert "asklepios.no_such_builtins" in info.error
