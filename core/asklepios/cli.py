@@ -233,6 +233,68 @@ def schema(
         _console(stderr=True).print(f"wrote {output}")
 
 
+# -- experiments (logic in asklepios.engine, .reporting, .records) --------------------------------
+
+
+@app.command("run")
+def run(
+    config: Annotated[Path | None, typer.Argument(help="Config file; omit with --resume.")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="Override a key, e.g. train.epochs=5."),
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", metavar="RUN_DIR", help="Continue a stopped run.")
+    ] = None,
+    folds: Annotated[
+        int | None, typer.Option("--folds", min=2, help="k-fold cross-validation.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress or summary output.")] = False,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")
+    ] = None,
+) -> None:
+    """Run an experiment (or resume one): train, evaluate, test, write the run directory."""
+    from asklepios.engine.run import run_command
+
+    run_command(
+        config,
+        overrides or (),
+        resume=resume,
+        folds=folds,
+        quiet=quiet,
+        device=device,
+        argv=["asklepios", *sys.argv[1:]],
+    )
+
+
+@app.command("report")
+def report(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
+    """Print a run's summary table and regenerate its plots."""
+    from asklepios.reporting import report_run
+
+    report_run(run_dir, _console())
+
+
+record_app = typer.Typer(help="Inspect run records.", no_args_is_help=True)
+app.add_typer(record_app, name="record")
+
+
+@record_app.command("check")
+def record_check(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
+    """Report what differs between a run's record and what is installed now."""
+    from asklepios.records import check_record
+
+    diffs = check_record(run_dir, _plugins.get_host())
+    console = _console()
+    if not diffs:
+        console.print(f"{run_dir}: the installed versions match the record")
+        return
+    for line in diffs:
+        console.print(f"- {line}", highlight=False)
+    raise typer.Exit(EXIT_ERROR)
+
+
 # -- doctor ----------------------------------------------------------------------------------------
 
 

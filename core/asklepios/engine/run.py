@@ -19,7 +19,7 @@ from asklepios.engine.progress import RunProgress
 from asklepios.engine.seeding import derive_seed, seed_everything
 from asklepios.engine.state import MetricsLog, RunStateView, to_jsonable
 
-__all__ = ["RunError", "run_experiment"]
+__all__ = ["RunError", "run_command", "run_experiment"]
 
 
 class RunError(AsklepiosError):
@@ -237,3 +237,35 @@ def run_experiment(
             progress.log(f"wrote {plot}")
     barrier(dist)
     return summary
+
+
+def run_command(
+    config_path: str | Path | None,
+    overrides: Sequence[str] = (),
+    *,
+    resume: str | Path | None = None,
+    folds: int | None = None,
+    quiet: bool = False,
+    device: str | None = None,
+    argv: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Load the config (from ``resume``'s ``config.yaml`` when resuming) and run it."""
+    from asklepios.config import load_config
+    from asklepios.plugins import get_host
+
+    if resume is not None:
+        config_path = Path(resume) / "config.yaml"
+        if not Path(config_path).is_file():
+            raise RunError(f"--resume {resume}: no config.yaml there; is it a run directory?")
+    if config_path is None:
+        raise RunError("give a config file, or --resume RUN_DIR to continue a run")
+    config = load_config(config_path, overrides)
+    return run_experiment(
+        config,
+        host=get_host(),
+        resume_dir=resume,
+        folds=folds,
+        quiet=quiet,
+        device=device,
+        argv=argv,
+    )
