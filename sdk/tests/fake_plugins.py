@@ -135,6 +135,8 @@ class Accuracy(Evaluator):
 
     name = "acc"
     output_keys = ("top1",)
+    correct: Tensor
+    total: Tensor
 
     def __init__(self, params: Any, ctx: BuildContext) -> None:
         super().__init__()

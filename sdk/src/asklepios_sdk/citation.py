@@ -96,7 +96,8 @@ class Citation:
         """Return a BibTeX entry for this work."""
         entry_type = _BIBTEX_TYPES.get(self.kind, "misc")
         venue_field = {"article": "journal", "inproceedings": "booktitle"}.get(entry_type, "note")
-        fields = [("title", self.title), ("author", " and ".join(self.authors))]
+        fields: list[tuple[str, str | None]] = [("title", self.title)]
+        fields += [("author", " and ".join(self.authors))]
         fields += [("year", str(self.year) if self.year else None), (venue_field, self.venue)]
         fields += [("doi", self.doi), ("url", self.url)]
         body = ",\n".join(f"  {name} = {{{value}}}" for name, value in fields if value)
@@ -134,7 +135,7 @@ def read_citation(package: str) -> Citation | None:
     resource = resources.files(package).joinpath("CITATION.cff")
     if not resource.is_file():
         return None
-    import yaml
+    import yaml  # type: ignore[import-untyped,unused-ignore]
 
     source = f"{package}/CITATION.cff"
     try:

@@ -121,7 +121,8 @@ def _seed_everything(seed: int) -> None:
 def _on_cpu(component: Any) -> list[str]:
     if not isinstance(component, nn.Module):
         return []
-    tensors = [("parameter", n, t) for n, t in component.named_parameters()]
+    tensors: list[tuple[str, str, Tensor]] = []
+    tensors += [("parameter", n, t) for n, t in component.named_parameters()]
     tensors += [("buffer", n, t) for n, t in component.named_buffers()]
     return [f"{what} {name} on {t.device}" for what, name, t in tensors if t.device.type != "cpu"]
 

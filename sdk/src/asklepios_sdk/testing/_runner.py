@@ -195,6 +195,7 @@ def check_plugin(conformance: Conformance | str | object) -> Report:
     suite = Suite(conformance)
     report = Report(plugin_id=suite.plugin_id)
     for check in suite.checks():
+        status: Literal["passed", "failed", "skipped"]
         start = time.perf_counter()
         try:
             suite.run(check)
