@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from asklepios_sdk import Register, hookimpl
 
-__all__ = ["register_evaluators", "register_losses", "register_samplers"]
+__all__ = [
+    "register_adapters",
+    "register_augmentations",
+    "register_evaluators",
+    "register_losses",
+    "register_samplers",
+]
 
 
 @hookimpl
@@ -34,4 +40,23 @@ def register_evaluators(register: Register) -> None:
     from asklepios_longtail.metrics import EVALUATORS
 
     for name, (factory, params) in EVALUATORS.items():
+        register(name, factory, params)
+
+
+@hookimpl
+def register_adapters(register: Register) -> None:
+    """Register the heads (cosine, causal-norm, DisAlign, LWS, BBN, cRT) and post-hoc adapters."""
+    from asklepios_longtail.adapters import ADAPTERS
+    from asklepios_longtail.posthoc import EVALUATION_ADAPTERS
+
+    for name, (factory, params) in {**ADAPTERS, **EVALUATION_ADAPTERS}.items():
+        register(name, factory, params)
+
+
+@hookimpl
+def register_augmentations(register: Register) -> None:
+    """Register the per-batch mixing augmentations (mixup, cutmix, remix)."""
+    from asklepios_longtail.augmentations import AUGMENTATIONS
+
+    for name, (factory, params) in AUGMENTATIONS.items():
         register(name, factory, params)

@@ -1,0 +1,231 @@
+"""Evaluation-time adapters: post-hoc logit adjustment, τ-normalisation, NCM (KNN, cl2n).
+
+They change the logits only when the model is in evaluation mode (the engine's validation and
+test passes); in training mode they return the wrapped model's output unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from asklepios_sdk import Adapter, Batch, BuildContext, ComponentError, Params
+from pydantic import Field
+from torch import Tensor, nn
+
+from asklepios_longtail import _functional as fn
+from asklepios_longtail._heads import feature_dim, find_classifier, freeze_module
+
+__all__ = [
+    "EVALUATION_ADAPTERS",
+    "EvaluationTimeAdapter",
+    "NCMClassifier",
+    "NCMParams",
+    "PosthocLA",
+    "PosthocLAParams",
+    "TauNorm",
+    "TauNormParams",
+]
+
+
+class EvaluationTimeAdapter(Adapter):
+    """Base: pass the wrapped model's output through in training, adjust it in evaluation."""
+
+    component_id = "longtail evaluation-time adapter"
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        self.model = model
+        self.feature_dim = getattr(model, "feature_dim", 0)
+        return self
+
+    def adjust(self, out: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
+        raise ComponentError(f"{type(self).__name__} does not implement adjust()")
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        out = dict(self.model(batch))
+        return out if self.training else self.adjust(out, batch)
+
+
+class PosthocLAParams(Params):
+    """Params of :class:`PosthocLA`."""
+
+    tau: float = Field(1.0, description="τ of the adjustment.")
+    eps: float = Field(1e-12, gt=0, description="Added inside the log of (n_c/n_max)^τ.")
+
+
+class PosthocLA(EvaluationTimeAdapter):
+    """Adjust logits at evaluation: z_c − log((n_c/n_max)^τ + 1e−12) (post-hoc LA).
+
+    Model selection, argmax and AUC all see the adjusted logits. References: Menon et al.,
+    ICLR 2021. MONICA ``main.py:eval`` (``Logits_Adjust_Posthoc``).
+    """
+
+    component_id = "longtail.posthoc_la"
+
+    def __init__(self, params: PosthocLAParams, ctx: BuildContext) -> None:
+        super().__init__()
+        self.params = params
+        counts = fn.check_counts(ctx.data.class_counts, self.component_id)
+        shift = np.log(np.power(counts / counts.max(), params.tau) + params.eps)
+        self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.float32))
+
+    def adjust(self, out: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
+        out["logits"] = out["logits"] - self.shift.to(out["logits"].dtype)
+        return out
+
+
+class TauNormParams(Params):
+    """Params of :class:`TauNorm`."""
+
+    tau: float = Field(
+        2.0, description="τ of w_c/‖w_c‖^τ (MONICA hard-codes 2; Kang et al. tune τ in [0, 1])."
+    )
+    keep_bias: bool = Field(False, description="Add the classifier bias (MONICA drops it).")
+    classifier_path: str | None = Field(None, description="Attribute path of the linear head.")
+
+
+class TauNorm(EvaluationTimeAdapter):
+    """Evaluate with τ-normalised classifier weights: logits_c = f · w_c / ‖w_c‖^τ (no bias).
+
+    References: Kang et al., ICLR 2020. MONICA ``main.py:eval`` (``T-Norm``).
+    """
+
+    component_id = "longtail.tau_norm"
+
+    def __init__(self, params: TauNormParams, ctx: BuildContext) -> None:
+        super().__init__()
+        self.params = params
+        self._classifier_ref: list[nn.Linear] = []
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        super().wrap(model)
+        self._classifier_ref = [
+            find_classifier(model, self.params.classifier_path, self.component_id)
+        ]
+        return self
+
+    def adjust(self, out: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
+        classifier = self._classifier_ref[0]
+        weight = classifier.weight
+        normed = weight / weight.norm(dim=1, keepdim=True).pow(self.params.tau)
+        bias = classifier.bias if self.params.keep_bias else None
+        out["logits"] = F.linear(out["features"], normed, bias)
+        return out
+
+
+class NCMParams(Params):
+    """Params of :class:`NCMClassifier`."""
+
+    feat_type: Literal["cl2n", "l2n", "un"] = Field(
+        "cl2n",
+        description="Feature normalisation: cl2n (centre by the training mean, then L2; MONICA), "
+        "l2n (L2 only) or un (none).",
+    )
+    dist: Literal["l2", "cosine"] = Field(
+        "l2", description="Logits: −‖f − c_k‖² (l2) or cos(f, c_k) (cosine)."
+    )
+    num_classes: int | None = Field(None, ge=1, description="C; default: the dataset's.")
+    freeze_encoder: bool = Field(True, description="Freeze the wrapped model (no training).")
+
+
+class NCMClassifier(EvaluationTimeAdapter):
+    """Classify by the nearest class mean of collected training features (MONICA's KNN).
+
+    The ``longtail.collect`` trainer feeds training batches to :meth:`collect`; at evaluation
+    the centroids c_k = mean over class k of f' = (f − μ)/‖f − μ‖ are fitted (μ = mean training
+    feature; summed across ranks) and logits = −‖f'_test − c_k‖².
+
+    References: Kang et al., ICLR 2020. MONICA ``models/KNNClassifier.py``.
+    """
+
+    component_id = "longtail.ncm"
+
+    def __init__(self, params: NCMParams, ctx: BuildContext) -> None:
+        super().__init__()
+        self.params = params
+        num = params.num_classes or ctx.data.num_classes
+        if not num:
+            raise ComponentError(f"{self.component_id} needs the number of classes")
+        self.num_classes = int(num)
+        self._features: list[Tensor] = []
+        self._labels: list[Tensor] = []
+        self.register_buffer("mean", torch.zeros(0))
+        self.register_buffer("centroids", torch.zeros(0))
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        super().wrap(model)
+        self.feature_dim = feature_dim(model, self.component_id)
+        if self.params.freeze_encoder:
+            freeze_module(model)
+        return self
+
+    def reset_collection(self) -> None:
+        """Forget the collected training features."""
+        self._features, self._labels = [], []
+
+    @torch.no_grad()
+    def collect(self, batch: Batch) -> None:
+        """Run the wrapped model on a training batch and keep its features and labels."""
+        out = self.model(batch)
+        self._features.append(out["features"].detach().float())
+        self._labels.append(batch["label"].detach().long())
+
+    def _normalise(self, f: Tensor) -> Tensor:
+        if self.params.feat_type == "cl2n":
+            f = f - self.mean
+        if self.params.feat_type in ("cl2n", "l2n"):
+            f = f / f.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        return f
+
+    @torch.no_grad()
+    def fit(self) -> None:
+        """Compute μ and the class centroids from the collected features."""
+        feats = torch.cat(self._features)
+        labels = torch.cat(self._labels)
+        stats = torch.cat([feats.sum(dim=0), feats.new_tensor([len(feats)])])
+        _all_reduce(stats)
+        self.mean = stats[:-1] / stats[-1].clamp(min=1)
+        normed = self._normalise(feats)
+        onehot = F.one_hot(labels, self.num_classes).to(normed.dtype)
+        sums = torch.cat([onehot.T @ normed, onehot.sum(dim=0)[:, None]], dim=1)
+        _all_reduce(sums)
+        self.centroids = sums[:, :-1] / sums[:, -1:].clamp(min=1)
+        self.reset_collection()
+
+    def adjust(self, out: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
+        if self._features:
+            self.fit()
+        if self.centroids.numel() == 0:
+            raise ComponentError(
+                f"{self.component_id} has no class centroids: run a stage with the "
+                "longtail.collect trainer over the training split before evaluating"
+            )
+        f = self._normalise(out["features"].float())
+        if self.params.dist == "l2":
+            logits = -torch.cdist(f, self.centroids).pow(2)
+        else:
+            logits = F.normalize(f, dim=1) @ F.normalize(self.centroids, dim=1).T
+        out["logits"] = logits.to(out["features"].dtype)
+        return out
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        for name in ("mean", "centroids"):
+            key = prefix + name
+            if key in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[key]))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+def _all_reduce(tensor: Tensor) -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(tensor)
+
+
+EVALUATION_ADAPTERS = {
+    "posthoc_la": (PosthocLA, PosthocLAParams),
+    "tau_norm": (TauNorm, TauNormParams),
+    "ncm": (NCMClassifier, NCMParams),
+}
+"""Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""
