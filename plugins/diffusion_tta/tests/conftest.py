@@ -31,6 +31,9 @@ asklepios_conformance = Conformance(
     overrides={
         "diffusion_tta.ddpm_adapter": Override(params=_TINY_ADAPTER),
         "diffusion_tta.self_ensemble": Override(model=_adapted_classifier),
+        "diffusion_tta.corrupted": Override(
+            params={"corruptions": ["gaussian_noise", "contrast"], "severities": [1, 5]}
+        ),
     },
 )
 

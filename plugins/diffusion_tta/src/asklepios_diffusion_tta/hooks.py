@@ -7,6 +7,7 @@ from asklepios_sdk import Register, hookimpl
 __all__ = [
     "register_adapters",
     "register_augmentations",
+    "register_datasets",
     "register_evaluators",
 ]
 
@@ -38,3 +39,11 @@ def register_evaluators(register: Register) -> None:
         robustness.build_corruption_robustness,
         robustness.CorruptionRobustnessParams,
     )
+
+
+@hookimpl
+def register_datasets(register: Register) -> None:
+    """Register the corrupted (-C) dataset wrapper."""
+    from asklepios_diffusion_tta import corrupted
+
+    register("corrupted", corrupted.build_corrupted, corrupted.CorruptedParams)
