@@ -9,7 +9,7 @@ import pytest
 import torch
 from asklepios_sdk import BuildContext, ComponentError, DataFacts
 from asklepios_unisurv._functional import pdf_moments, predict_time, survival_curve
-from asklepios_unisurv.losses import MMVLoss, MMVLossParams
+from asklepios_unisurv.losses import MMVLoss, MMVLossParams, build_mmv_loss
 
 
 def _batch(time, event, margin, weight, partner_time=None):
@@ -131,9 +131,16 @@ def test_gradcheck_full_loss_wrt_logits():
     assert torch.autograd.gradcheck(fn, (z, zb))
 
 
-def test_missing_partner_with_positive_alpha_d_is_a_clear_error():
+def test_positive_alpha_d_without_partners_is_a_clear_error():
     with pytest.raises(ComponentError, match=r"unisurv\.sorted_pairs"):
-        MMVLoss()({"logits": torch.zeros(1, 8)}, _batch([1.0], [1], [1], [1.0]))
+        build_mmv_loss(MMVLossParams(), BuildContext(data=DataFacts(task="survival")))
+    pairs = BuildContext(data=DataFacts(task="survival", extras={"unisurv.sorted_pairs": True}))
+    loss = build_mmv_loss(MMVLossParams(), pairs)
+    batch = _batch([1.0], [1], [1], [1.0], partner_time=[3.0])
+    with pytest.raises(ComponentError, match=r"unisurv\.pairwise"):
+        loss({"logits": torch.zeros(1, 8)}, batch)
+    evaluation = loss({"logits": torch.zeros(1, 8)}, _batch([1.0], [1], [1], [1.0]))
+    assert "discordance" not in evaluation.terms
 
 
 def test_missing_margin_and_out_of_range_margin_are_errors():

@@ -9,7 +9,14 @@ from asklepios_sdk import hookimpl
 if TYPE_CHECKING:
     from asklepios_sdk import Register
 
-__all__ = ["register_adapters", "register_backbones", "register_datasets", "register_losses"]
+__all__ = [
+    "register_adapters",
+    "register_backbones",
+    "register_datasets",
+    "register_losses",
+    "register_samplers",
+    "register_trainers",
+]
 
 
 @hookimpl
@@ -22,10 +29,13 @@ def register_losses(register: Register) -> None:
 
 @hookimpl
 def register_datasets(register: Register) -> None:
-    """Register ``unisurv.km_margin``."""
-    from asklepios_unisurv import margins
+    """Register ``unisurv.km_margin`` and ``unisurv.sorted_pairs``."""
+    from asklepios_sdk import EmptyParams
+
+    from asklepios_unisurv import margins, pairs
 
     register("km_margin", margins.build_km_margin, margins.KMMarginParams)
+    register("sorted_pairs", pairs.build_sorted_pairs, EmptyParams)
 
 
 @hookimpl
@@ -42,3 +52,21 @@ def register_adapters(register: Register) -> None:
     from asklepios_unisurv import transformer
 
     register("pdf_head", transformer.build_pdf_head, transformer.PDFHeadParams)
+
+
+@hookimpl
+def register_samplers(register: Register) -> None:
+    """Register ``unisurv.event_balanced``."""
+    from asklepios_unisurv import samplers
+
+    register("event_balanced", samplers.build_event_balanced, samplers.EventBalancedParams)
+
+
+@hookimpl
+def register_trainers(register: Register) -> None:
+    """Register ``unisurv.pairwise``."""
+    from asklepios_sdk import EmptyParams
+
+    from asklepios_unisurv import pairs
+
+    register("pairwise", pairs.build_pairwise, EmptyParams)

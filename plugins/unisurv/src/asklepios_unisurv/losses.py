@@ -51,10 +51,12 @@ class MMVLoss(Loss):
                  P = {i : event_i = 1 and t_i < t_b(i)}   (0 when P is empty)
         L      = alpha_s L_ce + alpha_m L_mean + alpha_v L_var + alpha_d L_disc
 
-    ``terms`` holds the unweighted ``ce``, ``mean``, ``variance`` and (when ``alpha_d > 0``)
-    ``discordance``. The partner ``b(i)`` comes from ``outputs["partner_logits"]`` and
-    ``batch["partner_time"]``, which the ``unisurv.pairwise`` trainer and the
-    ``unisurv.sorted_pairs`` wrapper provide.
+    ``terms`` holds the unweighted ``ce``, ``mean``, ``variance`` and (when ``alpha_d > 0`` and
+    the batch has partners) ``discordance``. The partner ``b(i)`` comes from
+    ``outputs["partner_logits"]`` and ``batch["partner_time"]``, which the ``unisurv.pairwise``
+    trainer and the ``unisurv.sorted_pairs`` wrapper provide; validation and test batches carry
+    no partners, so their loss has no discordance term. The factory refuses ``alpha_d > 0``
+    without the wrapper.
 
     References:
         Zhang et al., "Adaptive Transformer Modelling of Density Function for Nonparametric
@@ -85,7 +87,7 @@ class MMVLoss(Loss):
         var_term = var.mean()
         terms = {"ce": ce, "mean": mean_term, "variance": var_term}
         total = p.alpha_s * ce + p.alpha_m * mean_term + p.alpha_v * var_term
-        if p.alpha_d > 0:
+        if p.alpha_d > 0 and "partner_time" in batch:
             disc = self._discordance(outputs, batch, logits, mean)
             terms["discordance"] = disc
             total = total + p.alpha_d * disc
@@ -95,12 +97,10 @@ class MMVLoss(Loss):
     def _discordance(
         outputs: Mapping[str, Tensor], batch: Batch, logits: Tensor, mean: Tensor
     ) -> Tensor:
-        if "partner_logits" not in outputs or "partner_time" not in batch:
+        if "partner_logits" not in outputs:
             raise ComponentError(
-                "unisurv.mmv: alpha_d > 0 needs a partner for every sample, but the model "
-                "outputs have no 'partner_logits' or the batch no 'partner_time'; add "
-                "{type: unisurv.sorted_pairs} to data.wrappers and set trainer: "
-                "{type: unisurv.pairwise}, or set loss.alpha_d: 0"
+                "unisurv.mmv: the batch carries partners but the model outputs have no "
+                "'partner_logits'; set trainer: {type: unisurv.pairwise}, or set loss.alpha_d: 0"
             )
         partner_mean = pdf_moments(as_logits(outputs["partner_logits"]))[1]
         time = _required(batch, "time", "the dataset must provide 'time'").to(mean).reshape(-1)
@@ -130,6 +130,15 @@ class MMVLoss(Loss):
 
 
 def build_mmv_loss(params: MMVLossParams, ctx: BuildContext) -> MMVLoss:
-    """Build the Margin-Mean-Variance loss (CE at the KM margin + mean + variance + ranking)."""
-    del ctx
+    """Build the Margin-Mean-Variance loss (CE at the KM margin + mean + variance + ranking).
+
+    Raises:
+        ComponentError: ``alpha_d > 0`` while the training samples carry no partners.
+    """
+    if params.alpha_d > 0 and not ctx.data.extras.get("unisurv.sorted_pairs"):
+        raise ComponentError(
+            f"unisurv.mmv: alpha_d = {params.alpha_d} needs a partner for every training sample; "
+            "add {type: unisurv.sorted_pairs} to data.wrappers and set trainer: "
+            "{type: unisurv.pairwise}, or set loss.alpha_d: 0 (the original grid-search setting)"
+        )
     return MMVLoss(params)
