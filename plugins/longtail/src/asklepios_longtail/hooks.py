@@ -13,6 +13,7 @@ __all__ = [
     "register_evaluators",
     "register_losses",
     "register_samplers",
+    "register_trainers",
 ]
 
 
@@ -59,4 +60,13 @@ def register_augmentations(register: Register) -> None:
     from asklepios_longtail.augmentations import AUGMENTATIONS
 
     for name, (factory, params) in AUGMENTATIONS.items():
+        register(name, factory, params)
+
+
+@hookimpl
+def register_trainers(register: Register) -> None:
+    """Register the trainers (ERM with MONICA switches, SAM, BBN, NCM feature collection)."""
+    from asklepios_longtail.trainers import TRAINERS
+
+    for name, (factory, params) in TRAINERS.items():
         register(name, factory, params)

@@ -21,6 +21,8 @@ from asklepios_longtail import _functional as fn
 
 __all__ = [
     "SAMPLERS",
+    "BBNPairsParams",
+    "BBNPairsSampler",
     "ClassBalancedSampler",
     "ClassProbabilitySampler",
     "EffectiveNumberParams",
@@ -319,6 +321,56 @@ class SwitchSampler(ClassProbabilitySampler):
         return super().epoch_indices(epoch, generator)
 
 
+class BBNPairsParams(Params):
+    """Params of :class:`BBNPairsSampler`."""
+
+    second: Rule = Field(
+        "class_balanced", description="Rule of the second stream (MONICA: class_balanced)."
+    )
+
+
+class BBNPairsSampler(ClassProbabilitySampler):
+    """Interleave a shuffled stream and a re-balanced stream for BBN (a, b, a, b, ...).
+
+    An epoch holds 2N indices: every index once (stream a) and N class-balanced draws (stream
+    b), arranged so that each rank's shard alternates a and b. The ``longtail.bbn`` trainer
+    splits each batch into the two streams; set the loader batch size to twice BBN's.
+
+    References: Zhou et al., CVPR 2020. MONICA ``dataset/get_datasets.py`` (``RS_train``).
+    """
+
+    component_id = "longtail.bbn_pairs"
+
+    def __init__(self, params: BBNPairsParams, ctx: BuildContext) -> None:
+        super().__init__(ctx)
+        self.params = params
+
+    def epoch_length(self) -> int:
+        blocks = -(-self.num_samples // self.world_size)
+        return 2 * blocks * self.world_size
+
+    def class_probabilities(self, epoch: int) -> np.ndarray:
+        rule = self.params.second
+        safe = np.maximum(self.counts, 1)
+        if rule == "class_balanced":
+            return self._normalise(np.ones_like(self.counts))
+        if rule == "effective_number":
+            return self._normalise(safe * 1e-4 / (1 - np.power(0.9999, safe)))
+        if rule == "sqrt":
+            return self._normalise(np.sqrt(safe))
+        return self._normalise(self.counts)
+
+    def epoch_indices(self, epoch: int, generator: np.random.Generator) -> np.ndarray:
+        first = generator.permutation(self.num_samples)
+        second = super().epoch_indices(epoch, generator)
+        width = self.world_size
+        blocks = -(-self.num_samples // width)
+        pad = blocks * width
+        a = np.resize(first, pad).reshape(blocks, width)
+        b = np.resize(second, pad).reshape(blocks, width)
+        return np.stack([a, b], axis=1).reshape(-1)
+
+
 SAMPLERS = {
     "class_balanced": (ClassBalancedSampler, EmptyParams),
     "effective_number": (EffectiveNumberSampler, EffectiveNumberParams),
@@ -326,5 +378,6 @@ SAMPLERS = {
     "switch": (SwitchSampler, SwitchParams),
     "sqrt": (SqrtSampler, SqrtParams),
     "progressive": (ProgressiveSampler, ProgressiveParams),
+    "bbn_pairs": (BBNPairsSampler, BBNPairsParams),
 }
 """Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""
