@@ -29,11 +29,14 @@ def register_losses(register: Register) -> None:
 
 @hookimpl
 def register_datasets(register: Register) -> None:
-    """Register ``unisurv.km_margin`` and ``unisurv.sorted_pairs``."""
+    """Register the survival datasets and the ``km_margin`` / ``sorted_pairs`` wrappers."""
     from asklepios_sdk import EmptyParams
 
-    from asklepios_unisurv import margins, pairs
+    from asklepios_unisurv import datasets, margins, pairs
 
+    register("sksurv", datasets.build_sksurv, datasets.SksurvParams)
+    register("csv", datasets.build_csv, datasets.CSVParams)
+    register("synthetic", datasets.build_synthetic, datasets.SyntheticParams)
     register("km_margin", margins.build_km_margin, margins.KMMarginParams)
     register("sorted_pairs", pairs.build_sorted_pairs, EmptyParams)
 
