@@ -269,6 +269,13 @@ class FundusVideoGenerator(Backbone):
         self, cf: Tensor, context: Tensor, feature_hook: Callable[[Tensor], Tensor] | None = None
     ) -> tuple[Tensor, Tensor]:
         """Run one window step on ``[cf ; context]``; return ``(output, bottleneck)``."""
+        factor = 2**self.params.n_downsampling
+        if cf.shape[-1] % factor or cf.shape[-2] % factor:
+            raise ComponentError(
+                f"knowledge_mask.generator: image size {tuple(cf.shape[-2:])} is not a multiple "
+                f"of 2**n_downsampling = {factor}; resize (fov_preprocess 'size') or lower "
+                "n_downsampling"
+            )
         return self.netG(torch.cat([cf, context], dim=1), feature_hook)
 
     def encode(self, x: Tensor, layers: Sequence[int]) -> list[Tensor]:

@@ -17,6 +17,7 @@ __all__ = [
     "register_augmentations",
     "register_backbones",
     "register_losses",
+    "register_trainers",
 ]
 
 
@@ -80,4 +81,17 @@ def register_backbones(register: Register) -> None:
         lambda params, ctx: discriminator.KnowledgeAwareDiscriminator(params),
         params=discriminator.DiscriminatorParams,
         doc=discriminator.KnowledgeAwareDiscriminator.__doc__.splitlines()[0],
+    )
+
+
+@hookimpl
+def register_trainers(register: Register) -> None:
+    """Register the per-window-step adversarial trainer."""
+    from asklepios_knowledge_mask import adversarial
+
+    register(
+        "adversarial",
+        lambda params, ctx: adversarial.AdversarialTrainer(params),
+        params=adversarial.AdversarialParams,
+        doc=adversarial.AdversarialTrainer.__doc__.splitlines()[0],
     )

@@ -40,8 +40,13 @@ Encoder = Callable[[Tensor, Sequence[int]], list[Tensor]]
 
 
 def l2_normalize(x: Tensor, eps: float = 1e-7) -> Tensor:
-    """Divide each row by its L2 norm plus ``eps`` (CUT's ``Normalize(2)``)."""
-    return x / (x.pow(2).sum(1, keepdim=True).pow(0.5) + eps)
+    """Divide each row by its L2 norm plus ``eps`` (CUT's ``Normalize(2)``).
+
+    The forward value is CUT's ``x / (Σx²)^½ + 1e-7``. The norm is taken with
+    ``torch.linalg.vector_norm``, whose gradient at an all-zero row is 0; CUT's
+    ``pow(2).sum().pow(0.5)`` gives NaN there, and masked inputs produce exactly-zero rows.
+    """
+    return x / (torch.linalg.vector_norm(x, dim=1, keepdim=True) + eps)
 
 
 def info_nce(

@@ -1,0 +1,273 @@
+"""Fundus2Video's adversarial trainer: per-window-step G / F / D updates (§4.2, §5, §7).
+
+For every window step ``n`` of a video the generator predicts 3 frames from ``[x ; C_n]``; the
+generator objective
+
+``L_G = 2·G_GAN + G_GAN_Feat + G_VGG + 5·G_seg + G_NCE + G_GAN_temp``
+
+is back-propagated and stepped at once (truncated back-propagation of length 1: the next step's
+context is detached), then the PatchNCE projection heads (F) step, then the discriminator, whose
+gradients left by ``L_G`` are zeroed before ``L_D = ½(D_fake + D_real) + ½(D_fake_temp +
+D_real_temp)`` is back-propagated. Scheduled sampling moves the context from real to generated
+frames over the first 1000 training videos.
+
+References:
+    Zhang et al., "Fundus2Video", MICCAI 2024, arXiv 2408.15217 (code ``Michi-3000/Fundus2Video``,
+    ``train.py``, ``models/pix2pixHD_model_tempo.py``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Literal
+
+import torch
+from asklepios_sdk import ComponentError, LossOutput, Params, StepContext, Trainer
+from pydantic import Field
+from torch import Tensor, nn
+
+from asklepios_knowledge_mask.discriminator import (
+    DiscriminatorParams,
+    MultiscaleDiscriminator,
+    feature_matching,
+    lsgan,
+)
+from asklepios_knowledge_mask.generator import (
+    FundusVideoGenerator,
+    context_window,
+    sampling_probability,
+    step_target,
+)
+from asklepios_knowledge_mask.patchnce import MaskedPatchNCE, PatchNCEParams
+from asklepios_knowledge_mask.perceptual import (
+    GradientVarianceParams,
+    VGGPerceptual,
+    VGGPerceptualParams,
+    gradient_variance,
+)
+
+__all__ = ["AUX_NAME", "AdversarialParams", "AdversarialTrainer", "find_generator"]
+
+AUX_NAME = "knowledge_mask_adversarial"
+"""Name under which the trainer attaches D, the projection heads and its counter to the model."""
+
+
+def find_generator(model: nn.Module) -> FundusVideoGenerator:
+    """Return the :class:`FundusVideoGenerator` inside ``model`` (possibly wrapped by adapters)."""
+    for module in model.modules():
+        if isinstance(module, FundusVideoGenerator):
+            return module
+    raise ComponentError(
+        "knowledge_mask.adversarial trains a knowledge_mask.generator backbone; the model has "
+        "none. Set model.backbone.type to knowledge_mask.generator"
+    )
+
+
+class AdversarialParams(Params):
+    """Params of :class:`AdversarialTrainer` (defaults: Fundus2Video's ``train.py``)."""
+
+    mode: Literal["fixed", "faithful"] = Field(
+        "fixed",
+        description="fixed: train the NCE heads and match masked with masked D features; "
+        "faithful: heads frozen at init, unmasked-fake vs masked-real feature matching.",
+    )
+    discriminator: DiscriminatorParams = Field(default_factory=DiscriminatorParams)
+    nce: PatchNCEParams | None = Field(
+        default_factory=PatchNCEParams,
+        description="Mask-enhanced PatchNCE ('channels' and 'mode' are set from the generator and "
+        "'mode'); null disables it.",
+    )
+    vgg: VGGPerceptualParams | None = Field(
+        None, description="VGG19 perceptual term; needs a local weights file; null leaves it out."
+    )
+    gradient_variance: GradientVarianceParams | None = Field(
+        default_factory=GradientVarianceParams, description="Gradient-variance term (G_seg)."
+    )
+    gan_weight: float = Field(2.0, ge=0, description="Weight of G_GAN in L_G.")
+    knowledge_aware: bool = Field(True, description="Masked D terms (temp_loss = 1).")
+    gan_temp_weight: float = Field(1.0, ge=0, description="Weight of G_GAN_temp in L_G.")
+    feature_matching: bool = Field(True, description="D feature matching (not no_ganFeat_loss).")
+    feat_weight: float = Field(10.0, ge=0, description="lambda_feat of feature matching.")
+    sampling_ramp: int = Field(1000, ge=0, description="Videos after which context is generated.")
+    sampling_every: int = Field(100, ge=1, description="Videos per step of the sampling ramp.")
+
+
+class _Aux(nn.Module):
+    """What the trainer adds to the model: D, the PatchNCE heads and the videos-seen counter."""
+
+    def __init__(self, discriminator: nn.Module, nce: MaskedPatchNCE | None) -> None:
+        super().__init__()
+        self.discriminator = discriminator
+        self.nce = nce
+        self.register_buffer("videos_seen", torch.zeros((), dtype=torch.long))
+
+    def forward(self, *args: Any) -> None:  # pragma: no cover - never called
+        raise ComponentError("the knowledge_mask adversarial state is not a model to call")
+
+
+class AdversarialTrainer(Trainer):
+    """Train the sliding-window generator adversarially, one window step at a time.
+
+    Optimiser groups: ``main`` (generator and adapters), ``discriminator`` and, unless
+    ``mode: faithful``, ``projection`` (the PatchNCE heads); configure the last two under
+    ``optimizers`` (Adam, lr 2e-4, betas (0.5, 0.999) in the original). The batch holds
+    ``image`` (CF, ``(B, 3, H, W)``), ``video`` (``(B, M, 3, H, W)``) and ``knowledge_mask``.
+    """
+
+    def __init__(self, params: AdversarialParams | None = None) -> None:
+        self.params = params or AdversarialParams()
+        self.aux: _Aux | None = None
+        self.vgg: VGGPerceptual | None = None
+        if self.params.vgg is not None:
+            self.vgg = VGGPerceptual(self.params.vgg)
+
+    def build_aux(self, model: nn.Module) -> _Aux:
+        """Create D and the projection heads for ``model`` and attach them to it (once)."""
+        existing = getattr(model, AUX_NAME, None)
+        if isinstance(existing, _Aux):
+            self.aux = existing
+            return existing
+        p = self.params
+        generator = find_generator(model)
+        d = p.discriminator
+        discriminator = MultiscaleDiscriminator(d.input_nc, d.ndf, d.n_layers, d.num_D)
+        nce = None
+        if p.nce is not None:
+            channels = tuple(generator.netG.layer_channels(p.nce.nce_layers))
+            nce_params = p.nce.model_copy(update={"channels": channels, "mode": p.mode})
+            nce = MaskedPatchNCE(nce_params)
+        device = next(generator.parameters()).device
+        self.aux = _Aux(discriminator, nce).to(device)
+        model.add_module(AUX_NAME, self.aux)
+        return self.aux
+
+    def optimizer_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        """Return ``main`` (G + adapters), ``discriminator`` and ``projection`` parameters."""
+        aux = self.build_aux(model)
+        own = {id(q) for q in aux.parameters()}
+        groups = {
+            "main": [q for q in model.parameters() if q.requires_grad and id(q) not in own],
+            "discriminator": list(aux.discriminator.parameters()),
+        }
+        if aux.nce is not None and aux.nce.head_parameters():
+            groups["projection"] = aux.nce.head_parameters()
+        return groups
+
+    def _generator_terms(
+        self,
+        generator: FundusVideoGenerator,
+        cf: Tensor,
+        fake: Tensor,
+        target: Tensor,
+        mask: Tensor,
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Return the weighted generator terms and the discriminator terms of one step."""
+        p, aux = self.params, self.aux
+        assert aux is not None
+        disc = aux.discriminator
+        pair_real = torch.cat([cf, target], dim=1)
+        pair_fake = torch.cat([cf, fake], dim=1)
+        pred_real = disc(pair_real)
+        pred_fake_det = disc(pair_fake.detach())
+        pred_fake = disc(pair_fake)
+        g_terms: dict[str, Tensor] = {"G_GAN": p.gan_weight * lsgan(pred_fake, True)}
+        d_terms: dict[str, Tensor] = {
+            "D_real": lsgan(pred_real, True),
+            "D_fake": lsgan(pred_fake_det, False),
+        }
+        pred_real_temp = pred_fake_temp = None
+        if p.knowledge_aware:
+            pred_real_temp = disc(pair_real * mask)
+            pred_fake_temp = disc(pair_fake * mask)
+            d_terms["D_real_temp"] = lsgan(pred_real_temp, True)
+            d_terms["D_fake_temp"] = lsgan(disc(pair_fake.detach() * mask), False)
+            g_terms["G_GAN_temp"] = p.gan_temp_weight * lsgan(pred_fake_temp, True)
+        if p.feature_matching:
+            n_layers = p.discriminator.n_layers
+            if p.mode == "faithful" and pred_real_temp is not None:
+                # the original overwrites pred_real with the masked call before this term
+                fm = feature_matching(pred_fake, pred_real_temp, n_layers, p.feat_weight)
+            else:
+                fm = feature_matching(pred_fake, pred_real, n_layers, p.feat_weight)
+                if pred_fake_temp is not None and pred_real_temp is not None:
+                    fm = fm + feature_matching(
+                        pred_fake_temp, pred_real_temp, n_layers, p.feat_weight
+                    )
+            g_terms["G_GAN_Feat"] = fm
+        if self.vgg is not None:
+            g_terms["G_VGG"] = self.vgg({"logits": fake}, {"target": target}).total
+        if p.gradient_variance is not None:
+            gv = p.gradient_variance
+            g_terms["G_seg"] = gv.weight * gradient_variance(fake, target, gv.patch_size)
+        if aux.nce is not None:
+            nce = aux.nce(
+                {"logits": fake, "encoder": generator},
+                {"image": cf, "target": target, "knowledge_mask": mask},
+            )
+            g_terms["G_NCE"] = nce.total
+        return g_terms, d_terms
+
+    def train_step(self, step: StepContext, batch: dict[str, Any]) -> LossOutput:
+        """Run every window step of the batch's videos with its own G, F and D updates."""
+        p = self.params
+        aux = self.aux if self.aux is not None else self.build_aux(step.model)
+        if aux.videos_seen.device != step.device:
+            aux.to(step.device)
+        if self.vgg is not None:
+            self.vgg.to(step.device)
+        generator = find_generator(step.model)
+        cf, video = batch["image"], batch["video"]
+        if video.ndim != 5 or video.shape[0] != cf.shape[0]:
+            raise ComponentError(
+                "knowledge_mask.adversarial: batch['video'] must be (B, M, 3, H, W) with the "
+                f"batch size of batch['image']; got {tuple(video.shape)} and {tuple(cf.shape)}"
+            )
+        mask = batch.get("knowledge_mask")
+        if mask is None:
+            if p.knowledge_aware or p.nce is not None:
+                raise ComponentError(
+                    "knowledge_mask.adversarial needs batch['knowledge_mask']; add "
+                    "knowledge_mask.mask to data.transforms.train after "
+                    "knowledge_mask.fov_preprocess"
+                )
+            mask = torch.ones_like(cf[:, :1])
+        num_frames = video.shape[1]
+        p_generated = sampling_probability(int(aux.videos_seen), p.sampling_ramp, p.sampling_every)
+        sums: dict[str, float] = defaultdict(float)
+        previous: Tensor | None = None
+        for n in range(num_frames):
+            target = step_target(video, n)
+            if n == 0:
+                context = cf
+            elif previous is not None and float(torch.rand(())) < p_generated:
+                context = previous
+            else:
+                context = context_window(video, n)
+            with step.autocast():
+                out = step.model(
+                    {"image": cf, "context": context, "knowledge_mask": mask, "target": target}
+                )
+                fake = out["logits"]
+                g_terms, d_terms = self._generator_terms(generator, cf, fake, target, mask)
+                aux_losses = out.get("aux_losses") or {}
+                loss_g = sum(g_terms.values()) + sum(aux_losses.values())
+                half = 0.5 * (d_terms["D_fake"] + d_terms["D_real"])
+                if "D_fake_temp" in d_terms:
+                    half = half + 0.5 * (d_terms["D_fake_temp"] + d_terms["D_real_temp"])
+                loss_d = half
+            step.backward(loss_g, optimizer="main")
+            step.step(optimizer="main")
+            if "projection" in step.optimizers:
+                step.step(optimizer="projection")
+            step.optimizers["discriminator"].zero_grad(set_to_none=True)
+            step.backward(loss_d, optimizer="discriminator")
+            step.step(optimizer="discriminator")
+            previous = fake.detach()  # truncated back-propagation: no gradient across steps
+            for name, value in {**g_terms, **d_terms, **aux_losses}.items():
+                sums[name] += float(value.detach())
+            sums["loss_G"] += float(loss_g.detach())
+            sums["loss_D"] += float(loss_d.detach())
+        aux.videos_seen += cf.shape[0]
+        terms = {k: torch.tensor(v / num_frames) for k, v in sums.items() if k != "loss_G"}
+        terms["p_generated"] = torch.tensor(p_generated)
+        return LossOutput(torch.tensor(sums["loss_G"] / num_frames), terms)
