@@ -93,3 +93,35 @@ def np_softmax(z: np.ndarray) -> np.ndarray:
 def np_cb(n: np.ndarray, beta: float = 0.9999) -> np.ndarray:
     raw = np.array([(1 - beta) / (1 - beta**k) for k in n])
     return raw * len(n) / raw.sum()
+
+
+def write_split_lists(root, counts=(5, 3, 2), size=6, pickle_map=False):
+    """Write tiny PNGs and MONICA-style split lists under ``root``; return the lists folder."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    mapping = {}
+    splits = {"train": [], "val": [], "test": []}
+    for label, count in enumerate(counts):
+        for split, n in (("train", count), ("val", 1), ("test", 2)):
+            for i in range(n):
+                name = f"images/{split}_{label}_{i}.png"
+                pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / name)
+                mapping[name] = label
+                splits[split].append(name)
+    lists = root / "lists"
+    lists.mkdir(exist_ok=True)
+    for split, items in splits.items():
+        np.save(lists / f"{split}.npy", np.asarray(items))
+    if pickle_map:
+        np.save(lists / "dic.npy", mapping, allow_pickle=True)
+    with open(lists / "labels.csv", "w") as handle:
+        handle.write("path,label\n")
+        for key, value in mapping.items():
+            handle.write(f"{key},{value}\n")
+    return root, lists

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import tempfile
+
+from _fixtures import write_split_lists
 from asklepios_sdk.testing import Conformance, Override
+
+_ROOT, _LISTS = write_split_lists(tempfile.mkdtemp(prefix="longtail-splits-"))
 
 asklepios_conformance = Conformance(
     "asklepios_longtail.hooks",
@@ -11,6 +16,14 @@ asklepios_conformance = Conformance(
             skip={
                 "trainer-step": "collects features for longtail.ncm and trains nothing by "
                 "design; tested in tests/test_trainers.py"
+            }
+        ),
+        "longtail.split_list": Override(
+            params={
+                "root": str(_ROOT),
+                "lists": str(_LISTS),
+                "label_map": "labels.csv",
+                "image_size": 8,
             }
         ),
     },

@@ -10,6 +10,7 @@ from asklepios_sdk import Register, hookimpl
 __all__ = [
     "register_adapters",
     "register_augmentations",
+    "register_datasets",
     "register_evaluators",
     "register_losses",
     "register_samplers",
@@ -69,4 +70,13 @@ def register_trainers(register: Register) -> None:
     from asklepios_longtail.trainers import TRAINERS
 
     for name, (factory, params) in TRAINERS.items():
+        register(name, factory, params)
+
+
+@hookimpl
+def register_datasets(register: Register) -> None:
+    """Register the long-tailed datasets (digits benchmark, MONICA split lists)."""
+    from asklepios_longtail.datasets import DATASETS
+
+    for name, (factory, params) in DATASETS.items():
         register(name, factory, params)
