@@ -23,7 +23,8 @@ Public API (stable):
   hooks, so its components are in ``registry``), ``activate_all()``, ``load_all()``,
   ``require(id)`` (activate or raise the recorded cause); ``registry``; ``hook`` (the pluggy relay:
   ``host.hook.run_start(run=...)``); ``has_impl("step_end")`` so a hot loop can skip a hook nobody
-  implements; ``add_plugin(obj, id)`` for in-memory plugins (tests, notebooks).
+  implements, and ``caller("step_end")`` resolving it into a plain function (or ``None``);
+  ``add_plugin(obj, id)`` for in-memory plugins (tests, notebooks).
 * :func:`get_host` / :func:`set_host` / :func:`reset_host` -- the process-wide host the CLI, the
   config loader and the engine share.
 """
@@ -41,13 +42,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asklepios._text import did_you_mean, short_list
-from asklepios.errors import (
-    DuplicatePluginError,
-    IncompatiblePluginError,
-    PluginDisabledError,
-    PluginLoadError,
-    UnknownPluginError,
-)
 
 if TYPE_CHECKING:
     from importlib.metadata import Distribution, EntryPoint
@@ -93,6 +87,18 @@ REGISTRATION_HOOKS: dict[str, str] = {
 """Component kind (singular, as in configs and ids) -> its registration hook."""
 
 _PLUGIN_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_CORE_REQUIREMENT = re.compile(
+    r"^\s*(?P<name>asklepios(?:[-_.]+sdk)?)(?=\s*(?:\[|\(|[<>=!~]|;|$))\s*(?:\[[^\]]*\])?"
+    r"\s*\(?\s*(?P<spec>[^;()]*?)\s*\)?\s*(?:;\s*(?P<marker>.*))?$",
+    re.IGNORECASE,
+)
+
+
+def _errors() -> Any:
+    """Return :mod:`asklepios.errors`, imported only when raising: it pulls in pydantic."""
+    from asklepios import errors
+
+    return errors
 
 
 class PluginStatus:
@@ -220,23 +226,22 @@ def _declared_ranges(dist: Distribution) -> tuple[str | None, str | None]:
     core: str | None = None
     sdk: str | None = None
     for line in dist.requires or ():
-        head = line.lstrip().lower()
-        if not head.startswith("asklepios"):
+        match = _CORE_REQUIREMENT.match(line)
+        if match is None:
             continue
-        from packaging.requirements import InvalidRequirement, Requirement
-        from packaging.utils import canonicalize_name
+        if match["marker"]:
+            from packaging.markers import InvalidMarker, Marker
 
-        try:
-            req = Requirement(line)
-        except InvalidRequirement:
-            continue
-        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
-            continue
-        name = canonicalize_name(req.name)
-        if name == "asklepios":
-            core = str(req.specifier)
-        elif name == "asklepios-sdk":
-            sdk = str(req.specifier)
+            try:
+                if not Marker(match["marker"]).evaluate({"extra": ""}):
+                    continue
+            except InvalidMarker:
+                continue
+        spec = re.sub(r"\s+", "", match["spec"]) or None
+        if re.sub(r"[-_.]+", "-", match["name"].lower()) == "asklepios":
+            core = spec
+        else:
+            sdk = spec
     return core, sdk
 
 
@@ -332,7 +337,7 @@ class PluginHost:
             return self.index[plugin_id]
         except KeyError:
             hint = did_you_mean(plugin_id, self.index)
-            raise UnknownPluginError(
+            raise _errors().UnknownPluginError(
                 f"no plugin '{plugin_id}' is installed."
                 + (f" {hint}" if hint else "")
                 + f" Installed plugins: {short_list(self.index)}. Fix: pip install the "
@@ -430,7 +435,7 @@ class PluginHost:
         )
         fix = f"uninstall one of them (pip uninstall {info.distribution})"
         if self.strict:
-            raise DuplicatePluginError(f"{error}. Fix: {fix}")
+            raise _errors().DuplicatePluginError(f"{error}. Fix: {fix}")
         previous.status = PluginStatus.DUPLICATE
         previous.error, previous.fix = error, fix
 
@@ -449,12 +454,12 @@ class PluginHost:
         lazily like any other. Raises :class:`DuplicatePluginError` if the id is taken.
         """
         if not _PLUGIN_ID.match(plugin_id):
-            raise PluginLoadError(
+            raise _errors().PluginLoadError(
                 f"invalid plugin id '{plugin_id}': use lowercase letters, digits and '_'"
             )
         if plugin_id in self.index:
             other = self.index[plugin_id]
-            raise DuplicatePluginError(
+            raise _errors().DuplicatePluginError(
                 f"plugin id '{plugin_id}' is already provided by {other.label}; pick another id"
             )
         info = PluginInfo(
@@ -498,6 +503,45 @@ class PluginHost:
         caller = getattr(self.plugin_manager.hook, hook_name, None)
         return bool(caller is not None and caller.get_hookimpls())
 
+    def caller(self, hook_name: str) -> Callable[..., list[Any]] | None:
+        """Resolve ``hook_name`` now into a plain function, or ``None`` if nobody implements it.
+
+        For hot paths (``step_end``): the loop resolves once, after :meth:`load_all`, skips the
+        call entirely on ``None``, and otherwise pays one Python call per implementation instead
+        of pluggy's dispatch. Call it by keyword like the relay; it returns the non-``None``
+        results in pluggy's order. Hooks with wrappers or ``firstresult`` get pluggy's caller.
+        Plugins loaded after resolving are not seen.
+        """
+        hook_caller = getattr(self.plugin_manager.hook, hook_name, None)
+        if hook_caller is None or hook_caller.spec is None:
+            raise _errors().PluginError(f"no hook named '{hook_name}' in asklepios.hookspecs")
+        impls = hook_caller.get_hookimpls()
+        if not impls:
+            return None
+        if hook_caller.spec.opts.get("firstresult") or any(
+            impl.hookwrapper or impl.wrapper for impl in impls
+        ):
+            return hook_caller
+        ordered = [(impl.function, tuple(impl.argnames)) for impl in reversed(impls)]
+        if len(ordered) == 1:
+            function, names = ordered[0]
+
+            def call_one(**kwargs: Any) -> list[Any]:
+                result = function(*[kwargs[name] for name in names])
+                return [] if result is None else [result]
+
+            return call_one
+
+        def call_all(**kwargs: Any) -> list[Any]:
+            results = []
+            for function, names in ordered:
+                result = function(*[kwargs[name] for name in names])
+                if result is not None:
+                    results.append(result)
+            return results
+
+        return call_all
+
     @property
     def registry(self) -> Registry:
         """Return the component registry fed by activated plugins."""
@@ -512,14 +556,14 @@ class PluginHost:
     def _fail(self, info: PluginInfo, status: str, error: str, fix: str, cause: BaseException):
         info.status, info.error, info.fix, info.cause = status, error, fix, cause
         if self.strict:
-            raise PluginLoadError(info.problem()) from cause
+            raise _errors().PluginLoadError(info.problem()) from cause
 
     def _raise_recorded(self, info: PluginInfo) -> None:
         cls = {
-            PluginStatus.INCOMPATIBLE: IncompatiblePluginError,
-            PluginStatus.DUPLICATE: DuplicatePluginError,
-            PluginStatus.DISABLED: PluginDisabledError,
-        }.get(info.status, PluginLoadError)
+            PluginStatus.INCOMPATIBLE: _errors().IncompatiblePluginError,
+            PluginStatus.DUPLICATE: _errors().DuplicatePluginError,
+            PluginStatus.DISABLED: _errors().PluginDisabledError,
+        }.get(info.status, _errors().PluginLoadError)
         raise cls(info.problem()) from info.cause
 
     def _import(self, info: PluginInfo) -> Any:
@@ -545,7 +589,7 @@ class PluginHost:
         for ext in manager.extensions:
             if ext.entry_point.value == info.module:
                 return ext.plugin
-        raise PluginLoadError(f"stevedore found no entry point {info.id} = {info.module}")
+        raise _errors().PluginLoadError(f"stevedore found no entry point {info.id} = {info.module}")
 
     def load(self, plugin_id: str) -> PluginInfo:
         """Import the plugin's hook module and register it with pluggy; record any failure.

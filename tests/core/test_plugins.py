@@ -9,6 +9,7 @@ from asklepios.errors import (
     DuplicatePluginError,
     IncompatiblePluginError,
     PluginDisabledError,
+    PluginError,
     PluginLoadError,
     UnknownPluginError,
 )
@@ -64,8 +65,8 @@ def test_index_reads_distribution_metadata_without_importing(fake_site):
     host = fake_site.host()
     info = host.info("good")
     assert (info.distribution, info.version, info.module) == ("asklepios-good", "0.3.1", module)
-    assert info.core_range == "<0.2,>=0.1"
-    assert info.sdk_range == "<0.2,>=0.1"
+    assert info.core_range == ">=0.1,<0.2"
+    assert info.sdk_range == ">=0.1,<0.2"
     assert info.location == str(fake_site.root)
     assert info.status == PluginStatus.NOT_LOADED
     assert module not in sys.modules
@@ -302,3 +303,40 @@ def test_describe_lists_versions(make_host, plugin_module):
     data = make_host({"one": plugin_module("one")}).describe()
     assert data["plugins"]["one"]["version"] == "1.2.3"
     assert "asklepios" in data
+
+
+def test_caller_resolves_hooks_into_plain_functions(make_host, plugin_module):
+    calls = []
+
+    @hookimpl
+    def step_end(run, step):
+        calls.append(("a", step))
+
+    @hookimpl
+    def other_step_end(step, losses):
+        calls.append(("b", step, dict(losses)))
+        return "b"
+
+    @hookimpl(wrapper=True)
+    def wrapped_epoch_end(epoch):
+        calls.append(("wrap", epoch))
+        return (yield)
+
+    host = make_host(
+        {
+            "a": plugin_module("a", step_end=step_end),
+            "b": plugin_module("b", step_end=other_step_end, epoch_end=wrapped_epoch_end),
+        }
+    )
+    assert host.caller("step_end") is None
+    host.load("a")
+    one = host.caller("step_end")
+    assert one(run=None, step=1, losses={}) == []
+    host.load("b")
+    both = host.caller("step_end")
+    relay = host.hook.step_end(run=None, step=2, losses={"t": 1.0})
+    assert both(run=None, step=2, losses={"t": 1.0}) == relay == ["b"]
+    assert calls == [("a", 1), ("b", 2, {"t": 1.0}), ("a", 2), ("b", 2, {"t": 1.0}), ("a", 2)]
+    assert host.caller("epoch_end") is host.hook.epoch_end
+    with pytest.raises(PluginError, match="no hook named"):
+        host.caller("step_ends")
