@@ -1,7 +1,43 @@
-"""Test set-up: one intra-op thread (tiny tensors; CI machines are shared)."""
+"""Test set-up: the SDK conformance kit over every component, at tiny sizes, on one thread."""
 
 from __future__ import annotations
 
-import torch
+import tempfile
+from pathlib import Path
 
-torch.set_num_threads(1)
+import torch
+from asklepios_sdk.testing import Conformance, Override
+from safetensors.torch import save_file
+from torchvision.models.vgg import cfgs, make_layers
+
+torch.set_num_threads(1)  # tiny tensors; CI machines are shared
+
+
+def _random_vgg_file() -> str:
+    """Write a random-init VGG19 trunk (a stand-in for ImageNet weights, never downloaded)."""
+    directory = Path(tempfile.mkdtemp(prefix="km-vgg-"))
+    gen = torch.manual_seed(0)
+    trunk = make_layers(cfgs["E"])[:30]
+    state = {f"features.{k}": v.contiguous() for k, v in trunk.state_dict().items()}
+    save_file(state, directory / "vgg19.safetensors")
+    del gen
+    return str(directory / "vgg19.safetensors")
+
+
+asklepios_conformance = Conformance(
+    "asklepios_knowledge_mask.hooks",
+    overrides={
+        "knowledge_mask.generator": Override(params={"ngf": 4, "n_blocks": 1}),
+        "knowledge_mask.discriminator": Override(params={"ndf": 8}),
+        "knowledge_mask.patchnce": Override(
+            params={"channels": (6, 8, 16, 32, 64), "num_patches": 16, "nc": 8}
+        ),
+        "knowledge_mask.vgg_perceptual": Override(params={"weights_path": _random_vgg_file()}),
+        "knowledge_mask.adversarial": Override(
+            skip={
+                "trainer-step": "steps on videos (batch['video'], 'knowledge_mask'), which the "
+                "kit's image batch lacks; tests/test_adversarial.py runs it on video batches"
+            }
+        ),
+    },
+)

@@ -302,8 +302,9 @@ class FundusVideoGenerator(Backbone):
         return {"video": video, "logits": video, "features": features}
 
     def example_batch(self, ctx: BuildContext, batch_size: int = 2) -> dict[str, Any]:
-        """Return a tiny step batch: CF and context images of the context's image size."""
-        size = (ctx.data.image_size or (32, 32))[0]
+        """Return a tiny step batch: CF and context images (at least 2 bottleneck pixels wide)."""
+        factor = 2**self.params.n_downsampling
+        size = max((ctx.data.image_size or (32, 32))[0] // factor, 2) * factor
         gen = torch.Generator().manual_seed(0)
         return {
             "image": torch.rand(batch_size, 3, size, size, generator=gen) * 2 - 1,

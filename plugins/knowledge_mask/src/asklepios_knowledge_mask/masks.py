@@ -12,6 +12,7 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -212,8 +213,19 @@ class FOVPreprocess(SampleTransform):
         out.update(image=out_cf, video=out_video, fov_mask=fov_out)
         return out
 
+    def output_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """Return the shapes after resizing to ``size`` (frames become 3-channel)."""
+        size = self.params.size
+        out = dict(shapes)
+        out["image"] = (3, size, size)
+        out["video"] = (shapes["video"][0], 3, size, size)
+        out["fov_mask"] = (1, size, size)
+        if "knowledge_mask" in shapes:
+            out["knowledge_mask"] = (1, size, size)
+        return out
+
     def example_sample(self, ctx: BuildContext) -> dict[str, Any]:
-        """Return a tiny raw sample: a bright disk photographed with 4 FFA frames."""
+        """Return a tiny raw sample: the real retina photo with 4 SYNTHETIC FFA frames."""
         from asklepios_knowledge_mask.synthetic import synthetic_fundus_video
 
         cf, video = synthetic_fundus_video(size=48, num_frames=4, seed=0)

@@ -86,28 +86,21 @@ class GradientVariance(Loss):
 def load_state_dict_file(path: str | Path, what: str) -> dict[str, Tensor]:
     """Load a state dict from a local ``.safetensors``/``.pt``/``.pth`` file (never downloads).
 
+    Reading goes through ``asklepios_sdk.weights.read_state_dict`` (safetensors, or
+    ``torch.load(weights_only=True)``, unwrapping ``state_dict``-style checkpoints).
+
     Raises:
         WeightsError: the file is missing or cannot be read, naming the path and the fix.
     """
+    from asklepios_sdk.weights import read_state_dict
+
     file = Path(path).expanduser()
     if not file.is_file():
         raise WeightsError(
             f"{what}: weights file {str(file)!r} does not exist. Download the weights yourself "
             "(e.g. torchvision's vgg19 ImageNet state dict) and give its local path"
         )
-    try:
-        if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(file))
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise WeightsError(f"{what}: cannot read weights file {str(file)!r}: {err}") from err
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise WeightsError(f"{what}: {str(file)!r} does not hold a state dict")
-    return state
+    return read_state_dict(file)
 
 
 class VGGPerceptualParams(Params):
