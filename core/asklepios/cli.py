@@ -1,6 +1,7 @@
 """The ``asklepios`` command line: parse, dispatch, print. Logic lives in the modules commands use.
 
-Commands: ``plugins list|show``, ``components``, ``validate``, ``schema``, ``doctor``; global
+Commands: ``plugins list|show``, ``components``, ``validate``, ``schema``, ``doctor``,
+``new-plugin``; global
 options ``--version``, ``--debug`` (tracebacks), ``--strict`` (re-raise plugin failures, like
 ``ASKLEPIOS_STRICT_PLUGINS=1``) and ``--disable ID`` (never load a plugin, like
 ``ASKLEPIOS_DISABLE_PLUGINS``).
@@ -308,6 +309,28 @@ def doctor() -> None:
     problems = _cli_render.doctor_report(_console(), host)
     if problems:
         raise typer.Exit(EXIT_DOCTOR)
+
+
+# -- plugin authors (logic in asklepios_sdk.scaffold) ---------------------------------------------
+
+
+@app.command("new-plugin")
+def new_plugin(
+    name: Annotated[str, typer.Argument(help="Plugin id, lowercase snake_case (e.g. my_lab).")],
+    kinds: Annotated[
+        str, typer.Option("--kinds", help="Comma-separated kinds to write an example of.")
+    ] = "loss",
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Directory to create the plugin package in.")
+    ] = Path("."),
+) -> None:
+    """Write a ready plugin package: pyproject, hooks, one example per kind, tests, README."""
+    from asklepios_sdk.scaffold import new_plugin as write_plugin
+
+    path = write_plugin(name, kinds.split(","), directory)
+    _console().print(
+        f"wrote {path}\nnext: pip install -e {path} && pytest {path / 'tests'}", highlight=False
+    )
 
 
 # -- entry point -----------------------------------------------------------------------------------
