@@ -13,6 +13,7 @@ __all__ = [
     "register_adapters",
     "register_backbones",
     "register_datasets",
+    "register_evaluators",
     "register_losses",
     "register_samplers",
     "register_trainers",
@@ -73,3 +74,11 @@ def register_trainers(register: Register) -> None:
     from asklepios_unisurv import pairs
 
     register("pairwise", pairs.build_pairwise, EmptyParams)
+
+
+@hookimpl
+def register_evaluators(register: Register) -> None:
+    """Register ``unisurv.survival``."""
+    from asklepios_unisurv import metrics
+
+    register("survival", metrics.build_survival, metrics.SurvivalEvaluatorParams)
