@@ -589,7 +589,9 @@ class PluginHost:
         for ext in manager.extensions:
             if ext.entry_point.value == info.module:
                 return ext.plugin
-        raise _errors().PluginLoadError(f"stevedore found no entry point {info.id} = {info.module}")
+        # stevedore memoises the group per sys.path for the whole process, so a distribution
+        # installed after its first read is invisible to it; load the entry point the index found.
+        return info.entry_point.load()
 
     def load(self, plugin_id: str) -> PluginInfo:
         """Import the plugin's hook module and register it with pluggy; record any failure.

@@ -340,3 +340,11 @@ def test_caller_resolves_hooks_into_plain_functions(make_host, plugin_module):
     assert host.caller("epoch_end") is host.hook.epoch_end
     with pytest.raises(PluginError, match="no hook named"):
         host.caller("step_ends")
+
+
+def test_distribution_added_later_in_the_same_process_loads(fake_site):
+    _good(fake_site, "early")
+    assert fake_site.host().registry.get("loss", "early.thing").id == "early.thing"
+    _good(fake_site, "late")
+    host = fake_site.host()
+    assert host.registry.get("loss", "late.thing").plugin_id == "late"
