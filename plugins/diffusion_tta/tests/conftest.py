@@ -18,6 +18,13 @@ _MODEL_DIR = save_tiny_unet(Path(tempfile.mkdtemp(prefix="diffusion_tta_kit_")) 
 _TINY_ADAPTER = {"model_dir": str(_MODEL_DIR), "timestep_respacing": "10", "start_step": 2}
 
 
+def _tiny_source_unet(ctx):
+    from asklepios_diffusion_tta.source_diffusion import SourceUNet, SourceUNetParams
+
+    params = SourceUNetParams(block_out_channels=[8, 16], norm_num_groups=4, learn_sigma=True)
+    return SourceUNet(params, in_channels=3, sample_size=16)
+
+
 def _adapted_classifier(ctx):
     from asklepios_diffusion_tta.ddpm_adapter import DDPMAdapterParams, build_ddpm_adapter
     from asklepios_sdk.testing import TinyBackbone
@@ -31,6 +38,10 @@ asklepios_conformance = Conformance(
     overrides={
         "diffusion_tta.ddpm_adapter": Override(params=_TINY_ADAPTER),
         "diffusion_tta.self_ensemble": Override(model=_adapted_classifier),
+        "diffusion_tta.source_unet": Override(
+            params={"block_out_channels": [8, 16], "norm_num_groups": 4, "learn_sigma": True}
+        ),
+        "diffusion_tta.train_source_diffusion": Override(model=_tiny_source_unet),
         "diffusion_tta.corrupted": Override(
             params={"corruptions": ["gaussian_noise", "contrast"], "severities": [1, 5]}
         ),
