@@ -24,6 +24,12 @@ def _random_vgg_file() -> str:
     return str(directory / "vgg19.safetensors")
 
 
+def _tiny_generator(ctx: object) -> torch.nn.Module:
+    from asklepios_knowledge_mask.generator import FundusVideoGenerator, GeneratorParams
+
+    return FundusVideoGenerator(GeneratorParams(ngf=4, n_blocks=1))
+
+
 asklepios_conformance = Conformance(
     "asklepios_knowledge_mask.hooks",
     overrides={
@@ -33,6 +39,7 @@ asklepios_conformance = Conformance(
             params={"channels": (6, 8, 16, 32, 64), "num_patches": 16, "nc": 8}
         ),
         "knowledge_mask.vgg_perceptual": Override(params={"weights_path": _random_vgg_file()}),
+        "knowledge_mask.attention": Override(model=_tiny_generator),
         "knowledge_mask.adversarial": Override(
             skip={
                 "trainer-step": "steps on videos (batch['video'], 'knowledge_mask'), which the "

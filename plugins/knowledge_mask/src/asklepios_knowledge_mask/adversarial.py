@@ -26,6 +26,7 @@ from asklepios_sdk import ComponentError, LossOutput, Params, StepContext, Train
 from pydantic import Field
 from torch import Tensor, nn
 
+from asklepios_knowledge_mask.attention import KnowledgeAttention
 from asklepios_knowledge_mask.discriminator import (
     DiscriminatorParams,
     MultiscaleDiscriminator,
@@ -35,6 +36,7 @@ from asklepios_knowledge_mask.discriminator import (
 from asklepios_knowledge_mask.generator import (
     FundusVideoGenerator,
     context_window,
+    find_generator,
     sampling_probability,
     step_target,
 )
@@ -46,21 +48,10 @@ from asklepios_knowledge_mask.perceptual import (
     gradient_variance,
 )
 
-__all__ = ["AUX_NAME", "AdversarialParams", "AdversarialTrainer", "find_generator"]
+__all__ = ["AUX_NAME", "AdversarialParams", "AdversarialTrainer"]
 
 AUX_NAME = "knowledge_mask_adversarial"
 """Name under which the trainer attaches D, the projection heads and its counter to the model."""
-
-
-def find_generator(model: nn.Module) -> FundusVideoGenerator:
-    """Return the :class:`FundusVideoGenerator` inside ``model`` (possibly wrapped by adapters)."""
-    for module in model.modules():
-        if isinstance(module, FundusVideoGenerator):
-            return module
-    raise ComponentError(
-        "knowledge_mask.adversarial trains a knowledge_mask.generator backbone; the model has "
-        "none. Set model.backbone.type to knowledge_mask.generator"
-    )
 
 
 class AdversarialParams(Params):
@@ -129,6 +120,12 @@ class AdversarialTrainer(Trainer):
             return existing
         p = self.params
         generator = find_generator(model)
+        if p.mode == "faithful" and any(isinstance(m, KnowledgeAttention) for m in model.modules()):
+            raise ComponentError(
+                "knowledge_mask.adversarial: mode 'faithful' reproduces the released code, which "
+                "has no knowledge-boosted attention; remove knowledge_mask.attention from "
+                "model.adapters or use mode 'fixed'"
+            )
         d = p.discriminator
         discriminator = MultiscaleDiscriminator(d.input_nc, d.ndf, d.n_layers, d.num_D)
         nce = None

@@ -26,6 +26,7 @@ __all__ = [
     "GlobalGenerator",
     "ResnetBlock",
     "context_window",
+    "find_generator",
     "generate_video",
     "overlap_average",
     "sampling_probability",
@@ -310,3 +311,14 @@ class FundusVideoGenerator(Backbone):
             "image": torch.rand(batch_size, 3, size, size, generator=gen) * 2 - 1,
             "context": torch.rand(batch_size, 3, size, size, generator=gen) * 2 - 1,
         }
+
+
+def find_generator(model: nn.Module) -> FundusVideoGenerator:
+    """Return the :class:`FundusVideoGenerator` inside ``model`` (possibly wrapped by adapters)."""
+    for module in model.modules():
+        if isinstance(module, FundusVideoGenerator):
+            return module
+    raise ComponentError(
+        "knowledge_mask needs a knowledge_mask.generator backbone; the model has none. Set "
+        "model.backbone.type to knowledge_mask.generator"
+    )

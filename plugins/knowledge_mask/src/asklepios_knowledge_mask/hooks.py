@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from asklepios_sdk import Register
 
 __all__ = [
+    "register_adapters",
     "register_augmentations",
     "register_backbones",
     "register_losses",
@@ -94,4 +95,17 @@ def register_trainers(register: Register) -> None:
         lambda params, ctx: adversarial.AdversarialTrainer(params),
         params=adversarial.AdversarialParams,
         doc=adversarial.AdversarialTrainer.__doc__.splitlines()[0],
+    )
+
+
+@hookimpl
+def register_adapters(register: Register) -> None:
+    """Register the knowledge-boosted attention (a labelled reconstruction, off by default)."""
+    from asklepios_knowledge_mask import attention
+
+    register(
+        "attention",
+        lambda params, ctx: attention.KnowledgeAttention(params),
+        params=attention.KnowledgeAttentionParams,
+        doc=attention.KnowledgeAttention.__doc__.splitlines()[0],
     )
