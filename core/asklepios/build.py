@@ -163,6 +163,7 @@ class Built:
     evaluators: list[Evaluator]
     trainer: Trainer
     component_ids: list[str] = field(default_factory=list)
+    weights: dict[str, Any] = field(default_factory=dict)
 
 
 def _build(
@@ -172,12 +173,15 @@ def _build(
     return entry.build(spec.params, ctx, where=where)
 
 
-def _apply_weights(module: nn.Module, spec: ComponentSpec, where: str) -> None:
+def _apply_weights(
+    module: nn.Module, spec: ComponentSpec, where: str, reports: dict[str, Any]
+) -> None:
+    """Load ``spec.weights`` into the freshly built ``module``; keep the report for the record."""
     if spec.weights is None:
         return
     from asklepios_sdk.weights import load_weights
 
-    load_weights(module, spec.weights, where=where)
+    reports[where] = load_weights(module, spec.weights, where=where).as_record()
 
 
 def _facts_after_transforms(
@@ -289,12 +293,13 @@ def build_experiment(
         batch_tf.append(transform)
         ids.append(spec.type)
     backbone = _build(source, "backbone", config.model.backbone, ctx, "model.backbone")
-    _apply_weights(backbone, config.model.backbone, "model.backbone")
+    weights: dict[str, Any] = {}
+    _apply_weights(backbone, config.model.backbone, "model.backbone", weights)
     ids.append(config.model.backbone.type)
     model: nn.Module = backbone
     for i, spec in enumerate(config.model.adapters):
         adapter = _build(source, "adapter", spec, ctx, f"model.adapters.{i}")
-        _apply_weights(adapter, spec, f"model.adapters.{i}")
+        _apply_weights(adapter, spec, f"model.adapters.{i}", weights)
         model = adapter.wrap(model)
         ids.append(spec.type)
     loss_spec = config.loss
@@ -332,6 +337,7 @@ def build_experiment(
         evaluators=evaluators,
         trainer=trainer,
         component_ids=ids,
+        weights=weights,
     )
 
 

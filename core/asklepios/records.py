@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from importlib import metadata, resources
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +82,17 @@ def _dist_version(name: str) -> str | None:
         return None
 
 
-def _citation(module: str) -> str | None:
-    """Return the ``CITATION.cff`` shipped in the top package of ``module``, if any."""
-    package = module.split(".")[0]
+def _citation(module: str) -> dict[str, Any] | None:
+    """Return the citation the top package of ``module`` declares (``CITATION.cff``), if any."""
+    from asklepios_sdk.citation import read_citation
+
     try:
-        resource = resources.files(package).joinpath("CITATION.cff")
-        return resource.read_text() if resource.is_file() else None
-    except (ModuleNotFoundError, OSError, TypeError):
+        citation = read_citation(module.split(".")[0])
+    except AsklepiosError as err:
+        return {"error": str(err)}
+    except (TypeError, ModuleNotFoundError):  # a plain module, not a package: nothing declared
         return None
+    return citation.as_record() if citation is not None else None
 
 
 def plugin_entries(host: Any, plugin_ids: Iterable[str]) -> list[dict[str, Any]]:
@@ -138,6 +141,7 @@ def write_record(
     argv: Sequence[str],
     extra_plugins: Iterable[str] = (),
     plugins_metadata: Mapping[str, Any] | None = None,
+    weights: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``config.yaml``, ``record.json`` and ``command.txt`` into ``run_dir`` (rank 0)."""
     plugin_ids = {cid.split(".", 1)[0] for cid in component_ids} | set(extra_plugins)
@@ -155,6 +159,7 @@ def write_record(
         "git_commit": git_commit(Path.cwd()),
         "command": list(argv),
         "plugins_metadata": dict(plugins_metadata or {}),
+        "weights": dict(weights or {}),
     }
     write_atomic(run_dir / "config.yaml", config_text)
     write_atomic(run_dir / "record.json", json.dumps(record, indent=2, default=str) + "\n")

@@ -59,6 +59,7 @@ def _write_record(
     config: Any,
     host: Any,
     component_ids: list[str],
+    weights: dict[str, Any],
     dev: torch.device,
     dist: DistInfo,
     argv: Sequence[str],
@@ -82,6 +83,7 @@ def _write_record(
         world_size=dist.world_size,
         argv=argv,
         plugins_metadata=metadata,
+        weights=weights,
     )
 
 
@@ -132,6 +134,7 @@ def run_experiment(
         is_main=dist.is_main,
     )
     component_ids: list[str] = []
+    weights: dict[str, Any] = {}
     fold_summaries: list[dict[str, Any]] = []
     started_hooks = False
     for fold in fold_list:
@@ -164,6 +167,7 @@ def run_experiment(
                 fold=(fold, k) if fold is not None else None,
             )
             component_ids += [c for c in built.component_ids if c not in component_ids]
+            weights.update({f"{name}/{where}": rec for where, rec in built.weights.items()})
             view.context, view.config = built.ctx, effective
             runner = StageRunner(
                 built,
@@ -190,7 +194,9 @@ def run_experiment(
             runner.prepare(stage_cfg.freeze if stage_cfg is not None else [])
             if not started_hooks:
                 if dist.is_main and resume_dir is None:
-                    _write_record(run_dir, config, host, component_ids, dev, dist, argv, view)
+                    _write_record(
+                        run_dir, config, host, component_ids, weights, dev, dist, argv, view
+                    )
                 hooks.run_start(run=view)
                 started_hooks = True
             resumed = resume_dir is not None and runner.resume()
@@ -229,7 +235,7 @@ def run_experiment(
         from asklepios.records import write_atomic
 
         if resume_dir is None:
-            _write_record(run_dir, config, host, component_ids, dev, dist, argv, view)
+            _write_record(run_dir, config, host, component_ids, weights, dev, dist, argv, view)
         write_atomic(run_dir / "summary.json", json.dumps(to_jsonable(summary), indent=2) + "\n")
         if not quiet:
             print_summary(summary, progress.console)
