@@ -389,10 +389,12 @@ class PluginHost:
         """Return (distribution, entry point) of the group, first distribution of a name wins."""
         from importlib.metadata import distributions
 
-        found = []
+        found: list[tuple[Distribution, EntryPoint]] = []
         seen: set[str] = set()
-        where = {} if self._search_path is None else {"path": self._search_path}
-        for dist in distributions(**where):
+        found_dists = (
+            distributions() if self._search_path is None else distributions(path=self._search_path)
+        )
+        for dist in found_dists:
             eps = dist.entry_points.select(group=GROUP)
             if not eps:
                 continue
@@ -578,7 +580,7 @@ class PluginHost:
             ExtensionManager.ENTRY_POINT_CACHE.pop(GROUP, None)
             self._stevedore_fresh = True
         failures: list[BaseException] = []
-        manager = NamedExtensionManager(
+        manager: NamedExtensionManager[Any] = NamedExtensionManager(
             GROUP,
             names=[info.id],
             on_load_failure_callback=lambda _mgr, _ep, err: failures.append(err),

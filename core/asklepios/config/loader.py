@@ -207,7 +207,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], origins: Origins) -> None:
     """Apply ``--set`` overrides in place, in order; list items are addressed by index."""
-    issues = []
+    issues: list[ConfigIssue] = []
     for text in overrides:
         try:
             keys, value = parse_override(text)
