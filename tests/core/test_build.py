@@ -1,0 +1,134 @@
+"""Build: config -> components, the read-only context, adapters, weights, optimizers, schedules."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from asklepios.build import build_experiment, build_optimizers
+from asklepios.config import validate_config
+from asklepios.engine.distributed import ShardingWrapper
+from asklepios.engine.optim import OptimError, build_optimizer, lr_factor
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _engine_helpers import make_config, probe_host
+
+
+def _build(config: dict, **kwargs):
+    host = probe_host()
+    return build_experiment(validate_config(config, host=host), host.registry, **kwargs)
+
+
+def test_context_comes_from_the_training_split_after_eval_transforms(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    config["data"]["transforms"] = {
+        "train": [{"type": "core.rotation"}],
+        "eval": [{"type": "core.resize", "size": 10}],
+    }
+    built = _build(config)
+    facts = built.ctx.data
+    assert facts.image_size == (10, 10) and facts.in_channels == 1
+    assert sum(facts.class_counts) == facts.num_samples == len(built.train_split)
+    assert facts.labels is not None and len(facts.labels) == facts.num_samples
+    assert built.ctx.steps_per_epoch == math.ceil(facts.num_samples / 32)
+    assert built.train_split[0]["image"].shape == (1, 8, 8)  # train transforms keep size
+    assert built.eval_splits["val"][0]["image"].shape == (1, 10, 10)
+    from dataclasses import FrozenInstanceError
+
+    with pytest.raises(FrozenInstanceError):
+        built.ctx.seed = 1  # type: ignore[misc]
+
+
+def test_adapters_wrap_in_list_order_and_plain_samplers_get_sharded(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    config["model"]["adapters"] = [{"type": "probe.aux"}, {"type": "probe.aux"}]
+    config["data"]["sampler"] = {"type": "probe.plain"}
+    built = _build(config, rank=1, world_size=2)
+    outer = built.model
+    assert type(outer).__name__ == "AuxAdapter" and type(outer.model).__name__ == "AuxAdapter"
+    assert outer.model.model is built.backbone
+    assert isinstance(built.sampler, ShardingWrapper) and built.sampler.rank == 1
+    assert built.component_ids.count("probe.aux") == 2
+
+
+def test_per_batch_augmentation_in_per_sample_list_is_an_error(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    config["data"]["batch_transforms"] = [{"type": "core.hflip"}]
+    with pytest.raises(Exception, match="per-sample transform"):
+        _build(config)
+
+
+def test_weights_are_applied_after_construction(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    source = _build(make_config(tmp_path)).backbone
+    state = {k: v + 1.0 for k, v in source.state_dict().items()}
+    save_file(state, str(tmp_path / "mlp.safetensors"))
+    config = make_config(tmp_path)
+    config["model"]["backbone"]["weights"] = {"path": str(tmp_path / "mlp.safetensors")}
+    built = _build(config)
+    for key, value in built.backbone.state_dict().items():
+        torch.testing.assert_close(value, state[key])
+    assert built.weights["model.backbone"]["loaded"] == len(state)
+    config["model"]["backbone"]["weights"] = {"path": str(tmp_path / "missing.pt")}
+    with pytest.raises(Exception, match=r"missing\.pt"):
+        _build(config)
+
+
+def test_optimizer_by_name_checks_its_arguments() -> None:
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    cfg = SimpleNamespace(name="SGD", lr=0.1, weight_decay=0.0, kwargs={"momentum": 0.9})
+    opt = build_optimizer(params, cfg)
+    assert isinstance(opt, torch.optim.SGD) and opt.defaults["momentum"] == 0.9
+    with pytest.raises(OptimError, match=r"does not accept \['betas'\]"):
+        build_optimizer(
+            params,
+            SimpleNamespace(name="sgd", lr=0.1, weight_decay=0, kwargs={"betas": (0.9, 0.99)}),
+        )
+    with pytest.raises(OptimError, match="unknown optimizer 'adamx'"):
+        build_optimizer(params, SimpleNamespace(name="adamx", lr=0.1, weight_decay=0, kwargs={}))
+    with pytest.raises(OptimError, match="no trainable parameters"):
+        build_optimizer([], SimpleNamespace(name="sgd", lr=0.1, weight_decay=0, kwargs={}))
+
+
+def _schedule(**kw) -> SimpleNamespace:
+    base = {
+        "name": "constant",
+        "warmup_epochs": 0.0,
+        "warmup_start_factor": 0.1,
+        "min_lr": 0.0,
+        "step_size": 30,
+        "milestones": [],
+        "gamma": 0.1,
+    }
+    return SimpleNamespace(**{**base, **kw})
+
+
+def test_schedules_follow_their_formulas() -> None:
+    f = lr_factor(
+        _schedule(name="cosine", warmup_epochs=1), steps_per_epoch=10, epochs=5, min_factor=0.1
+    )
+    assert f(0) == pytest.approx(0.1) and f(5) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert f(10) == pytest.approx(1.0)
+    t = (30 - 10) / 40
+    assert f(30) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+    assert f(50) == pytest.approx(0.1)
+    step = lr_factor(_schedule(name="step", step_size=2, gamma=0.5), 10, 6)
+    assert [step(e * 10) for e in range(6)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
+    multi = lr_factor(_schedule(name="multistep", milestones=[1, 4]), 10, 6)
+    assert [multi(e * 10) for e in range(6)] == pytest.approx([1, 0.1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_trainer_groups_without_a_configured_optimizer_are_an_error(tmp_path: Path) -> None:
+    built = _build(make_config(tmp_path))
+    built.trainer.optimizer_groups = lambda model: {  # type: ignore[method-assign]
+        "main": list(model.parameters()),
+        "critic": list(model.parameters()),
+    }
+    with pytest.raises(Exception, match=r"optimizers: \{critic"):
+        build_optimizers(built, built.model, 5)
