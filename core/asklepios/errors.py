@@ -88,6 +88,7 @@ class ConfigIssue:
         component: the component id involved, when there is one.
         plugin: ``"<plugin-id> <version>"`` providing the component, when known.
         suggestion: what to type instead, when there is something to suggest.
+        line: 1-based line of the key in ``file``, when known (YAML files).
     """
 
     file: str
@@ -96,10 +97,12 @@ class ConfigIssue:
     component: str | None = None
     plugin: str | None = None
     suggestion: str | None = None
+    line: int | None = None
 
     def format(self) -> str:
         """Return the issue as one or two lines for terminals and logs."""
-        where = f"{self.file}: {self.path or '<root>'}"
+        at = f"{self.file}:{self.line}" if self.line else self.file
+        where = f"{at}: {self.path or '<root>'}"
         if self.component:
             origin = f" ({self.plugin})" if self.plugin else ""
             where += f" [{self.component}{origin}]"

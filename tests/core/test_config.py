@@ -495,3 +495,24 @@ def test_schema_composes_components_by_kind(host):
     assert schema["properties"]["evaluators"]["items"] == {"$ref": "#/$defs/component.evaluator"}
     assert schema["properties"]["loss"]["anyOf"][0] == {"$ref": "#/$defs/component.loss"}
     assert "extends" in schema["properties"]
+
+
+def test_issues_carry_the_yaml_line(tmp_path, host):
+    file = tmp_path / "lines.yaml"
+    file.write_text(
+        "name: exp\n"
+        "data:\n"
+        "  dataset: {type: core.digits}\n"
+        "model:\n"
+        "  backbone:\n"
+        "    type: lt.mlp\n"
+        "    hidden: wide\n"
+        "evaluators:\n"
+        "  - {type: lt.acc}\n"
+        "  - {type: lt.nope}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(file, host=host)
+    lines = {i.path: i.line for i in caught.value.issues}
+    assert lines == {"model.backbone.hidden": 7, "evaluators[1].type": 10}
+    assert f"{file}:7: model.backbone.hidden" in str(caught.value)

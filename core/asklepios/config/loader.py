@@ -57,6 +57,31 @@ def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_SafeLoader)  # a SafeLoader subclass: no Python tags
 
 
+def _yaml_document(text: str) -> tuple[Any, dict[PathKey, int]]:
+    """Parse ``text`` safely and return the data and the 1-based line of every key path."""
+    loader = _SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = None if node is None else loader.construct_document(node)
+    finally:
+        loader.dispose()
+    lines: dict[PathKey, int] = {}
+    stack: list[tuple[Any, PathKey]] = [(node, ())] if node is not None else []
+    while stack:
+        current, prefix = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            for key_node, value_node in current.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    path = (*prefix, str(key_node.value))
+                    lines[path] = key_node.start_mark.line + 1
+                    stack.append((value_node, path))
+        elif isinstance(current, yaml.SequenceNode):
+            for i, item in enumerate(current.value):
+                lines[(*prefix, i)] = item.start_mark.line + 1
+                stack.append((item, (*prefix, i)))
+    return data, lines
+
+
 def format_path(path: Iterable[str | int]) -> str:
     """Return ``data.transforms.train[0].p`` for ``("data", "transforms", "train", 0, "p")``."""
     out = ""
@@ -74,6 +99,22 @@ class Origins:
     def __init__(self, root: str) -> None:
         self.root = root
         self._by_path: dict[PathKey, str] = {}
+        self._lines: dict[PathKey, tuple[str, int]] = {}
+
+    def record_lines(self, lines: Mapping[PathKey, int], source: str) -> None:
+        """Remember the line of each key path of ``source`` (later sources win)."""
+        for path, line in lines.items():
+            self._lines[path] = (source, line)
+
+    def line_of(self, path: Sequence[str | int]) -> int | None:
+        """Return the line of the deepest prefix of ``path`` written in its file, if known."""
+        key = tuple(path)
+        source = self.file_of(key)
+        for end in range(len(key), 0, -1):
+            found = self._lines.get(key[:end])
+            if found is not None and found[0] == source:
+                return found[1]
+        return None
 
     def record(self, node: Any, source: str, prefix: PathKey = ()) -> None:
         """Record ``source`` for ``prefix`` and every key path below it in ``node``."""
@@ -88,6 +129,7 @@ class Origins:
     def update(self, other: Origins) -> None:
         """Take over every path ``other`` knows (``other`` wins)."""
         self._by_path.update(other._by_path)
+        self._lines.update(other._lines)
 
     def file_of(self, path: Sequence[str | int]) -> str:
         """Return the source of the deepest recorded prefix of ``path`` (the root file if none)."""
@@ -115,15 +157,19 @@ def _issue(file: str, message: str, suggestion: str | None = None, path: str = "
     return ConfigError([ConfigIssue(file=file, path=path, message=message, suggestion=suggestion)])
 
 
-def _read_document(path: Path, shown: str) -> dict[str, Any]:
+def _read_document(path: Path, shown: str) -> tuple[dict[str, Any], dict[PathKey, int]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise _issue(shown, "file not found", "check the path (relative to this file)") from None
     except OSError as err:
         raise _issue(shown, f"cannot read the file: {err}") from err
+    lines: dict[PathKey, int] = {}
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else _yaml_load(text)
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            data, lines = _yaml_document(text)
     except json.JSONDecodeError as err:
         raise _issue(
             shown, f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
@@ -141,7 +187,7 @@ def _read_document(path: Path, shown: str) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise _issue(shown, f"a config must be a mapping of keys, got {type(data).__name__}")
-    return data
+    return data, lines
 
 
 def _display(path: Path) -> str:
@@ -162,7 +208,7 @@ def read_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict[s
     if file in _chain:
         cycle = " -> ".join(_display(p) for p in (*_chain, file))
         raise _issue(shown, f"'extends' forms a cycle: {cycle}", path="extends")
-    doc = _read_document(file, shown)
+    doc, lines = _read_document(file, shown)
     parents = doc.pop("extends", None)
     if parents is None:
         parents = []
@@ -179,6 +225,7 @@ def read_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict[s
     merged = merge(merged, doc)
     for key, value in doc.items():
         origins.record(value, shown, (str(key),))
+    origins.record_lines(lines, shown)
     origins.root = shown
     return merged, origins
 

@@ -147,6 +147,7 @@ class _Report:
         self.issues.append(
             ConfigIssue(
                 file=self.origins.file_of(path),
+                line=self.origins.line_of(path),
                 path=format_path(path),
                 message=message,
                 component=entry.id if entry else component,
