@@ -516,3 +516,28 @@ def test_issues_carry_the_yaml_line(tmp_path, host):
     lines = {i.path: i.line for i in caught.value.issues}
     assert lines == {"model.backbone.hidden": 7, "evaluators[1].type": 10}
     assert f"{file}:7: model.backbone.hidden" in str(caught.value)
+
+
+def test_required_plugins_are_loaded_for_their_lifecycle_hooks(host, plugin_module):
+    seen = []
+
+    @hookimpl
+    def run_start(run):
+        seen.append(run)
+
+    @hookimpl
+    def register_losses(register):
+        raise RuntimeError("logger hook broke")
+
+    host.add_plugin(plugin_module("logger", run_start=run_start), "logger", version="0.2")
+    data = {k: v for k, v in BASE.items() if k != "stages"}
+    assert not host.has_impl("run_start")
+    validate_config({**data, "requires": {"logger": ">=0.1"}}, host=host)
+    assert host.has_impl("run_start") and not host.info("logger").activated
+    host.add_plugin(plugin_module("broken", register_losses=register_losses), "broken")
+    validate_config({**data, "requires": {"broken": ""}}, host=host)  # loads; hooks not run
+    host.add_plugin(plugin_module("bad", registr_losses=run_start), "bad")
+    with pytest.raises(ConfigError) as caught:
+        validate_config({**data, "requires": {"bad": ""}}, host=host)
+    issue = caught.value.issues[0]
+    assert issue.path == "requires.bad" and "registr_losses" in issue.message

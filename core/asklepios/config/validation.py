@@ -4,7 +4,9 @@ Phase 1 checks the envelope (:class:`~asklepios.config.model.ExperimentConfig`),
 every component ``type`` against the plugin index, importing nothing. Phase 2 activates only the
 plugins the config names (bare names activate all), resolves each ``type`` to its full id (written
 back into the config) and validates the component's params with its own params model
-(``extra="forbid"``). Stages are validated as the effective config each stage runs with.
+(``extra="forbid"``). Stages are validated as the effective config each stage runs with. Plugins
+listed in ``requires`` are loaded (not activated), so that their lifecycle hooks take part in the
+run even when the config names none of their components.
 """
 
 from __future__ import annotations
@@ -207,6 +209,7 @@ class _Validator:
         self.raw = raw
         self.host = host
         self.report = _Report(origins)
+        self.required: list[str] = []
 
     # -- phase 1 ---------------------------------------------------------------------------------
 
@@ -233,6 +236,18 @@ class _Validator:
                     )
                 if isinstance(name, str):
                     names.append(name)
+
+    def load_required(self) -> None:
+        """Load the plugins ``requires`` names, so their lifecycle hooks take part in the run."""
+        for plugin_id in self.required:
+            info = self.host.load(plugin_id)
+            if not info.loaded:
+                self.report.add(
+                    ("requires", plugin_id),
+                    f"the config requires {info.problem()}",
+                    plugin=f"{info.id} {info.version}",
+                    suggestion=info.fix,
+                )
 
     def check_requires(self) -> None:
         requires = self.raw.get("requires")
@@ -261,6 +276,15 @@ class _Validator:
                     path,
                     f"the config requires {plugin_id}{spec}; {info.label} is installed",
                     suggestion=f"pip install '{info.distribution}{spec}'",
+                )
+            elif info.is_usable:
+                self.required.append(str(plugin_id))
+            else:
+                self.report.add(
+                    path,
+                    f"the config requires {info.problem()}",
+                    plugin=f"{info.id} {info.version}",
+                    suggestion=info.fix,
                 )
 
     def check_index(self, path: Path, kind: str, spec: Mapping[str, Any]) -> bool:
@@ -375,6 +399,7 @@ def validate_raw(
     validator.check_requires()
     validator.check_components(raw, (), None)
     validator.check_stages()
+    validator.load_required()
     if validator.report.issues:
         raise ConfigError(validator.report.issues, source)
     try:
