@@ -208,16 +208,20 @@ class SurvivalEvaluator(Evaluator):
         )
 
     def example_inputs(
-        self, ctx: BuildContext, batch_size: int = 8
+        self, ctx: BuildContext, batch_size: int = 16
     ) -> tuple[dict[str, Tensor], Batch]:
-        """Return logits ``(B, T_max)`` with survival labels and margins (for the kit)."""
+        """Return logits ``(B, T_max)`` with spread-out times, 3 in 4 events, and margins."""
         num_bins = int(ctx.data.extras.get("t_max", 24))
         batch = example_batch(ctx.replace(data=ctx.data.replace(task="survival")), batch_size)
         gen = torch.Generator().manual_seed(2)
-        batch["time"] = torch.randint(1, num_bins - 1, (batch_size,), generator=gen).float()
-        batch["event"] = torch.arange(batch_size) % 2
-        batch["margin"] = batch["time"].long()
-        logits = torch.randn(batch_size, num_bins, generator=gen)
+        time = torch.linspace(1, num_bins - 2, batch_size).round()
+        batch["time"] = time
+        batch["event"] = (torch.arange(batch_size) % 4 != 3).long()
+        batch["margin"] = time.long()
+        bins = torch.arange(num_bins).float()
+        logits = -((bins - time[:, None]) ** 2) / 8 + torch.randn(
+            batch_size, num_bins, generator=gen
+        )
         return {"logits": logits}, batch
 
 
