@@ -430,6 +430,11 @@ def test_dump_round_trips(tmp_path, host):
     assert validate_config(yaml.safe_load(text), host=host) == config
 
 
+def test_in_memory_configs_cannot_extend(host):
+    with pytest.raises(ConfigError, match="only when loading a file"):
+        validate_config({**BASE, "extends": "base.yaml"}, host=host)
+
+
 def test_merge_does_not_mutate_inputs():
     base = {"a": {"b": [1, 2], "c": 1}, "t": {"type": "x", "p": 1}}
     over = {"a": {"b": [3]}, "t": {"type": "y"}}

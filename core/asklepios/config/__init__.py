@@ -87,9 +87,16 @@ def load_config(
 def validate_config(
     data: Mapping[str, Any], *, source: str = "<config>", host: PluginHost | None = None
 ) -> ExperimentConfig:
-    """Validate an in-memory config mapping exactly as :func:`load_config` validates a file."""
+    """Validate an in-memory config mapping exactly as :func:`load_config` validates a file.
+
+    ``extends`` needs a file to resolve paths against, so it is an error here.
+    """
     raw = merge({}, data)
-    raw.pop("extends", None)
+    if "extends" in raw:
+        raise ConfigError(
+            [ConfigIssue(source, "extends", "'extends' is resolved only when loading a file")],
+            source,
+        )
     origins = Origins(source)
     return validate_raw(raw, origins, host or get_host(), source=source)
 
