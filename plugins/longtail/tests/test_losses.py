@@ -398,7 +398,7 @@ def test_conmix_nt_xent():
 
 
 def _center_loss(kind):
-    loss = CenterLoss(CenterParams(type=kind, feat_dim=4, epochs=10), make_ctx([2, 2, 2]))
+    loss = CenterLoss(CenterParams(variant=kind, feat_dim=4, epochs=10), make_ctx([2, 2, 2]))
     with torch.no_grad():
         loss.centers.copy_(torch.tensor(CENTERS))
     return loss

@@ -44,7 +44,7 @@ def pairwise_distance(x: Tensor) -> Tensor:
 class CenterParams(Params):
     """Params of :class:`CenterLoss`."""
 
-    type: Literal["origin", "cos", "triplet"] = Field(
+    variant: Literal["origin", "cos", "triplet"] = Field(
         "triplet", description="Center term: origin (squared L2), cos (1 − cosine) or triplet."
     )
     feat_dim: int = Field(2048, ge=1, description="Width d of the features (ResNet-50: 2048).")
@@ -109,9 +109,9 @@ class CenterLoss(MixableLoss):
                 f"{self.centers.shape[1]}; set loss.feat_dim to the backbone's feature width"
             )
         own = self.centers[target]
-        if self.params.type == "origin":
+        if self.params.variant == "origin":
             values = ((features - own) ** 2).sum(dim=1).clamp(1e-12, 1e12)
-        elif self.params.type == "cos":
+        elif self.params.variant == "cos":
             values = 1 - F.cosine_similarity(features, own, dim=1)
         else:
             probs = logits.detach().softmax(dim=1)
