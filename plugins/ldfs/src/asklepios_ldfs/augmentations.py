@@ -1,11 +1,12 @@
 """Per-batch augmentations: ``ldfs.text_noise`` (stage 1) and ``ldfs.feature_synthesis`` (stage 2).
 
-Both draw from their own ``torch.Generator`` seeded from the run's seed, so a run is reproducible
-and every call draws fresh noise.
+Both draw from torch's global generator, which the engine seeds, so a run is reproducible and every
+call draws fresh noise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +37,6 @@ class TextNoiseParams(Params):
         description="norm_relative: eps ~ N(0, I/d), sigma = noise/signal norm; per_dimension: "
         "eps ~ N(0, I), sigma = per-dimension std (CapDec).",
     )
-    seed_offset: int = Field(0, description="Added to the run seed for this generator.")
 
 
 class TextNoise(BatchTransform):
@@ -59,7 +59,6 @@ class TextNoise(BatchTransform):
         for index, name in enumerate(self.names):
             table = torch.as_tensor(np.asarray(sets[name]), dtype=torch.float32)
             self.register_buffer(f"table_{index}", F.normalize(table, dim=-1))
-        self.generator = torch.Generator().manual_seed(int(ctx.seed) + params.seed_offset)
 
     def tables(self) -> dict[str, torch.Tensor]:
         """Return the clean text tables, by set name."""
@@ -67,7 +66,7 @@ class TextNoise(BatchTransform):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         noised = {
-            name: text_noise(table, self.params.sigma, self.generator, self.params.convention)
+            name: text_noise(table, self.params.sigma, None, self.params.convention)
             for name, table in self.tables().items()
         }
         return {**batch, "text_features": noised}
@@ -85,7 +84,6 @@ class FeatureSynthesisParams(Params):
     num_draws: int = Field(1, ge=1, description="Noise draws M per image and domain (K*M synth).")
     include_real: bool = Field(True, description="Keep the real features (real : synthetic 1:KM).")
     feature_key: str = Field("image", description="Batch key holding the real features.")
-    seed_offset: int = Field(1, description="Added to the run seed for this generator.")
 
     @model_validator(mode="after")
     def _one_source(self) -> FeatureSynthesisParams:
@@ -120,7 +118,6 @@ class FeatureSynthesis(BatchTransform):
                 )
             self.path = synthesizer_path(ctx.output_dir, str(params.from_stage))
         self.net: SynthesisNet | None = None
-        self.generator = torch.Generator().manual_seed(int(ctx.seed) + params.seed_offset)
 
     def attach(self, net: SynthesisNet) -> FeatureSynthesis:
         """Use ``net`` (frozen) instead of loading the file (tests, in-process pipelines)."""
@@ -143,9 +140,7 @@ class FeatureSynthesis(BatchTransform):
             )
         net = self._synthesizer(real.device)
         with torch.no_grad():
-            synthetic, _ = net(
-                normalize(real.float()), batch["label"], self.params.num_draws, self.generator
-            )
+            synthetic, _ = net(normalize(real.float()), batch["label"], self.params.num_draws)
         b, k, m, d = synthetic.shape
         copies = k * m
         out: dict[str, Any] = {}
@@ -173,6 +168,19 @@ class FeatureSynthesis(BatchTransform):
                 continue
             merged[name] = value
         return merged
+
+    def output_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """Return the grown shapes: ``B`` rows become ``B * (1 + K * M)`` (``B * K * M``)."""
+        net = self._synthesizer(torch.device("cpu"))
+        copies = net.num_domains * self.params.num_draws
+        rows = shapes[self.params.feature_key][0]
+        total = rows * (copies + int(self.params.include_real))
+        out = {
+            name: (total, *shape[1:]) if shape[:1] == (rows,) else shape
+            for name, shape in shapes.items()
+        }
+        out.update(synthetic=(total,), synthetic_domain=(total,))
+        return out
 
     def example_batch(self, ctx: BuildContext, batch_size: int = 4) -> dict[str, Any]:
         """Return unit features with labels of the loaded synthesiser's width."""
