@@ -41,14 +41,15 @@ def register_adapters(register: Register) -> None:
 
 @hookimpl
 def register_evaluators(register: Register) -> None:
-    """Register the corruption-robustness evaluator."""
-    from asklepios_diffusion_tta import robustness
+    """Register the corruption-robustness and denoising-error evaluators."""
+    from asklepios_diffusion_tta import robustness, source_diffusion
 
     register(
         "corruption_robustness",
         robustness.build_corruption_robustness,
         robustness.CorruptionRobustnessParams,
     )
+    register("denoising", source_diffusion.build_denoising_error)
 
 
 @hookimpl

@@ -21,7 +21,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from asklepios_sdk import Backbone, BuildContext, ComponentError, LossOutput, Params, Trainer
+from asklepios_sdk import (
+    Backbone,
+    BuildContext,
+    ComponentError,
+    Evaluator,
+    LossOutput,
+    Params,
+    Trainer,
+)
 from asklepios_sdk import Loss as LossBase
 from pydantic import Field
 from torch import Tensor
@@ -29,6 +37,7 @@ from torch import Tensor
 from asklepios_diffusion_tta._diffusion import DiffusionSchedule, linear_betas
 
 __all__ = [
+    "DenoisingError",
     "DiffusionTrainer",
     "EpsMSE",
     "SourceUNet",
@@ -315,3 +324,41 @@ def build_diffusion_trainer(params: DiffusionTrainerParams, ctx: BuildContext) -
 def build_eps_mse(params: EpsMSELossParams, ctx: BuildContext) -> EpsMSE:
     """Score ε predictions of diffusion_tta.source_unet (ε-MSE, + λ·L_vlb when learned)."""
     return EpsMSE(params)
+
+
+class DenoisingError(Evaluator):
+    """Report the source diffusion model's ε-MSE on a split (mean over pixels and samples)."""
+
+    name = "denoising"
+    higher_is_better = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("squared", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, outputs: Any, batch: Any) -> None:
+        if "eps_target" not in outputs:
+            raise ComponentError(
+                "diffusion_tta.denoising scores diffusion_tta.source_unet outputs (eps_target "
+                "missing); use it only in the stage that trains the source diffusion model"
+            )
+        noise = outputs["eps_target"]
+        eps = outputs["logits"][:, : noise.shape[1]]
+        self.squared += ((eps.double() - noise.double()) ** 2).sum()
+        self.count += noise.numel()
+
+    def compute(self) -> dict[str, float]:
+        return {"eps_mse": float(self.squared / self.count.clamp_min(1))}
+
+    def example_inputs(self, ctx: BuildContext, batch_size: int = 8) -> tuple[dict, dict]:
+        """Return ε predictions and targets like diffusion_tta.source_unet's."""
+        gen = torch.Generator().manual_seed(2)
+        noise = torch.randn(batch_size, 3, 8, 8, generator=gen)
+        outputs = {"logits": torch.randn(batch_size, 3, 8, 8, generator=gen), "eps_target": noise}
+        return outputs, {"image": torch.rand(batch_size, 3, 8, 8, generator=gen)}
+
+
+def build_denoising_error(params: Params | None, ctx: BuildContext) -> DenoisingError:
+    """Report the ε-MSE of the source diffusion model on the evaluated split."""
+    return DenoisingError()
