@@ -1,0 +1,91 @@
+"""The plugin-facing surface: every public name resolves, none disappears, import stays light.
+
+Removing or renaming a name in ``asklepios_sdk.__all__`` breaks plugins; the policy
+(CONTRIBUTING.md, "Compatibility") is to deprecate for one minor release first. This test keeps
+the surface honest: a name may be added (then add it here and bump ``PLUGIN_API``'s minor), never
+silently dropped.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import asklepios_sdk
+import asklepios_sdk.testing
+
+SURFACE_1_0 = {
+    "PLUGIN_API",
+    "PROJECT_NAME",
+    "Adapter",
+    "AsklepiosError",
+    "AsklepiosWarning",
+    "Backbone",
+    "Batch",
+    "BatchTransform",
+    "BuildContext",
+    "Citation",
+    "ComponentError",
+    "ComponentFactory",
+    "DataFacts",
+    "Dataset",
+    "DatasetWrapper",
+    "EmptyParams",
+    "Evaluator",
+    "Loss",
+    "LossOutput",
+    "Params",
+    "Register",
+    "RunState",
+    "SampleTransform",
+    "ShardedSampler",
+    "StepContext",
+    "Trainer",
+    "WeightsError",
+    "WeightsReport",
+    "WeightsSpec",
+    "__version__",
+    "example_batch",
+    "hookimpl",
+    "load_weights",
+    "read_citation",
+}
+
+TESTING_1_0 = {
+    "DEFAULT_FACTS",
+    "HEAVY_MODULES",
+    "RULES",
+    "Conformance",
+    "ConformanceError",
+    "Override",
+    "Report",
+    "TinyBackbone",
+    "TinyDataset",
+    "check_plugin",
+    "default_context",
+    "survival_facts",
+}
+
+
+def test_no_public_name_was_removed_and_all_resolve() -> None:
+    assert set(asklepios_sdk.__all__) >= SURFACE_1_0
+    assert set(asklepios_sdk.testing.__all__) >= TESTING_1_0
+    for name in asklepios_sdk.__all__:
+        assert getattr(asklepios_sdk, name) is not None
+    for name in asklepios_sdk.testing.__all__:
+        assert getattr(asklepios_sdk.testing, name) is not None
+
+
+def test_plugin_api_is_major_minor() -> None:
+    major, minor = (int(part) for part in asklepios_sdk.PLUGIN_API.split("."))
+    assert (major, minor) >= (1, 0)
+
+
+def test_importing_the_sdk_and_its_hook_marker_imports_no_torch() -> None:
+    code = (
+        "import sys, asklepios_sdk, asklepios_sdk.testing, asklepios_sdk.citation;"
+        "from asklepios_sdk import hookimpl, Params, WeightsSpec, DataFacts;"
+        "print(sorted(m for m in ('torch', 'numpy', 'torchmetrics') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
