@@ -349,6 +349,13 @@ class _Validator:
                     entry=entry,
                     suggestion=hint or f"see `asklepios plugins show {entry.plugin_id}`",
                 )
+        except Exception as err:  # a params validator that raised instead of reporting
+            self.report.add(
+                path,
+                f"{entry.params_model.__name__} raised {type(err).__name__}: {err}",
+                entry=entry,
+                suggestion=f"a bug in plugin {entry.origin}: validators should raise ValueError",
+            )
 
     def check_components(self, doc: dict[str, Any], prefix: Path, only: dict | None) -> None:
         """Check every component of ``doc``; for a stage, only those the stage overrides."""
