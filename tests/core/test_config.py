@@ -546,3 +546,26 @@ def test_required_plugins_are_loaded_for_their_lifecycle_hooks(host, plugin_modu
         validate_config({**data, "requires": {"bad": ""}}, host=host)
     issue = caught.value.issues[0]
     assert issue.path == "requires.bad" and "registr_losses" in issue.message
+
+
+def test_a_params_validator_that_crashes_is_reported(host, plugin_module):
+    from pydantic import field_validator
+
+    class Crashing(Params):
+        size: int = 1
+
+        @field_validator("size")
+        @classmethod
+        def _crash(cls, value):
+            raise TypeError("validator bug")
+
+    @hookimpl
+    def register_losses(register):
+        register("crash", _factory, Crashing)
+
+    host.add_plugin(plugin_module("crashy", register_losses=register_losses), "crashy")
+    data = {k: v for k, v in BASE.items() if k != "stages"}
+    with pytest.raises(ConfigError) as caught:
+        validate_config({**data, "loss": {"type": "crashy.crash", "size": 2}}, host=host)
+    issue = caught.value.issues[0]
+    assert issue.path == "loss" and "TypeError: validator bug" in issue.message
