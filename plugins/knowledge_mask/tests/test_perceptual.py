@@ -50,7 +50,7 @@ def test_gradient_variance_matches_numpy() -> None:
 
 def test_gradient_variance_properties_and_weight() -> None:
     x = (torch.rand(1, 3, 24, 24) * 2 - 1).requires_grad_(True)
-    assert float(gradient_variance(x, x.detach())) == 0.0
+    assert float(gradient_variance(x, x.detach()).detach()) == 0.0
     y = torch.rand(1, 3, 24, 24)
     base = float(gradient_variance(x.detach(), y))
     # variances scale with c^2, their squared differences with c^4

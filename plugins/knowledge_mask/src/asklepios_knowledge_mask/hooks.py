@@ -17,6 +17,7 @@ __all__ = [
     "register_adapters",
     "register_augmentations",
     "register_backbones",
+    "register_evaluators",
     "register_losses",
     "register_trainers",
 ]
@@ -108,4 +109,17 @@ def register_adapters(register: Register) -> None:
         lambda params, ctx: attention.KnowledgeAttention(params),
         params=attention.KnowledgeAttentionParams,
         doc=attention.KnowledgeAttention.__doc__.splitlines()[0],
+    )
+
+
+@hookimpl
+def register_evaluators(register: Register) -> None:
+    """Register the video metrics (PSNR, SSIM, LPIPS, FVD with explicit value ranges)."""
+    from asklepios_knowledge_mask import metrics
+
+    register(
+        "video_metrics",
+        lambda params, ctx: metrics.VideoMetrics(params),
+        params=metrics.VideoMetricsParams,
+        doc=metrics.VideoMetrics.__doc__.splitlines()[0],
     )
