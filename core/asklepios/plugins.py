@@ -57,6 +57,7 @@ __all__ = [
     "GROUP",
     "REGISTRATION_HOOKS",
     "STRICT_ENV",
+    "TRACE_ENV",
     "PluginHost",
     "PluginInfo",
     "PluginStatus",
@@ -73,6 +74,7 @@ CORE_PLUGIN_ID = "core"
 BUILTINS_MODULE = "asklepios.builtins.hooks"
 STRICT_ENV = "ASKLEPIOS_STRICT_PLUGINS"
 DISABLE_ENV = "ASKLEPIOS_DISABLE_PLUGINS"
+TRACE_ENV = "ASKLEPIOS_TRACE_HOOKS"
 
 REGISTRATION_HOOKS: dict[str, str] = {
     "backbone": "register_backbones",
@@ -492,6 +494,12 @@ class PluginHost:
 
             pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
             pm.add_hookspecs(hookspecs)
+            if os.environ.get(TRACE_ENV, "").strip() not in ("", "0"):
+                # every hook call and its result on stderr, like datasette's hook tracing
+                import sys
+
+                pm.trace.root.setwriter(sys.stderr.write)
+                pm.enable_tracing()
             self._pm = pm
         return self._pm
 

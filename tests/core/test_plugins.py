@@ -348,3 +348,15 @@ def test_distribution_added_later_in_the_same_process_loads(fake_site):
     _good(fake_site, "late")
     host = fake_site.host()
     assert host.registry.get("loss", "late.thing").plugin_id == "late"
+
+
+def test_hook_tracing_writes_every_call(make_host, plugin_module, monkeypatch, capsys):
+    @hookimpl
+    def epoch_start(run, epoch):
+        return None
+
+    monkeypatch.setenv("ASKLEPIOS_TRACE_HOOKS", "1")
+    host = make_host({"tr": plugin_module("tr", epoch_start=epoch_start)})
+    host.load_all()
+    host.hook.epoch_start(run=None, epoch=4)
+    assert "epoch_start" in capsys.readouterr().err
