@@ -217,6 +217,7 @@ def test_schema_to_file_is_json(capsys, host, tmp_path):
     assert json.loads(out)["title"] == "asklepios experiment config"
 
 
+@pytest.mark.slow  # imports torch for the device report
 def test_doctor_ok_and_problems(capsys, host):
     code, out, _ = run(capsys, "doctor")
     assert code == EXIT_OK
