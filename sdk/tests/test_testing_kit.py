@@ -369,6 +369,33 @@ class Idle(PlainTrainer):
         return step.loss(step.model(batch), batch)
 
 
+class WeightedTrainer(PlainTrainer):
+    """Step on batches that carry a per-sample weight."""
+
+    def example_batch(self, ctx: BuildContext, batch_size: int = 4) -> dict[str, Any]:
+        batch = super().example_batch(ctx, batch_size)
+        return {**batch, "weight": torch.linspace(0.5, 1.5, batch_size)}
+
+
+class WeightedCE(FocalLoss):
+    """Cross-entropy weighted per sample by ``batch['weight']``."""
+
+    def forward(self, outputs: Mapping[str, Tensor], batch: dict[str, Any]) -> LossOutput:
+        ce = torch.nn.functional.cross_entropy(outputs["logits"], batch["label"], reduction="none")
+        total = (batch["weight"] * ce).mean()
+        return LossOutput(total, {"weighted_ce": total})
+
+
+def test_trainer_declares_its_batch_and_suite_gives_its_loss() -> None:
+    def loss(ctx: BuildContext) -> WeightedCE:
+        return WeightedCE(FocalParams(), ctx)
+
+    report = _check("trainer", "w", WeightedTrainer, overrides={"w": Override(loss=loss)})
+    assert report.failures == []
+    report = _check("trainer", "p", PlainTrainer, overrides={"p": Override(loss=loss)})
+    _assert_fails(report, "fake.p", "trainer-step", "KeyError: 'weight'")
+
+
 def test_dataset_and_trainer_rules() -> None:
     report = _check("dataset", "l", LyingLabels)
     _assert_fails(report, "fake.l", "dataset-splits", "labels('train')")

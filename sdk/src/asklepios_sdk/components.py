@@ -358,6 +358,10 @@ class Trainer(ABC):
     def train_step(self, step: StepContext, batch: Batch) -> LossOutput:
         """Run one step on ``batch`` (already on the device, batch transforms applied)."""
 
+    def example_batch(self, ctx: BuildContext, batch_size: int = 4) -> Batch:
+        """Return a tiny batch :meth:`train_step` accepts (the conformance kit uses it)."""
+        return example_batch(ctx, batch_size)
+
 
 class RunState(Protocol):
     """The run as lifecycle hooks see it: read what you need, write only your own files.

@@ -114,6 +114,8 @@ class Override:
         skip: ``{rule id: reason}`` for rules that do not apply; the reason is shown in the report.
         model: ``ctx -> nn.Module``: the inner model an adapter wraps or a trainer trains
             (default: the kit's tiny image classifier).
+        loss: ``ctx -> Loss``: the loss a trainer's step uses (default: cross-entropy on
+            ``logits`` and ``label``).
         dataset: ``ctx -> Dataset``: the inner dataset a dataset wrapper wraps
             (default: the kit's tiny in-memory dataset built from the data facts).
     """
@@ -124,6 +126,7 @@ class Override:
     skip: Mapping[str, str] = field(default_factory=dict)
     model: Callable[[BuildContext], Any] | None = None
     dataset: Callable[[BuildContext], Any] | None = None
+    loss: Callable[[BuildContext], Any] | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.skip) - set(RULES))

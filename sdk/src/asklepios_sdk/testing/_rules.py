@@ -534,11 +534,13 @@ def rule_trainer_step(subject: Subject) -> None:
     _require(isinstance(groups, Mapping) and bool(groups), "optimizer_groups returned no group")
     optimizers = {name: torch.optim.SGD(list(params), lr=0.1) for name, params in groups.items()}
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    step = KitStepContext(model, CrossEntropy(), optimizers)
+    loss = subject.override.loss(subject.ctx) if subject.override.loss else CrossEntropy()
+    step = KitStepContext(model, loss, optimizers)
+    batch = _example(trainer, "example_batch", subject.ctx, 4)
     trainer.set_epoch(0)
     model.train()
     try:
-        result = trainer.train_step(step, example_batch(subject.ctx, 4))
+        result = trainer.train_step(step, batch)
     except Exception as err:
         raise RuleFailure(f"train_step raised {type(err).__name__}: {err}") from err
     _require(isinstance(result, LossOutput), "train_step must return a LossOutput")
