@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,7 +20,6 @@ __all__ = [
     "param_rows",
     "plugin_detail",
     "plugin_table",
-    "write_atomic",
 ]
 
 _STATUS_STYLE = {
@@ -34,20 +30,6 @@ _STATUS_STYLE = {
     "duplicate": "bold red",
     "disabled": "yellow",
 }
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _status(info: PluginInfo) -> str:

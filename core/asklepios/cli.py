@@ -223,8 +223,8 @@ def schema(
     ] = None,
 ) -> None:
     """Write the JSON Schema of configs with every installed component, for editors."""
-    from asklepios._cli_render import write_atomic
     from asklepios.config import config_schema
+    from asklepios.records import write_atomic
 
     text = json.dumps(config_schema(), indent=2) + "\n"
     if output is None:
