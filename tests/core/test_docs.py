@@ -32,7 +32,17 @@ def test_docs_document_no_hook_that_does_not_exist():
     assert documented == set(_hookspecs())
 
 
-CORE_COMMANDS = ["plugins list", "plugins show", "components", "validate", "schema", "doctor"]
+CORE_COMMANDS = [
+    "plugins list",
+    "plugins show",
+    "components",
+    "validate",
+    "schema",
+    "doctor",
+    "run",
+    "report",
+    "new-plugin",
+]
 
 
 def test_core_commands_exist():
