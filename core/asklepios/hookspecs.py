@@ -4,9 +4,9 @@ Hooks are called by keyword; an implementation may accept any subset of a spec's
 arguments are only ever added, never removed or renamed. Implement them in a plugin's hook module
 with ``@asklepios_sdk.hookimpl``.
 
-Registration hooks run once, when the host activates a plugin (only when a config names one of its
-components or a listing is asked for). Lifecycle hooks run during ``asklepios run``; the loop resolves
-them at build time and calls the per-step hook only when some plugin implements it.
+Registration hooks run once, when the host activates a plugin (only when a config names one of
+its components or a listing is asked for). Lifecycle hooks run during ``asklepios run``; the loop
+resolves them at build time and calls the per-step hook only when some plugin implements it.
 """
 
 from __future__ import annotations
