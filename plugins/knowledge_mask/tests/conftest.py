@@ -24,6 +24,24 @@ def _random_vgg_file() -> str:
     return str(directory / "vgg19.safetensors")
 
 
+def _tiny_csv() -> str:
+    """Write a tiny Fundus2Video-format CSV with 8x8 PNG frames of 20 patients."""
+    import numpy as np
+    from PIL import Image
+
+    directory = Path(tempfile.mkdtemp(prefix="km-csv-"))
+    image = np.full((8, 8, 3), 60, np.uint8)
+    Image.fromarray(image).save(directory / "img.png")
+    rows = [
+        f"p{patient},{patient},{phase},{level},img.png,img.png"
+        for patient in range(20)
+        for level, phase in enumerate(("E", "E", "L", "L"))
+    ]
+    csv = directory / "data.csv"
+    csv.write_text("pid_eye,orgid,Phase,level_1,co_rigid,fa_rigid\n" + "\n".join(rows) + "\n")
+    return str(csv)
+
+
 def _tiny_generator(ctx: object) -> torch.nn.Module:
     from asklepios_knowledge_mask.generator import FundusVideoGenerator, GeneratorParams
 
@@ -40,6 +58,7 @@ asklepios_conformance = Conformance(
         ),
         "knowledge_mask.vgg_perceptual": Override(params={"weights_path": _random_vgg_file()}),
         "knowledge_mask.attention": Override(model=_tiny_generator),
+        "knowledge_mask.ffa_video": Override(params={"csv_path": _tiny_csv()}),
         "knowledge_mask.adversarial": Override(
             skip={
                 "trainer-step": "steps on videos (batch['video'], 'knowledge_mask'), which the "

@@ -17,6 +17,7 @@ __all__ = [
     "register_adapters",
     "register_augmentations",
     "register_backbones",
+    "register_datasets",
     "register_evaluators",
     "register_losses",
     "register_trainers",
@@ -122,4 +123,23 @@ def register_evaluators(register: Register) -> None:
         lambda params, ctx: metrics.VideoMetrics(params),
         params=metrics.VideoMetricsParams,
         doc=metrics.VideoMetrics.__doc__.splitlines()[0],
+    )
+
+
+@hookimpl
+def register_datasets(register: Register) -> None:
+    """Register the CSV video dataset and the SYNTHETIC retina-photo video set."""
+    from asklepios_knowledge_mask import datasets
+
+    register(
+        "ffa_video",
+        lambda params, ctx: datasets.FFAVideoDataset(params),
+        params=datasets.FFAVideoParams,
+        doc=datasets.FFAVideoDataset.__doc__.splitlines()[0],
+    )
+    register(
+        "synthetic_ffa_video",
+        lambda params, ctx: datasets.SyntheticFFAVideo(params),
+        params=datasets.SyntheticFFAVideoParams,
+        doc=datasets.SyntheticFFAVideo.__doc__.splitlines()[0],
     )

@@ -9,6 +9,8 @@ region to find.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -19,6 +21,11 @@ __all__ = ["retina_photo", "synthetic_fundus_video"]
 
 def retina_photo(size: int) -> torch.Tensor:
     """Return scikit-image's ``retina`` photograph resized to ``size``² as uint8 ``(3, S, S)``."""
+    return _retina_photo(size).clone()
+
+
+@lru_cache(maxsize=4)
+def _retina_photo(size: int) -> torch.Tensor:
     from skimage import data
 
     photo = torch.from_numpy(np.ascontiguousarray(data.retina())).permute(2, 0, 1)
