@@ -395,6 +395,11 @@ def test_conmix_nt_xent():
     assert value(loss, out, batch(FY)) == pytest.approx(total / 6, rel=RTOL)
     one_class = value(loss, out, batch(np.zeros(6, dtype=int)))
     assert one_class == pytest.approx(0.0, abs=1e-6)
+    single = outputs(np.zeros((6, 3)), features=F1)
+    with pytest.raises(ComponentError, match="features_view2"):
+        loss(single, batch(FY))
+    with torch.no_grad():
+        assert float(loss(single, batch(FY)).total) == 0.0
 
 
 def _center_loss(kind):

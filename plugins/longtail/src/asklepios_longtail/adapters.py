@@ -137,7 +137,7 @@ class CausalNormParams(Params):
 
 
 class CausalNormHead(_HeadAdapter):
-    """De-Confound-TDE head: multi-head causal-norm logits, counterfactual removal at eval.
+    """Compute De-Confound-TDE logits: multi-head causal norm, counterfactual removal at eval.
 
     Train: Σ_k (τ/K)⟨x̂_k, w_{c,k}/(‖w_{c,k}‖ + γ)⟩ and m ← μ m + mean_batch(x). Eval (with
     ``use_effect``): x̂_k − α cos(x̂_k, m̂_k) m̂_k replaces x̂_k. Keys on ``self.training`` as MONICA.
@@ -202,7 +202,7 @@ class DisAlignParams(Params):
 
 
 class DisAlignHead(_HeadAdapter):
-    """DisAlign: logits = (1 + σ α) ⊙ (W f + b) + σ β with σ = sigmoid(v·f + b_v).
+    """Align logits as (1 + σ α) ⊙ (W f + b) + σ β with σ = sigmoid(v·f + b_v) (DisAlign).
 
     α ∈ R^C starts at 1, β at 0, v at 0.1. Train with ``longtail.weighted_ce`` (``grw``).
 
@@ -258,7 +258,7 @@ class LWSParams(Params):
 
 
 class LWSHead(_HeadAdapter):
-    """Learnable weight scaling: logits_c = s_c · (w_c · f + b_c) on the stage-1 classifier.
+    """Scale the stage-1 classifier per class: logits_c = s_c · (w_c · f + b_c) (LWS).
 
     s starts at 1. ``trainable: scales`` (LWS) trains only s; ``all`` (MiSLAS) also w and b.
 
@@ -312,7 +312,7 @@ class BBNHeadParams(Params):
 
 
 class BBNHead(_HeadAdapter):
-    """BBN's cumulative head: linear on [2α f_a ; 2(1 − α) f_b]; [f ; f] at evaluation.
+    """Classify [2α f_a ; 2(1 − α) f_b] with one linear layer, [f ; f] at evaluation (BBN).
 
     Trained by the ``longtail.bbn`` trainer, which puts the class-balanced batch under
     ``batch["bbn_b"]`` and α under ``batch["bbn_alpha"]``; the loss mixes the two labels with λ = α.
@@ -363,7 +363,7 @@ class CRTParams(Params):
 
 
 class CRTHead(_HeadAdapter):
-    """Classifier re-training: freeze the encoder and train a freshly initialised head.
+    """Freeze the encoder and train a freshly initialised head (classifier re-training, cRT).
 
     References: Kang et al., ICLR 2020 (cRT). MONICA ``models/get_model.py`` (HEAD).
     """

@@ -164,7 +164,7 @@ class DigitsLTParams(Params):
 
 
 class DigitsLT(Dataset):
-    """Long-tailed scikit-learn digits: n_c = round(120·100^{−c/9}), balanced test (spec §8.5).
+    """Load long-tailed scikit-learn digits: n_c = round(120·100^{−c/9}), balanced test (§8.5).
 
     Per class, images are shuffled with ``RandomState(seed)``; the first ``test_per_class`` form
     the test split, the next ``val_per_class`` the validation split, the next n_c training.

@@ -57,10 +57,11 @@ def register_adapters(register: Register) -> None:
 
 @hookimpl
 def register_augmentations(register: Register) -> None:
-    """Register the per-batch mixing augmentations (mixup, cutmix, remix)."""
+    """Register the mixing augmentations (mixup, cutmix, remix) and MONICA's presets."""
     from asklepios_longtail.augmentations import AUGMENTATIONS
+    from asklepios_longtail.transforms import SAMPLE_TRANSFORMS
 
-    for name, (factory, params) in AUGMENTATIONS.items():
+    for name, (factory, params) in {**AUGMENTATIONS, **SAMPLE_TRANSFORMS}.items():
         register(name, factory, params)
 
 

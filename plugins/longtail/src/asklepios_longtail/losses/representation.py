@@ -248,6 +248,7 @@ class ConMixLoss(MixableLoss):
     h^v_k = mean of view-v features of class k (K classes in the batch); the 2K L2-normalised
     vectors form an NT-Xent problem where each anchor's positive is its class in the other view.
     Only this term is optimised (the head gets no gradient; add a cRT stage to classify).
+    Evaluation passes (no autograd, one view) report 0; training without a second view raises.
 
     References: MONICA ``losses/ConMixLoss.py`` (supervised variant of contrastive mixup).
     """
@@ -263,6 +264,9 @@ class ConMixLoss(MixableLoss):
         self, outputs: Mapping[str, Tensor], target: Tensor, sample_weight: Tensor | None
     ) -> dict[str, Tensor]:
         first = _features(outputs, "features", self.component_id)
+        if self.params.second_view_key not in outputs and not torch.is_grad_enabled():
+            # evaluation passes (run without autograd) see one view: there is nothing to contrast
+            return {"conmix": first.new_zeros(())}
         second = _features(outputs, self.params.second_view_key, self.component_id)
         classes, inverse = torch.unique(target, return_inverse=True)
         num = classes.numel()
