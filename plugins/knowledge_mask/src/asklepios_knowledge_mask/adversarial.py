@@ -22,7 +22,7 @@ from collections import defaultdict
 from typing import Any, Literal
 
 import torch
-from asklepios_sdk import ComponentError, LossOutput, Params, StepContext, Trainer
+from asklepios_sdk import BuildContext, ComponentError, LossOutput, Params, StepContext, Trainer
 from pydantic import Field
 from torch import Tensor, nn
 
@@ -268,3 +268,14 @@ class AdversarialTrainer(Trainer):
         terms = {k: torch.tensor(v / num_frames) for k, v in sums.items() if k != "loss_G"}
         terms["p_generated"] = torch.tensor(p_generated)
         return LossOutput(torch.tensor(sums["loss_G"] / num_frames), terms)
+
+    def example_batch(self, ctx: BuildContext, batch_size: int = 4) -> dict[str, Any]:
+        """Return 2 tiny 3-frame videos with CF images and knowledge masks (32×32)."""
+        gen = torch.Generator().manual_seed(0)
+        size, frames = 32, 3
+        video = torch.rand(2, frames, 1, size, size, generator=gen).expand(-1, -1, 3, -1, -1)
+        return {
+            "image": torch.rand(2, 3, size, size, generator=gen) * 2 - 1,
+            "video": (video * 2 - 1).contiguous(),
+            "knowledge_mask": (torch.rand(2, 1, size, size, generator=gen) > 0.5).float(),
+        }

@@ -264,7 +264,7 @@ class VideoMetrics(Evaluator):
         return result
 
     def example_inputs(
-        self, ctx: BuildContext, batch_size: int = 2
+        self, ctx: BuildContext, batch_size: int = 4
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Return generated and real 3-frame videos of 16×16 pixels."""
         gen = torch.Generator().manual_seed(0)
