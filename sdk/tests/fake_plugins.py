@@ -151,6 +151,15 @@ class Accuracy(Evaluator):
         return {"top1": self.correct / self.total.clamp(min=1)}
 
 
+class MaxReducedAccuracy(Accuracy):
+    """Top-1 accuracy whose sample count combines across ranks by max: wrong under DDP."""
+
+    def __init__(self, params: Any, ctx: BuildContext) -> None:
+        Evaluator.__init__(self)
+        self.add_state("correct", torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="max")
+
+
 class _Images(torch.utils.data.Dataset):
     def __init__(self, n: int) -> None:
         self.images = torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(0))

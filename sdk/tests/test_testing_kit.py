@@ -62,7 +62,7 @@ def test_good_plugin_passes_every_rule_of_every_kind() -> None:
     assert report.failures == []
     checked = {(o.check.component, o.check.rule) for o in report.outcomes if o.status == "passed"}
     kinds_rules = {rule for _, rule in checked}
-    assert kinds_rules == set(RULES) - {"import-light"}
+    assert kinds_rules == set(RULES) - {"import-light", "evaluator-ddp"}  # in-memory hooks
     names = {f"fake.{name}" for entries in GOOD.values() for name, _, _ in entries}
     assert {c for c, _ in checked} - {None} == names
     assert max(report.seconds_by_component().values()) < 30  # "seconds per component"
@@ -468,6 +468,33 @@ def _write_plugin(root: Path, name: str, header: str) -> None:
             """
         )
     )
+
+
+@pytest.mark.slow
+def test_evaluator_ddp_rule_compares_two_gloo_ranks_with_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "asklepios_ddpcheck_hooks.py").write_text(
+        textwrap.dedent(
+            """
+            from asklepios_sdk import hookimpl
+
+
+            @hookimpl
+            def register_evaluators(register):
+                from fake_plugins import Accuracy, MaxReducedAccuracy
+
+                register("acc", Accuracy)
+                register("max_acc", MaxReducedAccuracy)
+            """
+        )
+    )
+    report = check_plugin(Conformance("asklepios_ddpcheck_hooks", plugin_id="ddp"))
+    assert [o.check.name for o in report.failures] == ["ddp.max_acc::evaluator-ddp"]
+    _assert_fails(report, "ddp.max_acc", "evaluator-ddp", "(one process, 2 ranks) differ")
+    passed = {o.check.name for o in report.outcomes if o.status == "passed"}
+    assert "ddp.acc::evaluator-ddp" in passed
 
 
 def test_import_light_rule_runs_a_fresh_interpreter(

@@ -40,6 +40,7 @@ RULES: Mapping[str, str] = MappingProxyType(
         "sampler-shards": "ranks get equal shares that together cover the one-rank order",
         "evaluator-keys": "compute() returns the declared keys as finite scalars with a direction",
         "evaluator-reset": "reset() returns every metric state to its default",
+        "evaluator-ddp": "compute() synced over 2 gloo ranks equals compute() on one process",
         "dataset-splits": "every split is non-empty, yields sample dicts and matches labels()",
         "trainer-step": "train_step returns a finite LossOutput and updates the parameters",
     }

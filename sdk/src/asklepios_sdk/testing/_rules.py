@@ -9,7 +9,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -31,7 +31,9 @@ from asklepios_sdk.testing._collect import Registration
 from asklepios_sdk.testing._config import Override
 from asklepios_sdk.testing._fixtures import CrossEntropy, KitStepContext, TinyBackbone, TinyDataset
 
-__all__ = ["COMMON_RULES", "KIND_RULES", "RuleFailure", "Subject", "run_rule"]
+__all__ = ["COMMON_RULES", "KIND_RULES", "RuleFailure", "Subject", "run_rule", "run_seeded"]
+
+T = TypeVar("T")
 
 
 class RuleFailure(Exception):
@@ -483,6 +485,45 @@ def rule_evaluator_keys(subject: Subject) -> None:
     _require(not unknown, f"key_directions names keys compute() does not return: {unknown}")
 
 
+def evaluator_ddp_task(subject: Subject) -> tuple[dict[str, Any], dict[str, float]]:
+    """Return the 2-rank job's task for this evaluator, and its one-process result."""
+    evaluator = subject.build()
+    outputs, batch = _example(evaluator, "example_inputs", subject.ctx)
+    sizes = {t.shape[0] for t in _tensors(outputs) if t.dim() > 0}
+    _require(len(sizes) == 1, f"example_inputs outputs have different batch sizes {sizes}")
+    (size,) = sizes
+    _require(size >= 4, f"example_inputs gives {size} samples; 2 ranks need at least 4")
+    outputs = {k: v.detach() if isinstance(v, Tensor) else v for k, v in outputs.items()}
+    reference = _update_compute(evaluator, subject.ctx)
+    task = {
+        "params": dict(subject.override.params),
+        "ctx": subject.ctx,
+        "inputs": (outputs, batch),
+        "batch_size": size,
+    }
+    return task, {k: float(torch.as_tensor(v).double()) for k, v in reference.items()}
+
+
+def compare_ddp(reference: Mapping[str, float], synced: Mapping[str, float] | str) -> None:
+    """Raise RuleFailure unless the 2-rank results equal the one-process ones."""
+    _require(not isinstance(synced, str), f"on 2 gloo ranks: {synced}")
+    assert not isinstance(synced, str)
+    _require(
+        set(synced) == set(reference),
+        f"2 ranks return keys {sorted(synced)}, one process {sorted(reference)}",
+    )
+    differ = {
+        k: (reference[k], synced[k])
+        for k in reference
+        if not np.isclose(reference[k], synced[k], rtol=1e-5, atol=1e-6, equal_nan=True)
+    }
+    _require(
+        not differ,
+        f"(one process, 2 ranks) differ: {differ}; declare every state with add_state and the "
+        "reduction that combines ranks (sum for counts, cat for per-sample values)",
+    )
+
+
 def rule_evaluator_reset(subject: Subject) -> None:
     evaluator = subject.build()
     defaults = subject.build().metric_state
@@ -557,7 +598,7 @@ KIND_RULES: dict[str, tuple[str, ...]] = {
     "loss": ("loss-output",),
     "augmentation": ("augmentation-determinism", "augmentation-shapes"),
     "sampler": ("sampler-indices", "sampler-epoch", "sampler-shards"),
-    "evaluator": ("evaluator-keys", "evaluator-reset"),
+    "evaluator": ("evaluator-keys", "evaluator-reset", "evaluator-ddp"),
     "dataset": ("dataset-splits",),
     "trainer": ("trainer-step",),
 }
@@ -581,13 +622,18 @@ _RULE_FUNCTIONS: dict[str, Callable[[Subject], None]] = {
 }
 
 
-def run_rule(rule: str, subject: Subject) -> None:
-    """Check ``rule`` on ``subject`` with CPU-only, seeded torch; raise RuleFailure on a breach."""
+def run_seeded(subject: Subject, function: Callable[[Subject], T]) -> T:
+    """Call ``function(subject)`` with every global generator seeded, then restore them."""
     numpy_state, python_state = np.random.get_state(), random.getstate()
     try:
         with torch.random.fork_rng(devices=[]):
             _seed_everything(subject.ctx.seed)
-            _RULE_FUNCTIONS[rule](subject)
+            return function(subject)
     finally:
         np.random.set_state(numpy_state)
         random.setstate(python_state)
+
+
+def run_rule(rule: str, subject: Subject) -> None:
+    """Check ``rule`` on ``subject`` with CPU-only, seeded torch; raise RuleFailure on a breach."""
+    run_seeded(subject, _RULE_FUNCTIONS[rule])

@@ -6,16 +6,18 @@ import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from asklepios_sdk.errors import AsklepiosError
 from asklepios_sdk.testing._collect import Collected, Registration, collect
 from asklepios_sdk.testing._config import RULES, Conformance
 from asklepios_sdk.testing._imports import heavy_imports
 
-__all__ = ["Check", "ConformanceError", "Outcome", "Report", "Suite", "check_plugin"]
+__all__ = ["SLOW_RULES", "Check", "ConformanceError", "Outcome", "Report", "Suite", "check_plugin"]
 
 PLUGIN_RULES = ("hooks", "import-light")
+SLOW_RULES = ("evaluator-ddp",)
+"""Rules that start processes; marked ``slow`` when the suite declares that marker."""
 _INDEPENDENT = ("registration", "build", "params-schema")
 
 
@@ -97,6 +99,7 @@ class Suite:
         self.conformance = Conformance.coerce(conformance)
         self._collected: Collected | None = None
         self._build_failed: set[str] = set()
+        self._ddp: dict[str, Any] | None = None
 
     @property
     def collected(self) -> Collected:
@@ -166,13 +169,66 @@ class Suite:
                 "(and keep __init__.py free of them) so listing plugins stays fast",
             )
 
+    def _subject(self, reg: Registration) -> Any:
+        from asklepios_sdk.testing._rules import Subject
+
+        override = self.conformance.override_for(reg.component_id)
+        return Subject(reg, override, override.context(self.conformance.base_context()))
+
+    def _ddp_results(self) -> dict[str, Any]:
+        """Run the 2-rank job once for every evaluator that the ddp rule applies to."""
+        from asklepios_sdk.testing._ddp import run_ddp_job
+        from asklepios_sdk.testing._rules import RuleFailure, evaluator_ddp_task, run_seeded
+
+        if self._ddp is not None:
+            return self._ddp
+        results: dict[str, Any] = {}
+        tasks: dict[str, Any] = {}
+        for key, reg in self.registrations().items():
+            check = Check("evaluator-ddp", key, reg.kind)
+            if reg.kind != "evaluator" or self._skip_reason(check) or key != reg.component_id:
+                continue
+            try:
+                tasks[key], results[key] = run_seeded(self._subject(reg), evaluator_ddp_task)
+            except RuleFailure as err:
+                results[key] = err
+        if tasks:
+            assert isinstance(self.conformance.hooks, str)
+            try:
+                synced = run_ddp_job(self.conformance.hooks, self.plugin_id, tasks)
+            except RuntimeError as err:
+                synced = {key: str(err) for key in tasks}
+            results = {k: (v, synced[k]) if k in tasks else v for k, v in results.items()}
+        self._ddp = results
+        return results
+
+    def _run_ddp_rule(self, check: Check, reg: Registration) -> None:
+        from asklepios_sdk.testing._rules import RuleFailure, compare_ddp
+
+        if not isinstance(self.conformance.hooks, str):
+            raise CheckSkipped("the 2-rank job imports the hook module; in-memory hooks cannot")
+        assert check.component is not None
+        outcome = self._ddp_results().get(check.component)
+        if outcome is None:
+            raise CheckSkipped(f"{check.component} is registered twice; see rule 'registration'")
+        try:
+            if isinstance(outcome, RuleFailure):
+                raise outcome
+            compare_ddp(*outcome)
+        except RuleFailure as err:
+            raise ConformanceError(f"{reg.component_id} ({reg.kind})", check.rule, str(err)) from (
+                err.__cause__
+            )
+
     def _run_component_rule(self, check: Check) -> None:
-        from asklepios_sdk.testing._rules import RuleFailure, Subject, run_rule
+        from asklepios_sdk.testing._rules import RuleFailure, run_rule
 
         assert check.component is not None
         reg = self.registrations()[check.component]
-        override = self.conformance.override_for(reg.component_id)
-        subject = Subject(reg, override, override.context(self.conformance.base_context()))
+        if check.rule == "evaluator-ddp":
+            self._run_ddp_rule(check, reg)
+            return
+        subject = self._subject(reg)
         try:
             run_rule(check.rule, subject)
         except RuleFailure as err:

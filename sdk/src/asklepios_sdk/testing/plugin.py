@@ -53,13 +53,17 @@ class ConformanceFile(pytest.File):
         self.setting = setting
 
     def collect(self) -> list[pytest.Item]:
-        from asklepios_sdk.testing._runner import Suite
+        from asklepios_sdk.testing._runner import SLOW_RULES, Suite
 
         suite = Suite(self.setting)
-        return [
-            ConformanceItem.from_parent(self, name=check.name, suite=suite, check=check)
-            for check in suite.checks()
-        ]
+        has_slow = any(m.split(":")[0].strip() == "slow" for m in self.config.getini("markers"))
+        items = []
+        for check in suite.checks():
+            item = ConformanceItem.from_parent(self, name=check.name, suite=suite, check=check)
+            if has_slow and check.rule in SLOW_RULES:
+                item.add_marker("slow")
+            items.append(item)
+        return items
 
 
 class ConformanceItem(pytest.Item):

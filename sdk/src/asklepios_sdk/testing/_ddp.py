@@ -1,0 +1,130 @@
+"""Rule ``evaluator-ddp``: an evaluator synced over 2 gloo ranks equals it on one process.
+
+Each rank builds the evaluator afresh (the hook module is imported in a new interpreter), updates
+it on its half of the example inputs (samples ``rank::2``) and calls ``compute()``, which syncs the
+declared states across ranks; rank 0 writes the results. The parent compares them with one
+instance updated on all inputs. One 2-process job checks every evaluator of a plugin.
+
+Run as ``python -m asklepios_sdk.testing._ddp JOB RANK`` (the parent does this).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["run_ddp_job", "shard"]
+
+
+def shard(value: Any, rank: int, world_size: int, batch_size: int) -> Any:
+    """Return this rank's samples ``rank::world_size`` of every batch-first tensor in ``value``."""
+    if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == batch_size:
+        return value[rank::world_size]
+    if isinstance(value, Mapping):
+        return {k: shard(v, rank, world_size, batch_size) for k, v in value.items()}
+    return value
+
+
+def _scalars(result: Mapping[str, Any]) -> dict[str, float]:
+    return {str(k): float(torch.as_tensor(v).double()) for k, v in result.items()}
+
+
+def _worker(job_file: str, rank: int) -> None:
+    import torch.distributed as dist
+
+    from asklepios_sdk.testing._collect import collect
+
+    with open(job_file, "rb") as handle:
+        job = pickle.load(handle)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{job['rendezvous']}", rank=rank, world_size=2
+    )
+    registrations = {
+        r.component_id: r for r in collect(job["hooks"], job["plugin_id"]).registrations
+    }
+    results: dict[str, Any] = {}
+    for component_id, task in job["tasks"].items():
+        reg = registrations[component_id]
+        try:
+            params = (reg.params or _empty())(**task["params"])
+            evaluator = reg.factory(params, task["ctx"].replace(rank=rank, world_size=2))
+            outputs, batch = task["inputs"]
+            size = task["batch_size"]
+            evaluator.update(shard(outputs, rank, 2, size), shard(batch, rank, 2, size))
+            results[component_id] = _scalars(evaluator.compute())
+        except Exception as err:  # reported per evaluator by the parent
+            results[component_id] = f"{type(err).__name__}: {err}"
+    if rank == 0:
+        with open(job["output"], "wb") as handle:
+            pickle.dump(results, handle)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _empty() -> Any:
+    from asklepios_sdk.params import EmptyParams
+
+    return EmptyParams
+
+
+def run_ddp_job(
+    hooks: str, plugin_id: str, tasks: Mapping[str, Mapping[str, Any]], timeout: float = 300.0
+) -> dict[str, Any]:
+    """Run every task (``{component id: {params, ctx, inputs, batch_size}}``) on 2 gloo ranks.
+
+    Returns ``{component id: {key: value}}`` from rank 0, or an error text per component. Raises
+    RuntimeError with both ranks' output when the job itself fails.
+    """
+    with tempfile.TemporaryDirectory(prefix="asklepios-ddp-") as tmp:
+        job = {
+            "hooks": hooks,
+            "plugin_id": plugin_id,
+            "tasks": dict(tasks),
+            "rendezvous": str(Path(tmp) / "rendezvous"),
+            "output": str(Path(tmp) / "results.pkl"),
+        }
+        job_file = str(Path(tmp) / "job.pkl")
+        with open(job_file, "wb") as handle:
+            pickle.dump(job, handle)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env.setdefault("OMP_NUM_THREADS", "1")
+        command = [sys.executable, "-m", "asklepios_sdk.testing._ddp", job_file]
+        procs = [
+            subprocess.Popen(
+                [*command, str(rank)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for rank in (0, 1)
+        ]
+        outputs = []
+        for proc in procs:
+            try:
+                outputs.append(proc.communicate(timeout=timeout)[0])
+            except subprocess.TimeoutExpired:
+                for other in procs:
+                    other.kill()
+                raise RuntimeError(
+                    f"the 2-rank gloo job did not finish in {timeout:.0f} s"
+                ) from None
+        if any(proc.returncode != 0 for proc in procs) or not Path(job["output"]).is_file():
+            text = "\n".join(f"rank {r}:\n{out[-2000:]}" for r, out in enumerate(outputs))
+            raise RuntimeError(f"the 2-rank gloo job failed:\n{text}")
+        with open(job["output"], "rb") as handle:
+            return dict(pickle.load(handle))
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1], int(sys.argv[2]))
