@@ -449,6 +449,15 @@ def test_hooks_rule_rejects_misspelled_and_raising_hooks() -> None:
     _assert_fails(report, None, "hooks", "registry exploded")
 
 
+def test_without_the_core_installed_unknown_hooks_are_still_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "asklepios.hookspecs", None)  # import now raises ImportError
+    report = check_plugin(Conformance(Misspelled(), plugin_id="fake"))
+    _assert_fails(report, None, "hooks", "'register_loss' is not an asklepios hook")
+    assert check_plugin(Conformance(good_plugin(), plugin_id="fake")).failures == []
+
+
 def _write_plugin(root: Path, name: str, header: str) -> None:
     package = root / name
     package.mkdir()
