@@ -93,7 +93,7 @@ class _Split(torch.utils.data.Dataset):
 
 
 class ToyClipSpace(Dataset):
-    """Toy CLIP feature space: source-only train/val, source + unseen domains in test.
+    """Generate the toy CLIP feature space: source-only train/val, source + unseen in test.
 
     Samples are ``{"image": f (d,), "label", "domain"}`` (domain 0 = source, ``k`` = the k-th
     target). The facts carry ``extras["text_features"]`` (``source`` and one set per target

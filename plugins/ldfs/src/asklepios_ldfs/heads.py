@@ -116,7 +116,7 @@ class LinearProbeParams(Params):
 
 
 class LinearProbe(Adapter):
-    """Linear classifier on unit features, zero-shot-initialised, optional WiSE interpolation."""
+    """Classify unit features linearly: zero-shot initialisation, optional WiSE interpolation."""
 
     def __init__(self, params: LinearProbeParams, ctx: BuildContext) -> None:
         super().__init__()
@@ -175,7 +175,7 @@ class ClipAdapterParams(Params):
 
 
 class ClipAdapterHead(Adapter):
-    """CLIP-Adapter: ``f' = ratio * A(f) + (1 - ratio) * f``, logits ``100 * cos(f', T)``.
+    """Adapt features with CLIP-Adapter: ``f' = ratio A(f) + (1 - ratio) f``, ``100 cos(f', T)``.
 
     ``A`` is ``Linear(d, d/r) -> ReLU -> Linear(d/r, d) -> ReLU`` without biases (Gao et al. 2021).
     """
@@ -222,7 +222,7 @@ class CoOpParams(Params):
 
 
 class CoOpHead(Adapter):
-    """CoOp: learned context tokens before each class name, through the frozen text tower.
+    """Learn CoOp context tokens before each class name, through the frozen text tower.
 
     Prompt ``[SOS] v_1 ... v_M CLASS . [EOS]``; the classifier is the text tower's output for the
     ``C`` prompts and logits are ``scale * f . t_c`` (Zhou et al., IJCV 2022).

@@ -90,7 +90,7 @@ class TextGuidedParams(Params):
 
 
 class TextGuidedLoss(Loss):
-    """Directional + class-consistency loss: ``alpha * L_dir + (1 - alpha) * L_cc``.
+    """Combine directional and class-consistency terms: ``alpha L_dir + (1 - alpha) L_cc``.
 
     ``L_dir = mean_i,k [1 - cos(f~_ik - f_i, t^k_y - t^{s_j*}_y)]`` (or the instance anchor),
     ``L_cc = CE(cos(f~_ik, T_k) / tau, y_i)`` with ``T_k`` the class text of domain ``k``.
@@ -210,7 +210,7 @@ class SynthesisObjectiveParams(Params):
 
 
 class SynthesisObjective(Loss):
-    """Stage-1 objective: ``ldfs.text_guided_loss`` + ``ldfs.pairwise_regularizer``."""
+    """Sum ``ldfs.text_guided_loss`` and ``ldfs.pairwise_regularizer`` (the stage-1 objective)."""
 
     def __init__(self, params: SynthesisObjectiveParams, ctx: BuildContext) -> None:
         super().__init__()

@@ -34,7 +34,7 @@ class DomainAccuracyParams(Params):
 
 
 class DomainAccuracy(Evaluator):
-    """Top-1 accuracy on each domain present, their ``mean`` and the ``unseen_mean``.
+    """Report top-1 accuracy per domain present, their ``mean`` and the ``unseen_mean``.
 
     Keys: one per domain name seen in the evaluated split, ``mean`` over those, and
     ``unseen_mean`` over the non-source ones (when any was seen).
