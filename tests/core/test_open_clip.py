@@ -66,6 +66,11 @@ def test_token_embedding_path_matches_encode_text(tiny):
     torch.testing.assert_close(via_embeddings, tiny.encode_text(texts))
 
 
+def test_grey_images_get_a_clear_error(tiny):
+    with pytest.raises(Exception, match="RGB images"):
+        tiny({"image": torch.rand(2, 1, 32, 32)})
+
+
 def test_features_input_mode_renormalises_cached_features():
     model = _build(inputs="features")
     feats = torch.randn(5, 16) * 3

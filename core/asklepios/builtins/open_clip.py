@@ -263,6 +263,12 @@ class OpenCLIPBackbone(Backbone):
 
     def encode_image(self, images: Tensor) -> Tensor:
         """Return unit-norm image features of ``(B, 3, H, W)`` images (in [0, 1] if preprocess)."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ComponentError(
+                f"core.open_clip: expects (B, 3, H, W) RGB images, got {tuple(images.shape)}; "
+                "convert grey images to 3 channels (e.g. core.digits channels: 3), or set "
+                "'inputs: features' when the batch carries cached features"
+            )
         if self.params.preprocess:
             if tuple(images.shape[-2:]) != self.image_size:
                 images = F.interpolate(
