@@ -6,6 +6,7 @@ call draws fresh noise.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -118,6 +119,8 @@ class FeatureSynthesis(BatchTransform):
                 )
             self.path = synthesizer_path(ctx.output_dir, str(params.from_stage))
         self.net: SynthesisNet | None = None
+        # under torchrun rank 0 writes the stage-1 file; the other ranks may get here first
+        self.wait_seconds = 120.0 if ctx.world_size > 1 else 0.0
 
     def attach(self, net: SynthesisNet) -> FeatureSynthesis:
         """Use ``net`` (frozen) instead of loading the file (tests, in-process pipelines)."""
@@ -126,6 +129,9 @@ class FeatureSynthesis(BatchTransform):
 
     def _synthesizer(self, device: torch.device) -> SynthesisNet:
         if self.net is None:
+            deadline = time.monotonic() + self.wait_seconds
+            while not self.path.is_file() and time.monotonic() < deadline:
+                time.sleep(0.2)
             self.attach(load_synthesizer(self.path))
         assert self.net is not None
         return self.net.to(device)
