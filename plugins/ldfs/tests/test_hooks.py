@@ -42,3 +42,26 @@ def test_stage_end_ignores_models_without_synthesiser(tmp_path):
     run = SimpleNamespace(is_main=True, output_dir=str(tmp_path), model=torch.nn.Linear(2, 2))
     hooks.stage_end(run=run, stage="finetune", summary={})
     assert not (tmp_path / "ldfs").exists()
+
+
+def test_readme_component_table_lists_every_component():
+    from pathlib import Path
+
+    names: list[str] = []
+
+    def register(name, factory, params=None, doc=None):
+        names.append(name)
+
+    for hook in (
+        hooks.register_backbones,
+        hooks.register_adapters,
+        hooks.register_losses,
+        hooks.register_augmentations,
+        hooks.register_evaluators,
+        hooks.register_datasets,
+    ):
+        hook(register=register)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = {line.split("|")[1].strip() for line in readme.splitlines() if line.startswith("| `")}
+    assert {f"`ldfs.{name}`" for name in names} <= rows
+    assert len(names) == 12
