@@ -38,6 +38,8 @@ from fake_plugins import (
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
+pytest_plugins = ["pytester"]  # runs the kit as a plugin's suite would
+
 
 def _check(kind: str, name: str, factory: Any, params: Any = None, **kwargs: Any) -> Report:
     return check_plugin(
