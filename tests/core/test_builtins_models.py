@@ -120,7 +120,9 @@ def test_classification_evaluator_matches_sklearn_and_syncs_as_cat_states() -> N
     assert float(got["auroc"]) == pytest.approx(
         roc_auc_score(labels, probs, multi_class="ovr", average="macro"), abs=1e-5
     )
-    np.testing.assert_array_equal(got["confusion_matrix"].numpy(), confusion_matrix(labels, pred))
+    np.testing.assert_array_equal(
+        evaluator.artifacts()["confusion_matrix"].numpy(), confusion_matrix(labels, pred)
+    )
     conf = probs.max(1)
     bins = np.minimum((conf * 15).astype(int), 14)
     ece = sum(

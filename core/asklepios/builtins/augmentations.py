@@ -7,6 +7,7 @@ randomness from torch's global generator, which the engine seeds per worker.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,18 @@ def _size(value: int | list[int]) -> list[int]:
     return [value, value] if isinstance(value, int) else list(value)
 
 
+class _SizedTransform(_ImageTransform):
+    """A transform whose output image has a fixed ``size`` (height, width)."""
+
+    size: list[int]
+
+    def output_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """Return ``shapes`` with the image's last two dimensions set to ``size``."""
+        out = dict(shapes)
+        out["image"] = (*shapes["image"][:-2], *self.size)
+        return out
+
+
 class ResizeParams(Params):
     """Params of ``core.resize``."""
 
@@ -89,10 +102,11 @@ class ResizeParams(Params):
     antialias: bool = True
 
 
-class Resize(_ImageTransform):
+class Resize(_SizedTransform):
     """Resize the image to ``size`` with bilinear interpolation."""
 
     def __init__(self, params: ResizeParams, ctx: BuildContext | None = None) -> None:
+        self.size = _size(params.size)
         self.transform = v2.Resize(_size(params.size), antialias=params.antialias)
 
 
@@ -104,10 +118,11 @@ class RandomResizedCropParams(Params):
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
 
 
-class RandomResizedCrop(_ImageTransform):
+class RandomResizedCrop(_SizedTransform):
     """Crop a random area and aspect ratio, then resize to ``size`` (Inception-style)."""
 
     def __init__(self, params: RandomResizedCropParams, ctx: BuildContext | None = None) -> None:
+        self.size = _size(params.size)
         self.transform = v2.RandomResizedCrop(
             _size(params.size), scale=params.scale, ratio=params.ratio, antialias=True
         )
@@ -119,10 +134,11 @@ class CenterCropParams(Params):
     size: PositiveInt | list[PositiveInt]
 
 
-class CenterCrop(_ImageTransform):
+class CenterCrop(_SizedTransform):
     """Crop the centre of the image to ``size``."""
 
     def __init__(self, params: CenterCropParams, ctx: BuildContext | None = None) -> None:
+        self.size = _size(params.size)
         self.transform = v2.CenterCrop(_size(params.size))
 
 

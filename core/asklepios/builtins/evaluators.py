@@ -32,8 +32,9 @@ class ClassificationEvaluator(Evaluator):
     """Multi-class top-1 and balanced accuracy, macro-F1, macro AUROC, ECE and confusion matrix.
 
     Keys: ``accuracy`` (top-1), ``balanced_accuracy`` (mean per-class recall), ``macro_f1``,
-    ``auroc`` (one-vs-rest macro AUROC of the softmax), ``ece`` (expected calibration error with
-    ``ece_bins`` equal-width bins, lower is better) and ``confusion_matrix`` (rows: true class).
+    ``auroc`` (one-vs-rest macro AUROC of the softmax) and ``ece`` (expected calibration error
+    with ``ece_bins`` equal-width bins, lower is better). :meth:`artifacts` gives the confusion
+    matrix (rows: true class) of the last :meth:`compute`, which the engine stores and plots.
     Probabilities and targets are ``cat`` states, so every rank's samples take part after sync.
     """
 
@@ -53,6 +54,7 @@ class ClassificationEvaluator(Evaluator):
         self.num_classes = int(num_classes)
         self.ece_bins = params.ece_bins
         self.report_confusion = params.confusion_matrix
+        self._confusion: Tensor | None = None
         self.add_state("probs", default=[], dist_reduce_fx="cat")
         self.add_state("target", default=[], dist_reduce_fx="cat")
 
@@ -66,17 +68,21 @@ class ClassificationEvaluator(Evaluator):
         self.probs.append(logits.softmax(dim=1))
         self.target.append(batch["label"].detach().long().reshape(-1))
 
-    def compute(self) -> dict[str, Any]:
+    def compute(self) -> dict[str, Tensor]:
         probs = dim_zero_cat(self.probs)
         target = dim_zero_cat(self.target)
         k = self.num_classes
-        result: dict[str, Any] = {
+        result = {
             "accuracy": multiclass_accuracy(probs, target, k, average="micro"),
             "balanced_accuracy": multiclass_accuracy(probs, target, k, average="macro"),
             "macro_f1": multiclass_f1_score(probs, target, k, average="macro"),
             "auroc": multiclass_auroc(probs, target, k, average="macro"),
             "ece": multiclass_calibration_error(probs, target, k, n_bins=self.ece_bins),
         }
-        if self.report_confusion:
-            result["confusion_matrix"] = multiclass_confusion_matrix(probs, target, k)
+        if self.report_confusion:  # computed here, on the synced states
+            self._confusion = multiclass_confusion_matrix(probs, target, k)
         return result
+
+    def artifacts(self) -> dict[str, Any]:
+        """Return non-scalar results of the last ``compute``: the confusion matrix."""
+        return {} if self._confusion is None else {"confusion_matrix": self._confusion}

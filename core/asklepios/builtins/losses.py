@@ -159,3 +159,12 @@ class MSELoss(Loss):
         target = batch[self.target_key].to(prediction.dtype).reshape(prediction.shape)
         total = F.mse_loss(prediction, target)
         return LossOutput(total, {"mse": total.detach()})
+
+    def example_inputs(
+        self, ctx: BuildContext, batch_size: int = 4
+    ) -> tuple[dict[str, Tensor], Batch]:
+        """Return a one-column prediction that requires grad and a float target."""
+        gen = torch.Generator().manual_seed(1)
+        prediction = torch.randn(batch_size, 1, generator=gen).requires_grad_(True)
+        target = torch.randn(batch_size, generator=gen)
+        return {self.output_key: prediction}, {self.target_key: target}

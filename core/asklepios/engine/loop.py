@@ -400,6 +400,9 @@ class StageRunner:
         for evaluator in self.built.evaluators:
             for key, value in evaluator.compute().items():
                 metrics[f"{evaluator.name}/{key}"] = to_jsonable(value)
+            if hasattr(evaluator, "artifacts"):  # non-scalar results (confusion matrices)
+                for key, value in evaluator.artifacts().items():
+                    metrics[f"{evaluator.name}/{key}"] = to_jsonable(value)
         return metrics
 
     def _monitor(self, metrics: Mapping[str, Any]) -> tuple[str, str]:
