@@ -246,8 +246,8 @@ def loss_speed(batch: int = 256, classes: int = 100, repeat: int = 20) -> None:
 
     fast = timed(lambda: loss({"logits": z}, {"label": y}).total)
     naive = timed(lambda: _naive_ldam(z, y, counts, weight))
-    value = float(loss({"logits": z}, {"label": y}).total)
-    assert math.isclose(value, float(_naive_ldam(z, y, counts, weight)), rel_tol=1e-4)
+    value = float(loss({"logits": z}, {"label": y}).total.detach())
+    assert math.isclose(value, float(_naive_ldam(z, y, counts, weight).detach()), rel_tol=1e-4)
     print(f"\n== loss forward+backward, batch {batch}, {classes} classes")
     print(
         f"longtail.ldam {fast * 1e3:7.2f} ms, naive per-sample {naive * 1e3:7.2f} ms "

@@ -18,6 +18,9 @@ asklepios_conformance = Conformance(
                 "design; tested in tests/test_trainers.py"
             }
         ),
+        "longtail.sade_resnet": Override(
+            params={"layers": (1, 1, 1, 1), "planes": (4, 4, 8, 8), "num_experts": 2}
+        ),
         "longtail.split_list": Override(
             params={
                 "root": str(_ROOT),

@@ -9,6 +9,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 KINDS = {
     "register_adapters": "adapter",
     "register_augmentations": "augmentation",
+    "register_backbones": "backbone",
     "register_datasets": "dataset",
     "register_evaluators": "evaluator",
     "register_losses": "loss",

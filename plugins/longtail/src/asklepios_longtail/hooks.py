@@ -10,6 +10,7 @@ from asklepios_sdk import Register, hookimpl
 __all__ = [
     "register_adapters",
     "register_augmentations",
+    "register_backbones",
     "register_datasets",
     "register_evaluators",
     "register_losses",
@@ -80,4 +81,13 @@ def register_datasets(register: Register) -> None:
     from asklepios_longtail.datasets import DATASETS
 
     for name, (factory, params) in DATASETS.items():
+        register(name, factory, params)
+
+
+@hookimpl
+def register_backbones(register: Register) -> None:
+    """Register SADE's multi-expert ResNet (also the backbone of RIDE)."""
+    from asklepios_longtail.backbones import BACKBONES
+
+    for name, (factory, params) in BACKBONES.items():
         register(name, factory, params)
