@@ -121,38 +121,34 @@ class FeatureCache:
         return target
 
 
-def _collate_numeric(samples: list[Mapping[str, Any]]) -> dict[str, Tensor]:
-    out: dict[str, Tensor] = {}
-    for key, value in samples[0].items():
-        if (isinstance(value, Tensor) and value.dim() == 0) or isinstance(value, (int, float)):
-            out[key] = torch.as_tensor([s[key] for s in samples])
-        elif isinstance(value, np.generic):
-            out[key] = torch.as_tensor(np.asarray([s[key] for s in samples]))
-    return out
-
-
 def extract_features(
     encode: Callable[[Tensor], Tensor],
     dataset: torch.utils.data.Dataset,
     *,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
+    num_workers: int = 0,
 ) -> dict[str, Tensor]:
     """Encode every sample's ``image`` and keep its numeric per-sample fields (``label``, ...).
+
+    Samples are batched by a ``DataLoader`` (``num_workers`` processes) in dataset order.
 
     Returns:
         ``{"features": (N, d), "label": (N,), ...}``, features in float32 on the CPU.
     """
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers
+    )
     features: list[Tensor] = []
     fields: dict[str, list[Tensor]] = {}
-    size = len(dataset)  # type: ignore[arg-type]
     with torch.no_grad():
-        for start in range(0, size, batch_size):
-            samples = [dataset[i] for i in range(start, min(size, start + batch_size))]
-            images = torch.stack([torch.as_tensor(s["image"]) for s in samples]).to(device)
+        for batch in loader:
+            images = torch.as_tensor(batch["image"]).to(device)
             features.append(encode(images).float().cpu())
-            for key, value in _collate_numeric(samples).items():
-                fields.setdefault(key, []).append(value)
+            for key, value in batch.items():
+                # one number per sample (label, domain, time, ...); images and text are dropped
+                if key != "image" and isinstance(value, Tensor) and value.dim() == 1:
+                    fields.setdefault(key, []).append(value)
     if not features:
         raise ComponentError("extract_features: the split is empty; nothing to encode")
     out = {"features": torch.cat(features)}
@@ -198,6 +194,7 @@ class ClipFeaturesParams(Params):
     cache_dir: str = Field("~/.cache/asklepios/features", description="Feature cache directory.")
     batch_size: int = Field(64, ge=1, description="Images encoded per forward pass.")
     device: str = Field("cpu", description="Device used for encoding ('cpu', 'cuda', 'cuda:N').")
+    num_workers: int = Field(0, ge=0, description="DataLoader workers reading images to encode.")
     prompt_sets: dict[str, list[str]] = Field(
         default_factory=lambda: {"source": ["a photo of a {}."]},
         description="Named lists of templates ('{}' = class name); each set is averaged.",
@@ -286,6 +283,7 @@ class ClipFeatures(DatasetWrapper):
                     data,
                     batch_size=self.params.batch_size,
                     device=self.params.device,
+                    num_workers=self.params.num_workers,
                 )
 
             meta = {"split": name, "backbone": json.dumps(backbone, default=str)}
