@@ -8,11 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from asklepios_sdk.testing import Conformance, Override
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _tiny import save_tiny_unet
+
+# The tensors here are tiny: one intra-op thread avoids thread hand-off costs on a shared machine.
+torch.set_num_threads(1)
 
 _MODEL_DIR = save_tiny_unet(Path(tempfile.mkdtemp(prefix="diffusion_tta_kit_")) / "diffusion")
 _TINY_ADAPTER = {"model_dir": str(_MODEL_DIR), "timestep_respacing": "10", "start_step": 2}
