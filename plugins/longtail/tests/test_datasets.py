@@ -90,3 +90,34 @@ def test_pickled_label_map_needs_trust_and_converts(tmp_path, capsys):
     assert convert_main([str(lists / "dic.npy"), str(tmp_path / "out.csv"), "--trust-pickle"]) == 0
     assert read_label_map(tmp_path / "out.csv") == trusted
     assert "wrote" in capsys.readouterr().out
+
+
+def test_long_tailed_wrapper_reproduces_dermamnist_counts():
+    import torch
+    from asklepios_longtail.datasets import LongTailed, LongTailedParams
+    from asklepios_sdk import DataFacts, Dataset
+
+    natural = {5: 4693, 4: 779, 2: 769, 1: 359, 0: 228, 6: 99, 3: 80}  # DermaMNIST train
+
+    class Derma(Dataset):
+        def __init__(self):
+            self.y = np.concatenate([np.full(n, c) for c, n in sorted(natural.items())])
+
+        def split(self, name):
+            y = self.y if name == "train" else np.arange(7)
+            return [{"image": torch.zeros(1), "label": torch.tensor(v)} for v in y]
+
+        def facts(self):
+            return DataFacts(num_classes=7, class_names=tuple("abcdefg"))
+
+        def labels(self, name):
+            return self.y if name == "train" else np.arange(7)
+
+    wrapped = LongTailed(LongTailedParams(), None).wrap(Derma())
+    facts = wrapped.facts()
+    assert facts.class_counts == (4693, 779, 769, 359, 218, 99, 47)
+    assert facts.class_names == tuple("fecbagd")
+    train = wrapped.split("train")
+    assert len(train) == sum(facts.class_counts)
+    assert [int(train[i]["label"]) for i in range(3)] == wrapped.labels("train")[:3].tolist()
+    assert [int(s["label"]) for s in wrapped.split("test")] == [4, 3, 2, 6, 1, 0, 5]

@@ -15,13 +15,15 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from asklepios_sdk import BuildContext, ComponentError, DataFacts, Dataset, Params
+from asklepios_sdk import BuildContext, ComponentError, DataFacts, Dataset, DatasetWrapper, Params
 from pydantic import Field
 
 __all__ = [
     "DATASETS",
     "DigitsLT",
     "DigitsLTParams",
+    "LongTailed",
+    "LongTailedParams",
     "SplitList",
     "SplitListParams",
     "build_long_tailed_split",
@@ -343,8 +345,115 @@ class SplitList(Dataset):
         return self._labels.get(name)
 
 
+class _Relabelled(torch.utils.data.Dataset):
+    """A view of ``inner`` restricted to ``indices`` with labels mapped through ``mapping``."""
+
+    def __init__(self, inner: Any, indices: np.ndarray | None, mapping: np.ndarray) -> None:
+        self.inner = inner
+        self.indices = indices
+        self.mapping = torch.as_tensor(mapping, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.inner) if self.indices is None else len(self.indices)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        source = index if self.indices is None else int(self.indices[index])
+        sample = dict(self.inner[source])
+        sample["label"] = self.mapping[int(sample["label"])]
+        return sample
+
+
+class LongTailedParams(Params):
+    """Params of :class:`LongTailed`."""
+
+    imbalance_ratio: float = Field(100.0, ge=1, description="r = n_max / n_min of the profile.")
+    n_max: int | None = Field(None, ge=1, description="Head count; default: the natural maximum.")
+    rounding: Literal["round", "ceil", "floor"] = Field(
+        "round", description="round (Kvasir, NCT, MedMNIST) or ceil (ISIC) of n_max / f^i."
+    )
+    reindex_by_frequency: bool = Field(
+        True, description="Relabel so that class 0 is the most frequent (MONICA's label maps)."
+    )
+    seed: int = Field(1, description="Seed of the per-class selection (MONICA: 1).")
+
+
+class LongTailed(DatasetWrapper):
+    """Subsample the training split to MONICA's geometric long-tailed profile, capped at n_c.
+
+    n_i = min(natural_i, rounding(n_max / f^i)), f = r^{1/(C−1)}, with classes ranked by
+    frequency (and relabelled so, by default); validation and test splits keep every sample
+    (relabelled). Reproduces MONICA's MedMNIST training counts, e.g. DermaMNIST 4693, 779, 769,
+    359, 218, 99, 47. References: MONICA ``utils/process_medmnist.ipynb``.
+    """
+
+    def __init__(self, params: LongTailedParams, ctx: BuildContext | None = None) -> None:
+        self.params = params
+
+    def wrap(self, inner: Dataset) -> Dataset:
+        super().wrap(inner)
+        labels = inner.labels("train")
+        if labels is None:
+            raise ComponentError(
+                "longtail.long_tailed needs the inner dataset's training labels "
+                "(Dataset.labels('train') returned None)"
+            )
+        labels = np.asarray(labels, dtype=np.int64)
+        facts = inner.facts()
+        num_classes = int(facts.num_classes or labels.max() + 1)
+        counts = np.bincount(labels, minlength=num_classes)
+        if self.params.reindex_by_frequency:
+            order = np.argsort(-counts, kind="stable")
+        else:
+            order = np.arange(num_classes)
+        mapping = np.empty(num_classes, dtype=np.int64)
+        mapping[order] = np.arange(num_classes)
+        ranked = mapping[labels]
+        natural = counts[order]
+        top = self.params.n_max or int(natural[0])
+        targets = long_tail_profile(
+            num_classes, self.params.imbalance_ratio, top, self.params.rounding, natural
+        )
+        if not self.params.reindex_by_frequency and np.any(np.diff(natural) > 0):
+            raise ComponentError(
+                "longtail.long_tailed: classes are not ordered by frequency; keep "
+                "reindex_by_frequency: true or relabel the dataset"
+            )
+        rng = np.random.RandomState(self.params.seed)
+        keep = [
+            rng.permutation(np.flatnonzero(ranked == c))[: targets[c]] for c in range(num_classes)
+        ]
+        self.indices = np.sort(np.concatenate(keep))
+        self.mapping = mapping
+        self._labels = {"train": ranked[self.indices]}
+        names = facts.class_names
+        self._facts = facts.replace(
+            num_samples=len(self.indices),
+            num_classes=num_classes,
+            class_counts=tuple(
+                int(c) for c in np.bincount(self._labels["train"], minlength=num_classes)
+            ),
+            class_names=tuple(names[i] for i in order) if names else None,
+            labels=tuple(int(v) for v in self._labels["train"]),
+        )
+        return self
+
+    def split(self, name: str) -> torch.utils.data.Dataset:
+        indices = self.indices if name == "train" else None
+        return _Relabelled(self.inner.split(name), indices, self.mapping)
+
+    def facts(self) -> DataFacts:
+        return self._facts
+
+    def labels(self, name: str) -> np.ndarray | None:
+        if name == "train":
+            return self._labels["train"]
+        inner = self.inner.labels(name)
+        return None if inner is None else self.mapping[np.asarray(inner, dtype=np.int64)]
+
+
 DATASETS = {
     "digits_lt": (DigitsLT, DigitsLTParams),
     "split_list": (SplitList, SplitListParams),
+    "long_tailed": (LongTailed, LongTailedParams),
 }
 """Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""
