@@ -18,11 +18,12 @@ from torch import Tensor
 __all__ = [
     "box_resize_matrix",
     "conv_depthwise",
+    "fft_convolve_valid",
     "gaussian_blur",
     "gaussian_kernel1d",
+    "pad2d",
     "pad_index",
     "resize_box",
-    "shift_clamped",
 ]
 
 PadMode = Literal["nearest", "reflect", "reflect101"]
@@ -46,7 +47,7 @@ def pad_index(n: int, before: int, after: int, mode: PadMode, device: torch.devi
     return torch.where(m >= n, period - m, m)
 
 
-def _pad2d(x: Tensor, ry: int, rx: int, mode: PadMode) -> Tensor:
+def pad2d(x: Tensor, ry: int, rx: int, mode: PadMode) -> Tensor:
     rows = pad_index(x.shape[-2], ry, ry, mode, x.device)
     cols = pad_index(x.shape[-1], rx, rx, mode, x.device)
     return x.index_select(-2, rows).index_select(-1, cols)
@@ -70,17 +71,38 @@ def gaussian_blur(
     ry, rx = (len(ky) - 1) // 2, (len(kx) - 1) // 2
     b, c, h, w = x.shape
     flat = x.reshape(b * c, 1, h, w)
-    flat = F.conv2d(_pad2d(flat, ry, 0, mode), ky.view(1, 1, -1, 1))
-    flat = F.conv2d(_pad2d(flat, 0, rx, mode), kx.view(1, 1, 1, -1))
+    flat = F.conv2d(pad2d(flat, ry, 0, mode), ky.view(1, 1, -1, 1))
+    flat = F.conv2d(pad2d(flat, 0, rx, mode), kx.view(1, 1, 1, -1))
     return flat.reshape(b, c, h, w)
 
 
+def fft_convolve_valid(padded: Tensor, kernel: Tensor) -> Tensor:
+    """Convolve ``(B, C, Hp, Wp)`` with ``(1 | B, kh, kw)`` kernels by FFT; keep the valid part.
+
+    ``out[b, c, y, x] = Σ_{u,v} kernel[b, u, v] · padded[b, c, y + kh − 1 − u, x + kw − 1 − v]``;
+    the circular wrap of the FFT only touches the discarded border, so the result equals direct
+    convolution up to rounding. Per-image kernels batch without a Python loop.
+    """
+    hp, wp = padded.shape[-2:]
+    kh, kw = kernel.shape[-2:]
+    spectrum = torch.fft.rfft2(padded, s=(hp, wp))
+    kernel_spectrum = torch.fft.rfft2(kernel.to(padded.dtype), s=(hp, wp))[:, None]
+    full = torch.fft.irfft2(spectrum * kernel_spectrum, s=(hp, wp))
+    return full[..., kh - 1 :, kw - 1 :]
+
+
 def conv_depthwise(x: Tensor, kernel: np.ndarray | Tensor, mode: PadMode = "reflect101") -> Tensor:
-    """Correlate every channel with one 2-D kernel (OpenCV ``filter2D`` semantics)."""
+    """Correlate every channel with one 2-D kernel (OpenCV ``filter2D`` semantics).
+
+    Kernels wider than 7 taps go through the FFT (as OpenCV does for large kernels).
+    """
     k = torch.as_tensor(kernel, dtype=x.dtype, device=x.device)
     kh, kw = k.shape
+    padded = pad2d(x, kh // 2, kw // 2, mode)
+    if max(kh, kw) > 7:
+        return fft_convolve_valid(padded, torch.flip(k, dims=(0, 1))[None])
     b, c, h, w = x.shape
-    flat = _pad2d(x.reshape(b * c, 1, h, w), kh // 2, kw // 2, mode)
+    flat = padded.reshape(b * c, 1, h + kh - 1, w + kw - 1)
     return F.conv2d(flat, k.view(1, 1, kh, kw)).reshape(b, c, h, w)
 
 
@@ -103,20 +125,6 @@ def resize_box(x: Tensor, size: tuple[int, int]) -> Tensor:
     mh = torch.as_tensor(box_resize_matrix(h, size[0]), dtype=x.dtype, device=x.device)
     mw = torch.as_tensor(box_resize_matrix(w, size[1]), dtype=x.dtype, device=x.device)
     return mh @ x @ mw.T
-
-
-def shift_clamped(x: Tensor, dx: Tensor, dy: Tensor) -> Tensor:
-    """Shift each image by integer ``(dx, dy)`` pixels, repeating the edge into the gap.
-
-    ``out[b, :, i, j] = x[b, :, clamp(i - dy[b]), clamp(j - dx[b])]``, which is what the ImageNet-C
-    ``shift`` helper does with ``np.roll`` plus edge filling.
-    """
-    b, _, h, w = x.shape
-    rows = (torch.arange(h, device=x.device)[None, :] - dy[:, None]).clamp(0, h - 1)
-    cols = (torch.arange(w, device=x.device)[None, :] - dx[:, None]).clamp(0, w - 1)
-    bidx = torch.arange(b, device=x.device)[:, None, None]
-    out = x.permute(0, 2, 3, 1)[bidx, rows[:, :, None], cols[:, None, :]]
-    return out.permute(0, 3, 1, 2)
 
 
 def next_power_of_2(n: int) -> int:

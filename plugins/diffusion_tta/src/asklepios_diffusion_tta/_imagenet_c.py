@@ -18,10 +18,11 @@ from torch import Tensor
 
 from asklepios_diffusion_tta._filters import (
     conv_depthwise,
+    fft_convolve_valid,
     gaussian_blur,
     next_power_of_2,
+    pad2d,
     resize_box,
-    shift_clamped,
 )
 
 __all__ = ["PARAMS", "disk_kernel", "jpeg_encode", "motion_blur_with_angle", "plasma_fractal"]
@@ -152,24 +153,30 @@ def glass_blur(x: Tensor, c: tuple[float, int, int], gen: torch.Generator) -> Te
 
 
 def motion_blur_with_angle(x: Tensor, radius: int, sigma: float, angle: Tensor) -> Tensor:
-    """Blur along a line at ``angle`` degrees (per image), Gaussian weights over 2·radius+1 taps."""
+    """Blur along a line at ``angle`` degrees (per image), Gaussian weights over 2·radius+1 taps.
+
+    Tap i shifts the image by (−⌈i·sin a − ½⌉, −⌈i·cos a − ½⌉) pixels with the edge repeated, as
+    the reference's ``shift`` does; the taps are gathered into one sparse kernel per image and
+    applied by FFT on the edge-padded image (equal to summing the shifted copies). Taps stop once
+    a shift leaves the image, as in the reference.
+    """
     width = 2 * radius + 1
     taps = torch.arange(width, dtype=torch.float64)
-    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).to(x.dtype)
-    rad = torch.deg2rad(angle.to(torch.float64))
-    sin, cos = torch.sin(rad), torch.cos(rad)
+    weights = torch.exp(-(taps**2) / (2 * sigma**2))
+    weights = weights / weights.sum()
+    rad = torch.deg2rad(angle.to(torch.float64)).view(-1, 1)
+    dy = -torch.ceil(taps * torch.sin(rad) - 0.5).long()
+    dx = -torch.ceil(taps * torch.cos(rad) - 0.5).long()
     h, w = x.shape[-2:]
-    out = torch.zeros_like(x)
-    alive = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-    for i in range(width):
-        dy = -torch.ceil(i * sin - 0.5).long().to(x.device)
-        dx = -torch.ceil(i * cos - 0.5).long().to(x.device)
-        # The reference stops adding taps once the shift leaves the image.
-        alive = alive & (dy.abs() < h) & (dx.abs() < w)
-        weight = kernel[i] * alive.to(x.dtype)
-        out = out + weight.view(-1, 1, 1, 1) * shift_clamped(x, dx, dy)
-    return out
+    inside = (dy.abs() < h) & (dx.abs() < w)
+    alive = torch.cumprod(inside.long(), dim=1).bool()
+    size = 2 * width + 1
+    flat = ((dy + width) * size + (dx + width)).clamp(0, size * size - 1)
+    kernel = torch.zeros(angle.shape[0], size * size, dtype=torch.float64)
+    kernel.scatter_add_(1, flat, weights.expand_as(flat) * alive)
+    kernel = kernel.view(-1, size, size).to(x.device)
+    padded = pad2d(x, width, width, "nearest")
+    return fft_convolve_valid(padded, kernel)
 
 
 def motion_blur(x: Tensor, c: tuple[int, float], gen: torch.Generator) -> Tensor:
