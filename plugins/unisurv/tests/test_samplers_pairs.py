@@ -69,6 +69,9 @@ def test_sampler_shards_across_ranks_and_needs_events():
     np.testing.assert_array_equal(np.sort(np.concatenate(shards)), np.sort(whole))
     with pytest.raises(ComponentError, match="event"):
         build_event_balanced(EventBalancedParams(), BuildContext())
+    stale = BuildContext(data=_ctx(events).data.replace(num_samples=40))
+    with pytest.raises(ComponentError, match="num_folds"):
+        build_event_balanced(EventBalancedParams(), stale)
 
 
 class _Survival(Dataset):

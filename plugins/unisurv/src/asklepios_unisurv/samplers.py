@@ -73,4 +73,12 @@ def build_event_balanced(params: EventBalancedParams, ctx: BuildContext) -> Even
             "unisurv.event_balanced needs the training split's event indicators "
             "(DataFacts.events); use it with a survival dataset"
         )
-    return EventBalancedSampler(np.asarray(ctx.data.events), params, ctx)
+    events = np.asarray(ctx.data.events)
+    if ctx.data.num_samples and ctx.data.num_samples != len(events):
+        raise ComponentError(
+            f"unisurv.event_balanced: the facts list {len(events)} event indicators for a "
+            f"training split of {ctx.data.num_samples} samples (a wrapper re-split the data "
+            "without updating DataFacts.events); use the dataset's own num_folds/fold instead "
+            "of train.folds"
+        )
+    return EventBalancedSampler(events, params, ctx)
