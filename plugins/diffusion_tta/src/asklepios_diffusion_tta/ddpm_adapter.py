@@ -240,7 +240,7 @@ def load_diffusion_model(
     from diffusers import DDPMScheduler, UNet2DModel
 
     root = _resolve_dir(str(model_dir), output_dir)
-    unet_kwargs: dict[str, Any] = {"local_files_only": True}
+    unet_kwargs: dict[str, Any] = {"local_files_only": True, "low_cpu_mem_usage": False}
     if (root / "unet").is_dir():
         unet_kwargs["subfolder"] = "unet"
     try:
