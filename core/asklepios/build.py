@@ -166,6 +166,13 @@ class Built:
     weights: dict[str, Any] = field(default_factory=dict)
 
 
+def _with_transforms(
+    split: torch.utils.data.Dataset, transforms: Sequence[SampleTransform]
+) -> torch.utils.data.Dataset:
+    """Return ``split`` itself when there are no transforms (no extra call per sample)."""
+    return TransformedSplit(split, transforms) if transforms else split
+
+
 def _build(
     source: ComponentSource, kind: str, spec: ComponentSpec, ctx: BuildContext, where: str
 ) -> Any:
@@ -319,7 +326,7 @@ def build_experiment(
     trainer = _build(source, "trainer", config.trainer, ctx, "trainer")
     ids.append(config.trainer.type)
     splits = {
-        name: TransformedSplit(dataset.split(name), eval_tf)
+        name: _with_transforms(dataset.split(name), eval_tf)
         for name in ("val", "test")
         if name in dataset.split_names
     }
@@ -327,7 +334,7 @@ def build_experiment(
         config=config,
         dataset=dataset,
         ctx=ctx,
-        train_split=TransformedSplit(train_split, train_tf),
+        train_split=_with_transforms(train_split, train_tf),
         eval_splits=splits,
         sampler=sampler,
         batch_transforms=batch_tf,

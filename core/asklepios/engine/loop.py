@@ -338,12 +338,16 @@ class StageRunner:
             if step.stepped:
                 self.global_step += 1
                 step.global_step = self.global_step
-            terms = result.terms
-            for key, value in terms.items():
-                detached = value.detach()
-                sums[key] = sums[key] + detached if key in sums else detached.clone()
+            for key, value in result.terms.items():
+                if key in sums:
+                    sums[key].add_(value.detach())
+                else:
+                    sums[key] = value.detach().float().clone()
             total = result.total.detach()
-            sums["loss"] = sums["loss"] + total if "loss" in sums else total.clone()
+            if "loss" in sums:
+                sums["loss"].add_(total)
+            else:
+                sums["loss"] = total.float().clone()
             count += 1
             if call_step_end and step.stepped:
                 self.view.global_step = self.global_step
