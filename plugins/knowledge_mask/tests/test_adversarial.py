@@ -206,3 +206,8 @@ def test_missing_mask_is_a_clear_error() -> None:
     del batch["knowledge_mask"]
     with pytest.raises(ComponentError, match=r"knowledge_mask\.mask"):
         trainer.train_step(step, batch)
+
+
+def test_multi_process_runs_are_refused() -> None:
+    with pytest.raises(ComponentError, match="one process"):
+        AdversarialTrainer(AdversarialParams(), world_size=2)

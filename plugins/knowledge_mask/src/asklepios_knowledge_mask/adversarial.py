@@ -105,7 +105,14 @@ class AdversarialTrainer(Trainer):
     ``image`` (CF, ``(B, 3, H, W)``), ``video`` (``(B, M, 3, H, W)``) and ``knowledge_mask``.
     """
 
-    def __init__(self, params: AdversarialParams | None = None) -> None:
+    def __init__(self, params: AdversarialParams | None = None, world_size: int = 1) -> None:
+        if world_size > 1:
+            raise ComponentError(
+                "knowledge_mask.adversarial runs in one process only: its discriminator and "
+                "projection heads are stepped outside the DistributedDataParallel forward, so "
+                f"their gradients would not be synchronised across {world_size} ranks; run "
+                "without torchrun"
+            )
         self.params = params or AdversarialParams()
         self.aux: _Aux | None = None
         self.vgg: VGGPerceptual | None = None

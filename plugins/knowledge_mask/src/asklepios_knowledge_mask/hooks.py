@@ -94,7 +94,7 @@ def register_trainers(register: Register) -> None:
 
     register(
         "adversarial",
-        lambda params, ctx: adversarial.AdversarialTrainer(params),
+        lambda params, ctx: adversarial.AdversarialTrainer(params, ctx.world_size),
         params=adversarial.AdversarialParams,
         doc=adversarial.AdversarialTrainer.__doc__.splitlines()[0],
     )
