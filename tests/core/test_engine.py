@@ -146,3 +146,17 @@ def test_bf16_autocast_and_grad_clip_run_on_cpu(tmp_path: Path) -> None:
     train = {**make_config(tmp_path)["train"], "epochs": 1, "amp": "bf16", "grad_clip": 0.5}
     summary = _run(tmp_path, make_config(tmp_path, train=train))
     assert summary["test"]["loss"] > 0
+
+
+@pytest.mark.slow
+def test_dataloader_workers_are_seeded(tmp_path: Path) -> None:
+    def config(sub: str) -> dict:
+        cfg = make_config(tmp_path / sub)
+        cfg["train"]["epochs"] = 1
+        cfg["data"]["loader"] = {"batch_size": 64, "num_workers": 2}
+        cfg["data"]["transforms"] = {"train": [{"type": "core.rotation", "degrees": 30}]}
+        return cfg
+
+    first = _run(tmp_path / "a", config("a"))
+    second = _run(tmp_path / "b", config("b"))
+    assert first["test"] == second["test"]
