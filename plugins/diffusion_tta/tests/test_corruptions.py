@@ -244,6 +244,16 @@ def test_seeded_runs_are_reproducible(lesion_image: np.ndarray, textures: str) -
     assert not np.array_equal(a, corrupt_uint8(lesion_image, "gaussian_noise", 3, seed=6))
 
 
+def test_uint8_batches_keep_their_scale(lesion_image: np.ndarray) -> None:
+    batch = torch.from_numpy(lesion_image).permute(2, 0, 1)[None]
+    out = corrupt(batch, "contrast", 5)
+    assert out.dtype == torch.uint8
+    expected = corrupt_uint8(lesion_image, "contrast", 5)
+    assert np.array_equal(out[0].permute(1, 2, 0).numpy(), expected)
+    with pytest.raises(ComponentError, match="uint8"):
+        corrupt(batch.long(), "contrast", 5)
+
+
 def test_grey_images_and_batches() -> None:
     x = torch.rand(3, 1, 40, 40, generator=_gen())
     for name in ("snow", "brightness", "fog", "motion_blur", "jpeg_compression"):

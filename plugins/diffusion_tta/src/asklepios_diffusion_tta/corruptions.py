@@ -145,7 +145,8 @@ def corrupt(
     """Corrupt a batch ``(B, C, H, W)`` of images in [0, 1] with ``name`` at ``severity`` 1..5.
 
     Args:
-        images: float tensor, ``C`` in {1, 3}, values in [0, 1]; stays on its device.
+        images: float tensor in [0, 1] (or ``uint8`` in 0..255), ``C`` in {1, 3}; stays on its
+            device.
         name: a corruption of :data:`CORRUPTIONS`, :data:`EXTRA_CORRUPTIONS` or
             :data:`MEDMNIST_DERMA`.
         severity: 1 (mildest) to 5.
@@ -154,7 +155,7 @@ def corrupt(
         quantize: round the result to 8-bit levels, as the saved ImageNet-C images are.
 
     Returns:
-        The corrupted batch, same shape, dtype and device.
+        The corrupted batch, same shape, dtype (and value scale) and device.
 
     Raises:
         ComponentError: unknown name, severity outside 1..5, bad shape, or missing textures.
@@ -165,7 +166,12 @@ def corrupt(
         )
     if not 1 <= int(severity) <= 5:
         raise ComponentError(f"severity must be 1..5, got {severity}")
-    x = images.float().clamp(0, 1) if not images.is_floating_point() else images.clamp(0, 1)
+    if images.dtype == torch.uint8:
+        x = images.float() / 255
+    elif images.is_floating_point():
+        x = images.clamp(0, 1)
+    else:
+        raise ComponentError(f"corrupt expects float images in [0, 1] or uint8, got {images.dtype}")
     if generator is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())
         generator = torch.Generator(device=x.device).manual_seed(seed)
@@ -188,7 +194,9 @@ def corrupt(
         raise AssertionError("unreachable")
     if quantize:
         out = torch.round(out * 255) / 255
-    return out.to(images.dtype) if images.is_floating_point() else out
+    if images.dtype == torch.uint8:
+        return torch.round(out * 255).to(torch.uint8)
+    return out.to(images.dtype)
 
 
 def corrupt_uint8(
