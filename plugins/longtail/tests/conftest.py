@@ -21,6 +21,9 @@ asklepios_conformance = Conformance(
         "longtail.sade_resnet": Override(
             params={"layers": (1, 1, 1, 1), "planes": (4, 4, 8, 8), "num_experts": 2}
         ),
+        "longtail.rsg_resnext": Override(
+            params={"model_name": "resnet10t", "n_center": 2, "contrastive_dim": 8}
+        ),
         "longtail.split_list": Override(
             params={
                 "root": str(_ROOT),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from _fixtures import make_ctx
 from asklepios_longtail.backbones import ExpertResNet, ExpertResNetParams
@@ -33,3 +34,54 @@ def test_outputs_and_training_with_sade_and_ride():
         assert model.stem[0].weight.grad.abs().sum() > 0
     model.reset_classifier(6)
     assert model(batch)["logits"].shape == (4, 6)
+
+
+def _np_center(maps, labels, centers, weight, bias):
+    import numpy as np
+
+    out = 0.0
+    for i, y in enumerate(labels):
+        pooled = maps[i].mean(axis=(1, 2))
+        scores = pooled @ weight[y] + bias[y]
+        gamma = np.exp(scores - scores.max())
+        gamma = gamma / gamma.sum()
+        dist = ((maps[i][None] - centers[y][:, :, None, None]) ** 2).sum(axis=(1, 2, 3))
+        out += (gamma * dist).sum()
+    return out / len(labels)
+
+
+def test_rsg_center_term_against_numpy_and_aux_losses():
+    import numpy as np
+    from asklepios_longtail.rsg import RSGModule, RSGParams, RSGResNeXt
+
+    torch.manual_seed(0)
+    module = RSGModule(channels=3, num_classes=2, n_center=4, contrastive_dim=5)
+    with torch.no_grad():
+        module.assign_weight.normal_()
+        module.assign_bias.normal_()
+    maps = torch.randn(4, 3, 2, 2)
+    labels = torch.tensor([0, 1, 1, 0])
+    expected = _np_center(
+        maps.numpy(),
+        labels.numpy(),
+        module.centers.detach().numpy(),
+        module.assign_weight.detach().numpy(),
+        module.assign_bias.detach().numpy(),
+    )
+    assert float(module.center_term(maps, labels)) == pytest.approx(expected, rel=1e-5)
+    contrast = module.contrast_term(maps, labels)
+    logits = module.contrast(torch.cat([maps[:2], maps[2:]], dim=1))
+    same = torch.tensor([0, 0])  # pairs (0, 2) and (1, 3) differ in class
+    assert torch.allclose(contrast, torch.nn.functional.cross_entropy(logits, same))
+    assert np.isfinite(expected)
+
+    model = RSGResNeXt(
+        RSGParams(model_name="resnet10t", n_center=2, contrastive_dim=8), make_ctx([5, 3, 2, 1])
+    )
+    batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 1, 2, 3])}
+    out = model(batch)
+    assert set(out["aux_losses"]) == {"rsg_cesc"} and out["logits"].abs().max() <= 1 + 1e-5
+    out["aux_losses"]["rsg_cesc"].backward()
+    assert all(p.grad is None for p in model.trunk.parameters())  # CESC sees detached maps
+    assert model.rsg.centers.grad is not None
+    assert "aux_losses" not in model.eval()(batch)

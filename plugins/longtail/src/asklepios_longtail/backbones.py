@@ -13,6 +13,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from asklepios_longtail.adapters import NormedLinear
+from asklepios_longtail.rsg import RSGParams, RSGResNeXt
 
 __all__ = ["BACKBONES", "ExpertResNet", "ExpertResNetParams"]
 
@@ -112,5 +113,8 @@ class ExpertResNet(Backbone):
         )
 
 
-BACKBONES = {"sade_resnet": (ExpertResNet, ExpertResNetParams)}
+BACKBONES = {
+    "sade_resnet": (ExpertResNet, ExpertResNetParams),
+    "rsg_resnext": (RSGResNeXt, RSGParams),
+}
 """Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""
