@@ -107,7 +107,10 @@ license: Apache-2.0
 
 _README = """# ${dist}
 
-${description}: an [asklepios](https://pypi.org/project/asklepios/) plugin with id `${plugin}`.
+An [asklepios](https://pypi.org/project/asklepios/) plugin with id `${plugin}`: ${description}.
+Each example component below is a small published method with a test; replace them with your
+own methods, and keep this README's table, notes on deviations from the papers, and citation
+current.
 
 ## Components
 
@@ -159,11 +162,11 @@ you use (see the table above):
 
 
 def _import_line(module: str, cls: str, params: str | None) -> str:
-    names = sorted({cls, params} - {None})
-    line = f"from ${{package}}.{module} import {', '.join(n for n in names if n)}"
+    names = sorted([cls, params] if params else [cls])
+    line = f"from ${{package}}.{module} import {', '.join(names)}"
     if len(line.replace("${package}", "asklepios_" + "x" * 20)) <= 96:
         return line
-    inner = "".join(f"        {n},\n" for n in names if n)
+    inner = "".join(f"        {n},\n" for n in names)
     return f"from ${{package}}.{module} import (\n{inner}    )"
 
 

@@ -52,7 +52,7 @@ def _worker(job_file: str, rank: int) -> None:
         r.component_id: r for r in collect(job["hooks"], job["plugin_id"]).registrations
     }
     results: dict[str, Any] = {}
-    for component_id, task in job["tasks"].items():
+    for component_id, task in job["tasks"].items():  # every rank runs every task, in order
         reg = registrations[component_id]
         try:
             params = (reg.params or _empty())(**task["params"])
@@ -64,10 +64,15 @@ def _worker(job_file: str, rank: int) -> None:
         except Exception as err:  # reported per evaluator by the parent
             results[component_id] = f"{type(err).__name__}: {err}"
     if rank == 0:
-        with open(job["output"], "wb") as handle:
+        partial = job["output"] + ".partial"
+        with open(partial, "wb") as handle:
             pickle.dump(results, handle)
+        os.replace(partial, job["output"])
     dist.barrier()
-    dist.destroy_process_group()
+    # Leave without tearing gloo down: its threads can abort a normal interpreter exit
+    # ("terminate called without an active exception") once the other rank is gone.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def _empty() -> Any:
@@ -85,7 +90,7 @@ def run_ddp_job(
     RuntimeError with both ranks' output when the job itself fails.
     """
     with tempfile.TemporaryDirectory(prefix="asklepios-ddp-") as tmp:
-        job = {
+        job: dict[str, Any] = {
             "hooks": hooks,
             "plugin_id": plugin_id,
             "tasks": dict(tasks),

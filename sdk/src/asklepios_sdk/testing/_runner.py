@@ -86,7 +86,7 @@ class Report:
         return totals
 
     def raise_for_failures(self) -> None:
-        """Raise ConformanceError listing every failure, if there is any."""
+        """Raise AsklepiosError listing every failure's message, if there is any."""
         if self.failures:
             lines = "\n".join(f"- {o.message}" for o in self.failures)
             raise AsklepiosError(f"{len(self.failures)} conformance failure(s):\n{lines}")

@@ -57,7 +57,7 @@ class ConformanceFile(pytest.File):
 
         suite = Suite(self.setting)
         has_slow = any(m.split(":")[0].strip() == "slow" for m in self.config.getini("markers"))
-        items = []
+        items: list[pytest.Item] = []
         for check in suite.checks():
             item = ConformanceItem.from_parent(self, name=check.name, suite=suite, check=check)
             if has_slow and check.rule in SLOW_RULES:
