@@ -77,7 +77,7 @@ def _ce(ctx):
 METHODS: dict[str, Method] = {
     "ERM": Method(_ce),
     "RS": Method(_ce, sampler=lambda ctx: ClassBalancedSampler(EmptyParams(), ctx)),
-    "RW": Method(lambda ctx: WeightedCELoss(WeightedCEParams(weights="cb"), ctx)),
+    "RW": Method(lambda ctx: WeightedCELoss(WeightedCEParams(class_weights="cb"), ctx)),
     "BalancedSoftmax": Method(lambda ctx: BalancedSoftmaxLoss(BalancedSoftmaxParams(), ctx)),
     "PosthocLA": Method(_ce, posthoc=True),
     "LA (MONICA sign)": Method(
@@ -89,7 +89,7 @@ METHODS: dict[str, Method] = {
 
 EXTRA_METHODS: dict[str, Method] = {
     "WeightedSoftmax": Method(
-        lambda ctx: WeightedCELoss(WeightedCEParams(weights="log_inverse"), ctx)
+        lambda ctx: WeightedCELoss(WeightedCEParams(class_weights="log_inverse"), ctx)
     ),
     "CBLoss": Method(lambda ctx: CBLoss(CBLossParams(), ctx)),
     "CBLoss_Focal": Method(lambda ctx: CBLoss(CBLossParams(variant="sigmoid_focal"), ctx)),

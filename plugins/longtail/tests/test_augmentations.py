@@ -92,7 +92,7 @@ def test_remix_with_infinite_kappa_equals_mixup():
     assert torch.equal(mix["image"], remix["image"])
     assert torch.equal(mix["label_b"], remix["label_b"])
     assert torch.allclose(remix["lam"], torch.full((6,), float(mix["lam"])))
-    loss = WeightedCELoss(WeightedCEParams(weights="cb"), make_ctx(COUNTS))
+    loss = WeightedCELoss(WeightedCEParams(class_weights="cb"), make_ctx(COUNTS))
     out = outputs(Z)
     a = loss(out, {"label": y, "label_b": mix["label_b"], "lam": mix["lam"]}).total
     b = loss(out, {"label": y, "label_b": remix["label_b"], "lam": remix["lam"]}).total

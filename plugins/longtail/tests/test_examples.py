@@ -75,6 +75,13 @@ def _registered() -> dict[str, type]:
     return found
 
 
+def test_no_params_field_shadows_a_config_envelope_key():
+    # a component spec's own keys (type, weights) are read by the config envelope, not the params
+    for component, params in _registered().items():
+        clash = {"type", "weights"} & set(params.model_fields)
+        assert not clash, f"{component} params use reserved keys {clash}"
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_example_components_exist_with_valid_params(path):
     registered = _registered()

@@ -119,7 +119,7 @@ def test_plain_ce():
     ],
 )
 def test_weighted_ce(weights, reference):
-    loss = WeightedCELoss(WeightedCEParams(weights=weights), make_ctx())
+    loss = WeightedCELoss(WeightedCEParams(class_weights=weights), make_ctx())
     assert value(loss) == pytest.approx(np_weighted_ce(Z, Y, reference), rel=RTOL)
 
 
@@ -484,7 +484,7 @@ def test_mixing_with_lambda_one_or_identity_equals_base():
 
 
 def test_per_sample_mixing_weight():
-    loss = WeightedCELoss(WeightedCEParams(weights="cb"), make_ctx())
+    loss = WeightedCELoss(WeightedCEParams(class_weights="cb"), make_ctx())
     yb = np.array([1, 1, 0, 2, 3, 0])
     lam = np.array([1.0, 0.0, 0.5, 0.2, 1.0, 0.7])
     w = np_cb(COUNTS)
@@ -501,7 +501,7 @@ def test_per_sample_mixing_weight():
 @pytest.mark.parametrize(
     ("cls", "params"),
     [
-        (WeightedCELoss, WeightedCEParams(weights="cb")),
+        (WeightedCELoss, WeightedCEParams(class_weights="cb")),
         (FocalLoss, FocalParams()),
         (CBLoss, CBLossParams()),
         (CBLoss, CBLossParams(variant="sigmoid_focal")),

@@ -48,7 +48,7 @@ class CenterParams(Params):
         "triplet", description="Center term: origin (squared L2), cos (1 − cosine) or triplet."
     )
     feat_dim: int = Field(2048, ge=1, description="Width d of the features (ResNet-50: 2048).")
-    weights: tuple[float, float, float] = Field(
+    term_weights: tuple[float, float, float] = Field(
         (0.0, 0.001, 0.005), description="Center-term weight before / between / after the cuts."
     )
     cuts: tuple[float, float] = Field(
@@ -96,7 +96,7 @@ class CenterLoss(MixableLoss):
     def weight(self) -> float:
         """Return the center-term weight w(e) at the current epoch."""
         first, second = self.cut_epochs
-        low, mid, high = self.params.weights
+        low, mid, high = self.params.term_weights
         return low if self.epoch < first else mid if self.epoch < second else high
 
     def center_term(

@@ -46,7 +46,7 @@ class _DRWParams(Params):
 class WeightedCEParams(_DRWParams):
     """Params of :class:`WeightedCELoss`."""
 
-    weights: Literal["none", "cb", "log_inverse", "grw"] = Field(
+    class_weights: Literal["none", "cb", "log_inverse", "grw"] = Field(
         "none",
         description="Class weights: none (ERM), cb (RW), log_inverse (WeightedSoftmax), grw "
         "(DisAlign's generalised re-weighting).",
@@ -61,7 +61,7 @@ class WeightedCEParams(_DRWParams):
 class WeightedCELoss(MixableLoss):
     """Compute class-weighted cross-entropy Σ w_y CE / Σ w_y, optionally deferred (DRW).
 
-    Weights: ``cb`` w_c ∝ (1−β)/(1−β^{n_c}) with Σw = C (RW); ``log_inverse``
+    Class weights: ``cb`` w_c ∝ (1−β)/(1−β^{n_c}) with Σw = C (RW); ``log_inverse``
     w_c = 1 + log(n_max/n_c) (WeightedSoftmax); ``grw`` w_c ∝ π_c^{−q} with Σw = C (GRW). With
     ``drw`` the weights are uniform for e < int(0.8E) and CB(drw_beta) from then on (DRW-CE).
 
@@ -79,13 +79,13 @@ class WeightedCELoss(MixableLoss):
         )
         base = None
         counts = None
-        if params.weights != "none" or params.drw:
+        if params.class_weights != "none" or params.drw:
             counts = fn.check_counts(ctx.data.class_counts, self.component_id)
-        if params.weights == "cb":
+        if params.class_weights == "cb":
             base = fn.cb_weights(counts, params.beta)
-        elif params.weights == "log_inverse":
+        elif params.class_weights == "log_inverse":
             base = fn.log_inverse_weights(counts)
-        elif params.weights == "grw":
+        elif params.class_weights == "grw":
             base = fn.grw_weights(counts, params.q)
         self.register_buffer("base_weight", None if base is None else class_buffer(base))
         drw = fn.cb_weights(counts, params.drw_beta) if params.drw else None
