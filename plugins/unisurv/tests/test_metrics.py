@@ -88,6 +88,8 @@ def test_evaluator_over_batches_matches_one_call_and_extras_rank_good_curves_hig
     assert g["mean_auc"] > 0.95 and f["mean_auc"] == pytest.approx(0.5)
     assert g["uno_c"] > 0.95
     assert good.is_higher_better("c_index") and not good.is_higher_better("ibs")
+    good.train()
+    good.eval()
 
 
 def test_median_prediction_and_missing_margins():

@@ -174,7 +174,7 @@ class SurvivalEvaluator(Evaluator):
     ) -> None:
         super().__init__()
         self.params = params or SurvivalEvaluatorParams()
-        self.train = train
+        self.reference = train  # not `train`: that is nn.Module.train(mode)
         for state in ("predicted", "surv", "time", "event", "margin"):
             self.add_state(state, default=[], dist_reduce_fx="cat")
 
@@ -203,7 +203,7 @@ class SurvivalEvaluator(Evaluator):
             cat(self.predicted),
             surv=cat(self.surv).astype(np.float64) if self.params.extras else None,
             margin=None if np.isnan(margin).any() else margin,
-            train=self.train,
+            train=self.reference,
             quantiles=self.params.quantiles,
         )
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from asklepios_sdk import BuildContext, ComponentError, EmptyParams
+from asklepios_sdk import BuildContext, ComponentError, DataFacts, EmptyParams
 from asklepios_sdk.components import (
     Batch,
     Dataset,
@@ -78,7 +78,7 @@ class SortedPairsWrapper(DatasetWrapper):
         times, _ = split_survival(inner)
         return _PairSplit(inner, times)
 
-    def facts(self):  # type: ignore[no-untyped-def]
+    def facts(self) -> DataFacts:
         facts = self.inner.facts()
         return facts.replace(extras={**facts.extras, PAIRS_FACT: True})
 
