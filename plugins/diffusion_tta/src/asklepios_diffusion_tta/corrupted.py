@@ -22,7 +22,12 @@ from asklepios_sdk import BuildContext, ComponentError, DatasetWrapper, Params
 from pydantic import Field, field_validator
 from torch import Tensor
 
-from asklepios_diffusion_tta.corruptions import corrupt, resolve_corruptions, sample_seed
+from asklepios_diffusion_tta.corruptions import (
+    DETERMINISTIC,
+    corrupt,
+    resolve_corruptions,
+    sample_seed,
+)
 from asklepios_diffusion_tta.robustness import ALL_CORRUPTIONS
 
 __all__ = [
@@ -113,6 +118,11 @@ class CorruptedSplit(torch.utils.data.Dataset):
         )[0]
         return _from_unit(out, image, self.params.value_range)
 
+    def _corrupt_batch(self, images: Tensor, name: str, severity: int) -> Tensor:
+        x = _to_unit(images, self.params.value_range)
+        out = corrupt(x, name, severity, torch.Generator().manual_seed(0))
+        return _from_unit(out, images, self.params.value_range)
+
     def _block(self, cell: int) -> Tensor:
         if cell not in self._blocks:
             path = self.cache / f"{self.cells[cell][0]}_s{self.cells[cell][1]}.pt"
@@ -120,11 +130,17 @@ class CorruptedSplit(torch.utils.data.Dataset):
                 self._blocks[cell] = torch.load(path, weights_only=True)
             else:
                 name, severity = self.cells[cell]
-                images = [
-                    self._corrupt_one(self.inner[i]["image"], i, name, severity)
-                    for i in range(self.n)
-                ]
-                block = torch.stack(images)
+                if name in DETERMINISTIC:
+                    clean = torch.stack([self.inner[i]["image"] for i in range(self.n)])
+                    block = torch.cat(
+                        [self._corrupt_batch(chunk, name, severity) for chunk in clean.split(256)]
+                    )
+                else:
+                    images = [
+                        self._corrupt_one(self.inner[i]["image"], i, name, severity)
+                        for i in range(self.n)
+                    ]
+                    block = torch.stack(images)
                 _atomic_save(block, path)
                 self._blocks[cell] = block
         return self._blocks[cell]

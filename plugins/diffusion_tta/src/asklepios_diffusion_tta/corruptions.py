@@ -28,6 +28,7 @@ from asklepios_diffusion_tta import _imagenet_c as ops
 
 __all__ = [
     "CORRUPTIONS",
+    "DETERMINISTIC",
     "EXTRA_CORRUPTIONS",
     "MEDMNIST_DERMA",
     "Corruption",
@@ -73,6 +74,23 @@ MEDMNIST_DERMA: dict[str, tuple[str, list]] = {
     "derma_brightness_up": ("brightness_factor", [1.1, 1.2, 1.3, 1.4, 1.5]),
     "derma_brightness_down": ("brightness_factor", [0.9, 0.8, 0.7, 0.6, 0.5]),
 }
+
+DETERMINISTIC: frozenset[str] = frozenset(
+    {
+        "defocus_blur",
+        "zoom_blur",
+        "brightness",
+        "contrast",
+        "pixelate",
+        "jpeg_compression",
+        "gaussian_blur",
+        "derma_pixelate",
+        "derma_jpeg_compression",
+        "derma_brightness_up",
+        "derma_brightness_down",
+    }
+)
+"""Corruptions that draw no random numbers: whole batches give the per-image results."""
 
 PRESETS: dict[str, tuple[str, ...]] = {
     "imagenet_c": CORRUPTIONS,
