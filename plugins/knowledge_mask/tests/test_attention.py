@@ -109,3 +109,19 @@ def test_faithful_mode_refuses_the_reconstruction() -> None:
     _, wrapped = _wrapped()
     with pytest.raises(ComponentError, match="faithful"):
         AdversarialTrainer(AdversarialParams(mode="faithful")).optimizer_groups(wrapped)
+
+
+def test_predicted_mask_schedule_uses_k_hat_once_ramped() -> None:
+    torch.manual_seed(0)
+    generator = FundusVideoGenerator(GeneratorParams(ngf=4, n_blocks=1))
+    params = KnowledgeAttentionParams(head_channels=8, predicted_mask_schedule=True)
+    wrapped = KnowledgeAttention(params).wrap(generator)
+    with torch.no_grad():
+        wrapped.gamma.fill_(0.7)
+    batch = _batch()
+    wrapped.eval()
+    inference = wrapped({"image": batch["image"], "context": batch["context"]})["logits"]
+    wrapped.train()
+    ramped = wrapped({**batch, "videos_seen": 1000})  # probability 1: always the predicted mask
+    assert torch.allclose(ramped["logits"], inference, atol=1e-6)
+    assert "mask_bce" in ramped["aux_losses"]  # the head still learns from K

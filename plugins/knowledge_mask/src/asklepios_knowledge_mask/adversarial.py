@@ -249,7 +249,13 @@ class AdversarialTrainer(Trainer):
                 context = context_window(video, n)
             with step.autocast():
                 out = step.model(
-                    {"image": cf, "context": context, "knowledge_mask": mask, "target": target}
+                    {
+                        "image": cf,
+                        "context": context,
+                        "knowledge_mask": mask,
+                        "target": target,
+                        "videos_seen": int(aux.videos_seen),
+                    }
                 )
                 fake = out["logits"]
                 g_terms, d_terms = self._generator_terms(generator, cf, fake, target, mask)

@@ -16,7 +16,9 @@ the feature size.
   ``F ⊙ M↓``, ``F ← F + γ·Attn``.
 
 ``γ`` is a learnable scalar initialised to 0, so the wrapped generator equals the plain one at
-initialisation.
+initialisation. Option ``predicted_mask_schedule``: in training the detached ``K̂`` replaces ``K``
+with the scheduled-sampling probability of §4.2 (from ``batch['videos_seen']``, which the
+adversarial trainer passes), so that training moves towards the inference condition.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from asklepios_knowledge_mask.generator import (
     FundusVideoGenerator,
     find_generator,
     generate_video,
+    sampling_probability,
 )
 
 __all__ = ["KnowledgeAttention", "KnowledgeAttentionParams"]
@@ -48,6 +51,11 @@ class KnowledgeAttentionParams(Params):
     mask_weight: float = Field(1.0, ge=0, description="lambda_K of BCE(K_hat, K).")
     attention_dim: int | None = Field(
         None, ge=1, description="Query/key width of cross_attention (default: channels // 8)."
+    )
+    predicted_mask_schedule: bool = Field(
+        False,
+        description="In training, use the detached predicted mask instead of K with the "
+        "scheduled-sampling probability of the videos seen (batch['videos_seen']).",
     )
 
 
@@ -112,7 +120,7 @@ class KnowledgeAttention(Adapter):
         return feats + self.gamma * out
 
     def _step(
-        self, cf: Tensor, context: Tensor, mask: Tensor | None
+        self, cf: Tensor, context: Tensor, mask: Tensor | None, use_predicted: bool = False
     ) -> tuple[Tensor, Tensor, Tensor]:
         if self.mask_head is None:
             raise ComponentError("knowledge_mask.attention: call wrap(model) before forward")
@@ -122,7 +130,9 @@ class KnowledgeAttention(Adapter):
             logits = self.mask_head(feats)
             k_hat = torch.sigmoid(F.interpolate(logits, size=cf.shape[-2:], mode="bilinear"))
             predicted.append(k_hat)
-            return self._attend(feats, k_hat if mask is None else mask)
+            if mask is None or use_predicted:
+                return self._attend(feats, k_hat if mask is None else k_hat.detach())
+            return self._attend(feats, mask)
 
         out, bottleneck = self.generator.step(cf, context, feature_hook=hook)
         return out, bottleneck, predicted[0]
@@ -131,7 +141,11 @@ class KnowledgeAttention(Adapter):
         cf = batch["image"]
         mask = batch.get("knowledge_mask") if self.training else None
         if "context" in batch:
-            out, bottleneck, k_hat = self._step(cf, batch["context"], mask)
+            use_predicted = False
+            if mask is not None and self.params.predicted_mask_schedule:
+                chance = sampling_probability(int(batch.get("videos_seen", 0)))
+                use_predicted = float(torch.rand(())) < chance
+            out, bottleneck, k_hat = self._step(cf, batch["context"], mask, use_predicted)
             result: dict[str, Any] = {
                 "logits": out,
                 "features": bottleneck.mean(dim=(2, 3)),
