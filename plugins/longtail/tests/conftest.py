@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 
 from _fixtures import write_split_lists
 from asklepios_sdk.testing import Conformance, Override
 
-_ROOT, _LISTS = write_split_lists(tempfile.mkdtemp(prefix="longtail-splits-"))
+_TMP = tempfile.mkdtemp(prefix="longtail-splits-")
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
+_ROOT, _LISTS = write_split_lists(_TMP)
 
 asklepios_conformance = Conformance(
     "asklepios_longtail.hooks",
