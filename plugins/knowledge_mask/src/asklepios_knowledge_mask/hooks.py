@@ -13,6 +13,7 @@ from asklepios_sdk import hookimpl
 if TYPE_CHECKING:
     from asklepios_sdk import Register
 
+
 __all__ = [
     "register_adapters",
     "register_augmentations",
@@ -24,6 +25,11 @@ __all__ = [
 ]
 
 
+def _doc(component: type) -> str:
+    """Return the first line of a component class's docstring (its one-line description)."""
+    return (component.__doc__ or component.__name__).strip().splitlines()[0]
+
+
 @hookimpl
 def register_augmentations(register: Register) -> None:
     """Register the field-of-view preprocessing and the knowledge mask (per-sample)."""
@@ -33,13 +39,13 @@ def register_augmentations(register: Register) -> None:
         "fov_preprocess",
         lambda params, ctx: masks.FOVPreprocess(params),
         params=masks.FOVPreprocessParams,
-        doc=masks.FOVPreprocess.__doc__.splitlines()[0],
+        doc=_doc(masks.FOVPreprocess),
     )
     register(
         "mask",
         lambda params, ctx: masks.KnowledgeMask(params),
         params=masks.KnowledgeMaskParams,
-        doc=masks.KnowledgeMask.__doc__.splitlines()[0],
+        doc=_doc(masks.KnowledgeMask),
     )
 
 
@@ -52,19 +58,19 @@ def register_losses(register: Register) -> None:
         "patchnce",
         lambda params, ctx: patchnce.MaskedPatchNCE(params),
         params=patchnce.PatchNCEParams,
-        doc=patchnce.MaskedPatchNCE.__doc__.splitlines()[0],
+        doc=_doc(patchnce.MaskedPatchNCE),
     )
     register(
         "gradient_variance",
         lambda params, ctx: perceptual.GradientVariance(params),
         params=perceptual.GradientVarianceParams,
-        doc=perceptual.GradientVariance.__doc__.splitlines()[0],
+        doc=_doc(perceptual.GradientVariance),
     )
     register(
         "vgg_perceptual",
         lambda params, ctx: perceptual.VGGPerceptual(params),
         params=perceptual.VGGPerceptualParams,
-        doc=perceptual.VGGPerceptual.__doc__.splitlines()[0],
+        doc=_doc(perceptual.VGGPerceptual),
     )
 
 
@@ -77,13 +83,13 @@ def register_backbones(register: Register) -> None:
         "generator",
         lambda params, ctx: generator.FundusVideoGenerator(params),
         params=generator.GeneratorParams,
-        doc=generator.FundusVideoGenerator.__doc__.splitlines()[0],
+        doc=_doc(generator.FundusVideoGenerator),
     )
     register(
         "discriminator",
         lambda params, ctx: discriminator.KnowledgeAwareDiscriminator(params),
         params=discriminator.DiscriminatorParams,
-        doc=discriminator.KnowledgeAwareDiscriminator.__doc__.splitlines()[0],
+        doc=_doc(discriminator.KnowledgeAwareDiscriminator),
     )
 
 
@@ -96,7 +102,7 @@ def register_trainers(register: Register) -> None:
         "adversarial",
         lambda params, ctx: adversarial.AdversarialTrainer(params, ctx.world_size),
         params=adversarial.AdversarialParams,
-        doc=adversarial.AdversarialTrainer.__doc__.splitlines()[0],
+        doc=_doc(adversarial.AdversarialTrainer),
     )
 
 
@@ -109,7 +115,7 @@ def register_adapters(register: Register) -> None:
         "attention",
         lambda params, ctx: attention.KnowledgeAttention(params),
         params=attention.KnowledgeAttentionParams,
-        doc=attention.KnowledgeAttention.__doc__.splitlines()[0],
+        doc=_doc(attention.KnowledgeAttention),
     )
 
 
@@ -122,7 +128,7 @@ def register_evaluators(register: Register) -> None:
         "video_metrics",
         lambda params, ctx: metrics.VideoMetrics(params),
         params=metrics.VideoMetricsParams,
-        doc=metrics.VideoMetrics.__doc__.splitlines()[0],
+        doc=_doc(metrics.VideoMetrics),
     )
 
 
@@ -135,11 +141,11 @@ def register_datasets(register: Register) -> None:
         "ffa_video",
         lambda params, ctx: datasets.FFAVideoDataset(params),
         params=datasets.FFAVideoParams,
-        doc=datasets.FFAVideoDataset.__doc__.splitlines()[0],
+        doc=_doc(datasets.FFAVideoDataset),
     )
     register(
         "synthetic_ffa_video",
         lambda params, ctx: datasets.SyntheticFFAVideo(params),
         params=datasets.SyntheticFFAVideoParams,
-        doc=datasets.SyntheticFFAVideo.__doc__.splitlines()[0],
+        doc=_doc(datasets.SyntheticFFAVideo),
     )
