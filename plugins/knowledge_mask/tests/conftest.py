@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,11 +18,11 @@ torch.set_num_threads(1)  # tiny tensors; CI machines are shared
 def _random_vgg_file() -> str:
     """Write a random-init VGG19 trunk (a stand-in for ImageNet weights, never downloaded)."""
     directory = Path(tempfile.mkdtemp(prefix="km-vgg-"))
-    gen = torch.manual_seed(0)
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    torch.manual_seed(0)
     trunk = make_layers(cfgs["E"])[:30]
     state = {f"features.{k}": v.contiguous() for k, v in trunk.state_dict().items()}
     save_file(state, directory / "vgg19.safetensors")
-    del gen
     return str(directory / "vgg19.safetensors")
 
 
@@ -30,6 +32,7 @@ def _tiny_csv() -> str:
     from PIL import Image
 
     directory = Path(tempfile.mkdtemp(prefix="km-csv-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
     image = np.full((8, 8, 3), 60, np.uint8)
     Image.fromarray(image).save(directory / "img.png")
     rows = [
