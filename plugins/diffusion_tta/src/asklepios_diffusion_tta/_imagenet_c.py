@@ -9,7 +9,7 @@ reference implementation of Hendrycks & Dietterich 2019), which is not imported 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -103,16 +103,14 @@ def speckle_noise(x: Tensor, c: float, gen: torch.Generator) -> Tensor:
 
 def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     """Return the antialiased disk of ``defocus_blur`` (OpenCV ``GaussianBlur`` of a disk)."""
-    if radius <= 8:
-        offsets, ksize = np.arange(-8, 8 + 1), 3
-    else:
-        offsets, ksize = np.arange(-radius, radius + 1), 5
+    span, ksize = (8, 3) if radius <= 8 else (radius, 5)
+    offsets = np.arange(-span, span + 1)
     xx, yy = np.meshgrid(offsets, offsets)
     disk = ((xx**2 + yy**2) <= radius**2).astype(np.float64)
     disk /= disk.sum()
     # OpenCV's Gaussian kernel for an explicit sigma, applied with BORDER_REFLECT_101.
-    taps = np.arange(ksize) - (ksize - 1) / 2
-    g = np.exp(-(taps**2) / (2 * alias_blur**2))
+    centred = np.arange(ksize) - (ksize - 1) / 2
+    g = np.exp(-(centred**2) / (2 * alias_blur**2))
     g /= g.sum()
     pad = ksize // 2
     n = disk.shape[0]
@@ -357,7 +355,7 @@ def gaussian_blur_corruption(x: Tensor, c: float, gen: torch.Generator) -> Tenso
     return gaussian_blur(x, c).clamp(0, 1)
 
 
-OPS = {
+OPS: dict[str, Callable[..., Tensor]] = {
     "gaussian_noise": gaussian_noise,
     "shot_noise": shot_noise,
     "impulse_noise": impulse_noise,

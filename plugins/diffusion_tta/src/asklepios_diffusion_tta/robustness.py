@@ -116,6 +116,7 @@ class CorruptionRobustness(Evaluator):
     name = "corruption_robustness"
     higher_is_better = True
     full_state_update = False
+    confusion: Tensor
 
     def __init__(
         self, params: CorruptionRobustnessParams, num_classes: int, output_dir: str | None

@@ -331,6 +331,8 @@ class DenoisingError(Evaluator):
 
     name = "denoising"
     higher_is_better = False
+    squared: Tensor
+    count: Tensor
 
     def __init__(self) -> None:
         super().__init__()
