@@ -68,10 +68,11 @@ def register_augmentations(register: Register) -> None:
 
 @hookimpl
 def register_trainers(register: Register) -> None:
-    """Register the trainers (ERM with MONICA switches, SAM, BBN, NCM feature collection)."""
+    """Register the trainers (ERM with MONICA switches, SAM, BBN, NCM collection, BYOL)."""
+    from asklepios_longtail.ssl import SSL_TRAINERS
     from asklepios_longtail.trainers import TRAINERS
 
-    for name, (factory, params) in TRAINERS.items():
+    for name, (factory, params) in {**TRAINERS, **SSL_TRAINERS}.items():
         register(name, factory, params)
 
 

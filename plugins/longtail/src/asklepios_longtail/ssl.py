@@ -1,0 +1,148 @@
+"""Self-supervised pre-training: BYOL (by default without a momentum target, as MONICA).
+
+The trainer owns the projector and predictor MLPs; they join the ``main`` optimizer group and its
+state dict, so checkpoints and resume cover them. A linear probe (MONICA's ERM_from_SSL) is a
+second stage with ``longtail.crt``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from asklepios_sdk import Batch, BuildContext, ComponentError, LossOutput, Params, StepContext
+from asklepios_sdk import Trainer as TrainerBase
+from pydantic import Field
+from torch import Tensor, nn
+
+from asklepios_longtail._heads import feature_dim
+
+__all__ = ["SSL_TRAINERS", "BYOLParams", "BYOLTrainer", "byol_loss"]
+
+
+def _mlp(width: int, hidden: int, out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(width, hidden),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, out),
+    )
+
+
+def byol_loss(prediction: Tensor, target: Tensor) -> Tensor:
+    """Return 2 − 2·cos(prediction, target) per sample (target without gradient)."""
+    return 2 - 2 * (F.normalize(prediction, dim=-1) * F.normalize(target.detach(), dim=-1)).sum(-1)
+
+
+class BYOLParams(Params):
+    """Params of :class:`BYOLTrainer`."""
+
+    projection_size: int = Field(256, ge=1, description="Output width of the projector.")
+    projection_hidden_size: int = Field(4096, ge=1, description="Hidden width of both MLPs.")
+    use_momentum: bool = Field(
+        False,
+        description="Use an EMA target network (the BYOL paper); MONICA sets False, which makes "
+        "the target the online network without gradient (SimSiam-style).",
+    )
+    moving_average_decay: float = Field(0.99, ge=0, le=1, description="EMA decay of the target.")
+    second_view_key: str = Field(
+        "image_view2", description="Batch key of the second view (from longtail.two_view)."
+    )
+
+
+class BYOLTrainer(TrainerBase):
+    """Pre-train the encoder with BYOL on two views; the classifier is not trained.
+
+    loss = mean_i [ℓ(q(z¹_i), sg(z²_i)) + ℓ(q(z²_i), sg(z¹_i))], ℓ = 2 − 2 cos, z = projector of
+    the pooled features, q the predictor; the target branch is the online network without
+    gradient (``use_momentum: false``, MONICA) or its EMA copy.
+
+    References: Grill et al., NeurIPS 2020 (BYOL). MONICA ``SSL/train_BYOL.py`` (byol_pytorch).
+    """
+
+    def __init__(self, params: BYOLParams, ctx: BuildContext) -> None:
+        self.params = params
+        self.projector: nn.Module | None = None
+        self.predictor: nn.Module | None = None
+        self.target: nn.Module | None = None
+        self.target_projector: nn.Module | None = None
+
+    def optimizer_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        """Build the projector and predictor for the model's features; optimise them with it."""
+        width = feature_dim(model, "longtail.byol")
+        device = next(model.parameters()).device
+        p = self.params
+        self.projector = _mlp(width, p.projection_hidden_size, p.projection_size).to(device)
+        self.predictor = _mlp(p.projection_size, p.projection_hidden_size, p.projection_size).to(
+            device
+        )
+        if p.use_momentum:
+            self.target = copy.deepcopy(model).requires_grad_(False)
+            self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
+        trainable = [q for q in model.parameters() if q.requires_grad]
+        return {"main": [*trainable, *self.projector.parameters(), *self.predictor.parameters()]}
+
+    def _views(self, batch: Batch) -> tuple[Batch, Batch]:
+        second = batch.get(self.params.second_view_key)
+        if second is None:
+            raise ComponentError(
+                f"longtail.byol needs two views, but the batch has no "
+                f"{self.params.second_view_key!r}; add longtail.two_view to data.transforms.train"
+            )
+        return batch, {**batch, "image": second}
+
+    @torch.no_grad()
+    def _update_target(self, model: nn.Module) -> None:
+        decay = self.params.moving_average_decay
+        assert self.target is not None and self.target_projector is not None
+        pairs = [(self.target, model), (self.target_projector, self.projector)]
+        for target, online in pairs:
+            for t, o in zip(target.parameters(), online.parameters(), strict=True):
+                t.mul_(decay).add_(o.detach(), alpha=1 - decay)
+
+    def train_step(self, step: StepContext, batch: Batch) -> LossOutput:
+        if self.projector is None or self.predictor is None:
+            self.optimizer_groups(step.model)
+        assert self.projector is not None and self.predictor is not None
+        first, second = self._views(batch)
+        with step.autocast():
+            z1 = self.projector(step.model(first)["features"])
+            z2 = self.projector(step.model(second)["features"])
+            with torch.no_grad():
+                if self.params.use_momentum:
+                    assert self.target is not None and self.target_projector is not None
+                    t1 = self.target_projector(self.target(first)["features"])
+                    t2 = self.target_projector(self.target(second)["features"])
+                else:
+                    t1, t2 = z1.detach(), z2.detach()
+            loss = (byol_loss(self.predictor(z1), t2) + byol_loss(self.predictor(z2), t1)).mean()
+        step.backward(loss)
+        step.step()
+        if self.params.use_momentum:
+            self._update_target(step.model)
+        return LossOutput(total=loss, terms={"byol": loss.detach()})
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the projector, predictor (and target) weights."""
+        state: dict[str, Any] = {}
+        for name in ("projector", "predictor", "target", "target_projector"):
+            module = getattr(self, name)
+            if module is not None:
+                state[name] = module.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load weights saved by :meth:`state_dict` into the modules built for the optimizer."""
+        for name, value in state.items():
+            module = getattr(self, name, None)
+            if module is None:
+                raise ComponentError(
+                    f"longtail.byol: cannot restore {name!r} before optimizer_groups built it"
+                )
+            module.load_state_dict(value)
+
+
+SSL_TRAINERS = {"byol": (BYOLTrainer, BYOLParams)}
+"""Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""

@@ -1,0 +1,95 @@
+"""BYOL trainer: loss against a numpy reference, training step, target modes, state round trip."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+import torch
+from _fixtures import make_ctx
+from asklepios_longtail.ssl import BYOLParams, BYOLTrainer, byol_loss
+from asklepios_sdk import Backbone, ComponentError
+from torch import nn
+
+
+class Tiny(Backbone):
+    feature_dim = 6
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Linear(5, 6)
+        self.classifier = nn.Linear(6, 3)
+
+    def forward(self, batch):
+        f = torch.relu(self.body(batch["image"]))
+        return {"logits": self.classifier(f), "features": f}
+
+
+class Step:
+    def __init__(self, model, groups):
+        self.model = model
+        self.loss = None
+        self.optimizers = {"main": torch.optim.SGD(groups["main"], lr=0.1)}
+        self.epoch = 0
+        self.global_step = 0
+        self.device = torch.device("cpu")
+
+    def autocast(self):
+        return contextlib.nullcontext()
+
+    def backward(self, loss, optimizer="main"):
+        loss.backward()
+
+    def step(self, optimizer="main"):
+        self.optimizers[optimizer].step()
+        self.optimizers[optimizer].zero_grad()
+
+
+def batch():
+    gen = torch.Generator().manual_seed(1)
+    return {
+        "image": torch.randn(8, 5, generator=gen),
+        "image_view2": torch.randn(8, 5, generator=gen),
+        "label": torch.zeros(8, dtype=torch.long),
+    }
+
+
+def test_byol_loss_against_numpy():
+    rng = np.random.default_rng(0)
+    p, t = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    cos = (p * t).sum(1) / np.linalg.norm(p, axis=1) / np.linalg.norm(t, axis=1)
+    out = byol_loss(torch.tensor(p), torch.tensor(t)).numpy()
+    np.testing.assert_allclose(out, 2 - 2 * cos, rtol=1e-10)
+
+
+@pytest.mark.parametrize("momentum", [False, True])
+def test_byol_step_trains_encoder_projector_predictor(momentum):
+    model = Tiny()
+    trainer = BYOLTrainer(
+        BYOLParams(projection_size=4, projection_hidden_size=8, use_momentum=momentum), make_ctx()
+    )
+    groups = trainer.optimizer_groups(model)
+    assert len(groups["main"]) == 4 + 6 + 6  # encoder + classifier, projector, predictor
+    before = model.body.weight.detach().clone()
+    result = trainer.train_step(Step(model, groups), batch())
+    assert torch.isfinite(result.total) and 0 <= float(result.total) <= 8
+    assert not torch.equal(model.body.weight, before)
+    assert model.classifier.weight.grad is None or not model.classifier.weight.grad.any()
+    state = trainer.state_dict()
+    fresh = BYOLTrainer(trainer.params, make_ctx())
+    fresh.optimizer_groups(Tiny())
+    fresh.load_state_dict(state)
+    for a, b in zip(fresh.predictor.parameters(), trainer.predictor.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert (trainer.target is not None) == momentum
+
+
+def test_byol_needs_two_views():
+    model = Tiny()
+    trainer = BYOLTrainer(BYOLParams(projection_size=4, projection_hidden_size=8), make_ctx())
+    groups = trainer.optimizer_groups(model)
+    single = {k: v for k, v in batch().items() if k != "image_view2"}
+    with pytest.raises(ComponentError, match="two_view"):
+        trainer.train_step(Step(model, groups), single)
