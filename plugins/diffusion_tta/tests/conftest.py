@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +20,9 @@ from _tiny import save_tiny_unet
 # The tensors here are tiny: one intra-op thread avoids thread hand-off costs on a shared machine.
 torch.set_num_threads(1)
 
-_MODEL_DIR = save_tiny_unet(Path(tempfile.mkdtemp(prefix="diffusion_tta_kit_")) / "diffusion")
+_KIT_DIR = Path(tempfile.mkdtemp(prefix="diffusion_tta_kit_"))
+atexit.register(shutil.rmtree, _KIT_DIR, ignore_errors=True)
+_MODEL_DIR = save_tiny_unet(_KIT_DIR / "diffusion")
 _TINY_ADAPTER = {"model_dir": str(_MODEL_DIR), "timestep_respacing": "10", "start_step": 2}
 
 
