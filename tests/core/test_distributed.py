@@ -2,8 +2,8 @@
 
 Stated tolerance: the 2-rank run averages the same global batches as the 1-rank run (each rank
 takes every other index of the same global order, and DDP averages the two half-batch
-gradients), so the results differ only by float summation order: validation and test loss
-within 1e-4 absolute, accuracy-type metrics within 0.01 (two of 200 test images).
+gradients), so the results differ only by float summation order: test loss within 1e-4
+absolute, accuracy-type metrics within 0.03 (two of the 70 test images may flip).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def test_torchrun_two_ranks_agree_with_one_process(tmp_path: Path) -> None:
     ref = json.loads((tmp_path / "one-0.json").read_text())
     for key, value in ref["test"].items():
         if isinstance(value, float):
-            tol = 1e-4 if key == "loss" else 0.01
+            tol = 1e-4 if key == "loss" else 0.03
             assert rank0["test"][key] == pytest.approx(value, abs=tol), key
     run_dirs = [p for p in (tmp_path / "two").iterdir() if p.is_dir()]
     assert len(run_dirs) == 1  # rank 0 alone created and wrote the run directory
