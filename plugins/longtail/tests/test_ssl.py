@@ -93,3 +93,41 @@ def test_byol_needs_two_views():
     single = {k: v for k, v in batch().items() if k != "image_view2"}
     with pytest.raises(ComponentError, match="two_view"):
         trainer.train_step(Step(model, groups), single)
+
+
+def test_info_nce_against_numpy():
+    from asklepios_longtail.ssl import info_nce
+
+    rng = np.random.default_rng(0)
+    q, k, queue = rng.normal(size=(3, 4)), rng.normal(size=(3, 4)), rng.normal(size=(5, 4))
+    queue = queue / np.linalg.norm(queue, axis=1, keepdims=True)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    kn = k / np.linalg.norm(k, axis=1, keepdims=True)
+    logits = np.concatenate([(qn * kn).sum(1, keepdims=True), qn @ queue.T], axis=1) / 0.05
+    logits -= logits.max(1, keepdims=True)
+    expected = -(logits[:, 0] - np.log(np.exp(logits).sum(1))).mean()
+    out = info_nce(torch.tensor(q), torch.tensor(k), torch.tensor(queue), 0.05)
+    assert float(out) == pytest.approx(expected, rel=1e-8)
+
+
+def test_moco_step_queue_and_momentum():
+    from asklepios_longtail.ssl import MoCoParams, MoCoTrainer
+
+    model = Tiny()
+    trainer = MoCoTrainer(MoCoParams(projection=(5, 3), queue_size=12, momentum=0.9), make_ctx())
+    groups = trainer.optimizer_groups(model)
+    assert len(groups["main"]) == 4 + 4
+    key_before = trainer.key_model.body.weight.detach().clone()
+    step = Step(model, groups)
+    result = trainer.train_step(step, batch())
+    assert torch.isfinite(result.total) and trainer.pointer == 8
+    trainer.train_step(step, batch())
+    assert trainer.pointer == 4  # wrapped around the queue of 12
+    assert torch.allclose(trainer.queue.norm(dim=1), torch.ones(12))
+    assert not torch.equal(trainer.key_model.body.weight, key_before)
+    assert not torch.equal(trainer.key_model.body.weight, model.body.weight)  # an EMA, not a copy
+    state = trainer.state_dict()
+    fresh = MoCoTrainer(trainer.params, make_ctx())
+    fresh.optimizer_groups(Tiny())
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.queue, trainer.queue) and fresh.pointer == 4

@@ -19,7 +19,15 @@ from torch import Tensor, nn
 
 from asklepios_longtail._heads import feature_dim
 
-__all__ = ["SSL_TRAINERS", "BYOLParams", "BYOLTrainer", "byol_loss"]
+__all__ = [
+    "SSL_TRAINERS",
+    "BYOLParams",
+    "BYOLTrainer",
+    "MoCoParams",
+    "MoCoTrainer",
+    "byol_loss",
+    "info_nce",
+]
 
 
 def _mlp(width: int, hidden: int, out: int) -> nn.Sequential:
@@ -144,5 +152,131 @@ class BYOLTrainer(TrainerBase):
             module.load_state_dict(value)
 
 
-SSL_TRAINERS = {"byol": (BYOLTrainer, BYOLParams)}
+def info_nce(query: Tensor, key: Tensor, queue: Tensor, temperature: float) -> Tensor:
+    """Return MoCo's InfoNCE: CE over [q·k⁺, q·queue] / t with the positive at index 0."""
+    q = F.normalize(query, dim=1)
+    k = F.normalize(key, dim=1).detach()
+    positive = (q * k).sum(dim=1, keepdim=True)
+    negative = q @ queue.T
+    logits = torch.cat([positive, negative], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+
+class MoCoParams(Params):
+    """Params of :class:`MoCoTrainer`."""
+
+    projection: tuple[int, ...] = Field(
+        (100, 50, 25), description="Widths of the projection MLP (MONICA: 2048→100→50→25)."
+    )
+    queue_size: int = Field(8192, ge=1, description="Number of negative keys K.")
+    momentum: float = Field(0.999, ge=0, le=1, description="EMA momentum of the key encoder.")
+    temperature: float = Field(0.05, gt=0, description="InfoNCE temperature.")
+    second_view_key: str = Field(
+        "image_view2", description="Batch key of the second view (from longtail.two_view)."
+    )
+
+
+class MoCoTrainer(TrainerBase):
+    """Pre-train the encoder with MoCo v2: momentum key encoder, queue of negatives, InfoNCE.
+
+    Queries come from the first view through the online encoder and projection, keys from the
+    second view through their EMA copies; each step enqueues the keys and drops the oldest.
+    The queue starts with random unit vectors (MoCo's code; MONICA fills it from the key encoder
+    before training, which a trainer without data access cannot do).
+
+    References: He et al., CVPR 2020; Chen et al., arXiv 2003.04297 (MoCo v2). MONICA
+    ``SSL/train_MocoV2.py``, ``losses/MocoV2.py``.
+    """
+
+    def __init__(self, params: MoCoParams, ctx: BuildContext) -> None:
+        self.params = params
+        self.projector: nn.Module | None = None
+        self.key_model: nn.Module | None = None
+        self.key_projector: nn.Module | None = None
+        self.queue: Tensor | None = None
+        self.pointer = 0
+
+    def optimizer_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        """Build the projection, the momentum copies and the queue; optimise model + projection."""
+        width = feature_dim(model, "longtail.mocov2")
+        device = next(model.parameters()).device
+        layers: list[nn.Module] = []
+        for out in self.params.projection:
+            layers += [nn.Linear(width, out), nn.ReLU(inplace=True)]
+            width = out
+        self.projector = nn.Sequential(*layers[:-1]).to(device)
+        self.key_model = copy.deepcopy(model).requires_grad_(False)
+        self.key_projector = copy.deepcopy(self.projector).requires_grad_(False)
+        queue = torch.randn(self.params.queue_size, width, device=device)
+        self.queue = F.normalize(queue, dim=1)
+        self.pointer = 0
+        trainable = [q for q in model.parameters() if q.requires_grad]
+        return {"main": [*trainable, *self.projector.parameters()]}
+
+    @torch.no_grad()
+    def _momentum_update(self, model: nn.Module) -> None:
+        m = self.params.momentum
+        assert self.key_model is not None and self.key_projector is not None
+        for target, online in ((self.key_model, model), (self.key_projector, self.projector)):
+            assert online is not None
+            for t, o in zip(target.parameters(), online.parameters(), strict=True):
+                t.mul_(m).add_(o.detach(), alpha=1 - m)
+
+    @torch.no_grad()
+    def _enqueue(self, keys: Tensor) -> None:
+        assert self.queue is not None
+        size = len(self.queue)
+        index = (self.pointer + torch.arange(len(keys), device=keys.device)) % size
+        self.queue[index] = F.normalize(keys, dim=1)
+        self.pointer = int((self.pointer + len(keys)) % size)
+
+    def train_step(self, step: StepContext, batch: Batch) -> LossOutput:
+        if self.projector is None:
+            self.optimizer_groups(step.model)
+        assert self.projector is not None and self.key_model is not None
+        assert self.key_projector is not None and self.queue is not None
+        second = batch.get(self.params.second_view_key)
+        if second is None:
+            raise ComponentError(
+                f"longtail.mocov2 needs two views, but the batch has no "
+                f"{self.params.second_view_key!r}; add longtail.two_view to data.transforms.train"
+            )
+        with step.autocast():
+            query = self.projector(step.model(batch)["features"])
+            with torch.no_grad():
+                self._momentum_update(step.model)
+                key = self.key_projector(self.key_model({**batch, "image": second})["features"])
+            loss = info_nce(query, key, self.queue, self.params.temperature)
+        step.backward(loss)
+        step.step()
+        self._enqueue(key.float())
+        return LossOutput(total=loss, terms={"info_nce": loss.detach()})
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the projection, key encoder and queue."""
+        if self.projector is None:
+            return {}
+        assert self.key_model is not None and self.key_projector is not None
+        return {
+            "projector": self.projector.state_dict(),
+            "key_model": self.key_model.state_dict(),
+            "key_projector": self.key_projector.state_dict(),
+            "queue": self.queue,
+            "pointer": self.pointer,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved into the modules built for the optimizer."""
+        if not state:
+            return
+        if self.projector is None or self.key_model is None or self.key_projector is None:
+            raise ComponentError("longtail.mocov2: cannot restore before optimizer_groups")
+        self.projector.load_state_dict(state["projector"])
+        self.key_model.load_state_dict(state["key_model"])
+        self.key_projector.load_state_dict(state["key_projector"])
+        self.queue = state["queue"]
+        self.pointer = int(state["pointer"])
+
+
+SSL_TRAINERS = {"byol": (BYOLTrainer, BYOLParams), "mocov2": (MoCoTrainer, MoCoParams)}
 """Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""
