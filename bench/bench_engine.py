@@ -94,7 +94,7 @@ def _engine_runner(args: argparse.Namespace) -> Any:
         MetricsLog(None),
         RunProgress(False, True),
         host.hook,
-        host.has_impl("step_end"),
+        host.caller("step_end"),
         view,
     )
     runner.prepare([])

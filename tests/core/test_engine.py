@@ -160,3 +160,32 @@ def test_dataloader_workers_are_seeded(tmp_path: Path) -> None:
     first = _run(tmp_path / "a", config("a"))
     second = _run(tmp_path / "b", config("b"))
     assert first["test"] == second["test"]
+
+
+WATCHER_HOOKS = """
+from asklepios_sdk import hookimpl
+
+SEEN = []
+
+@hookimpl
+def run_start(run):
+    SEEN.append(("run_start", run.stage))
+
+@hookimpl
+def step_end(run, step, losses):
+    SEEN.append(("step_end", step))
+"""
+
+
+def test_lifecycle_plugins_take_part_without_being_named(tmp_path: Path, fake_site) -> None:
+    import importlib
+
+    module = fake_site.add("watcher", WATCHER_HOOKS)
+    host = fake_site.host(builtins=True)
+    config = validate_config(make_config(tmp_path), host=host)
+    assert module not in sys.modules  # validating a config that does not name it imports nothing
+    run_experiment(config, host=host, quiet=True)
+    seen = importlib.import_module(module).SEEN
+    assert seen[0][0] == "run_start"
+    steps = [step for name, step in seen if name == "step_end"]
+    assert steps == list(range(1, len(steps) + 1)) and steps

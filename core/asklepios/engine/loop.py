@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +119,8 @@ class StageRunner:
         stage: stage name; stage_dir: where its checkpoints go.
         dist: rank information; device: where to train.
         log: the run's metrics log; progress: the display.
-        hooks: the host's hook relay (or ``None``); has_step_end: whether ``step_end`` has
-            implementations.
+        hooks: the host's hook relay (or ``None``); step_end: the ``step_end`` hook resolved to
+            a plain callable, or ``None`` when no plugin implements it (the loop then skips it).
         run_view: the state handed to lifecycle hooks.
     """
 
@@ -134,7 +134,7 @@ class StageRunner:
         log: MetricsLog,
         progress: RunProgress,
         hooks: Any,
-        has_step_end: bool,
+        step_end: Callable[..., Any] | None,
         run_view: RunStateView,
         keep_last: int = 2,
     ) -> None:
@@ -148,7 +148,7 @@ class StageRunner:
         self.log = log
         self.progress = progress
         self.hooks = hooks
-        self.has_step_end = has_step_end
+        self.step_end = step_end
         self.view = run_view
         self.keep_last = keep_last
         self.accumulate = train.accumulate
@@ -327,7 +327,7 @@ class StageRunner:
         count = 0
         log_every = self.config.train.log_every
         accumulate = self.accumulate
-        call_step_end = self.has_step_end
+        step_end = self.step_end
         self.progress.start_epoch(self.stage, epoch, self.config.train.epochs, total_batches)
         for index, batch in enumerate(self._batches()):
             step.boundary = (index + 1) % accumulate == 0 or index + 1 == total_batches
@@ -349,11 +349,9 @@ class StageRunner:
             else:
                 sums["loss"] = total.float().clone()
             count += 1
-            if call_step_end and step.stepped:
+            if step_end is not None and step.stepped:
                 self.view.global_step = self.global_step
-                self.hooks.step_end(
-                    run=self.view, step=self.global_step, losses=result.detached_terms()
-                )
+                step_end(run=self.view, step=self.global_step, losses=result.detached_terms())
             if (index + 1) % log_every == 0:
                 self.progress.advance(log_every, float(total))
         self.progress.advance(total_batches % log_every)

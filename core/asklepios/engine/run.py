@@ -122,8 +122,9 @@ def run_experiment(
     k = folds or config.train.folds
     stages = stage_configs(config)
     progress = RunProgress(enabled=dist.is_main, quiet=quiet)
+    host.load_all()  # cross-cutting plugins (loggers, EMA) take part without being named
     hooks = host.hook
-    has_step_end = host.has_impl("step_end")
+    step_end = host.caller("step_end")
     fold_list: list[int | None] = list(range(k)) if k else [None]
     view = RunStateView(
         config=config,
@@ -178,7 +179,7 @@ def run_experiment(
                 log,
                 progress,
                 hooks,
-                has_step_end,
+                step_end,
                 view,
             )
             if stage_cfg is not None and stage_cfg.init_from is not None:
