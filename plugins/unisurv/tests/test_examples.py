@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 from asklepios_sdk import BuildContext
-
 from asklepios_unisurv.datasets import SksurvParams, build_sksurv
 from asklepios_unisurv.margins import KMMarginParams, KMMarginWrapper
 
