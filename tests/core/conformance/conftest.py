@@ -37,11 +37,29 @@ def _write_files(root: Path) -> None:
 
 _write_files(_ROOT)
 _SPLIT = {"val_fraction": 0.34, "test_fraction": 0.34}
-_OC = "needs local weights or a large random model; covered by tests/core/test_open_clip.py"
-_CF = "wraps an open_clip model; covered by tests/core/test_features.py"
 _DDP = "2 gloo ranks in a torchrun run: tests/core/test_distributed.py"
-_OC = "needs local weights or a large random model; covered by tests/core/test_open_clip.py"
-_CF = "wraps an open_clip model; covered by tests/core/test_features.py"
+# A tiny random-init open_clip architecture (no weights exist offline).
+_TINY_CLIP = {
+    "model": "tiny",
+    "random_init": True,
+    "model_cfg": {
+        "embed_dim": 8,
+        "vision_cfg": {
+            "image_size": 16,
+            "layers": 1,
+            "width": 16,
+            "patch_size": 8,
+            "head_width": 8,
+        },
+        "text_cfg": {
+            "context_length": 12,
+            "vocab_size": 49408,
+            "width": 16,
+            "heads": 2,
+            "layers": 1,
+        },
+    },
+}
 
 asklepios_conformance = Conformance(
     "asklepios.builtins.hooks",
@@ -57,10 +75,9 @@ asklepios_conformance = Conformance(
         "core.tabular": Override(params={"path": str(_ROOT / "table.csv"), "target": "y"}),
         # The 2-rank metric sync is exercised by tests/core/test_distributed.py (torchrun).
         "core.classification": Override(skip={"evaluator-ddp": _DDP}),
-        # Built-ins added by the open_clip/feature-cache work; their own tests cover them.
-        "core.open_clip": Override(
-            skip=dict.fromkeys(("build", "pickle", "forward-backward"), _OC)
+        "core.open_clip": Override(params=_TINY_CLIP),
+        "core.clip_features": Override(
+            params={"clip": _TINY_CLIP, "cache_dir": str(_ROOT / "features")}
         ),
-        "core.clip_features": Override(skip=dict.fromkeys(("pickle", "dataset-splits"), _CF)),
     },
 )
