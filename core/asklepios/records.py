@@ -90,7 +90,7 @@ def _citation(module: str) -> dict[str, Any] | None:
         citation = read_citation(module.split(".")[0])
     except AsklepiosError as err:
         return {"error": str(err)}
-    except (TypeError, ModuleNotFoundError):  # a plain module, not a package: nothing declared
+    except ModuleNotFoundError:  # an in-memory plugin: nothing installed to read
         return None
     return citation.as_record() if citation is not None else None
 

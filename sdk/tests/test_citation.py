@@ -81,3 +81,11 @@ def test_bad_declarations_are_errors(tmp_path: Path, monkeypatch: pytest.MonkeyP
     _package(tmp_path, "cite_pkg_f", init="def citation():\n    return 'a string'\n")
     with pytest.raises(CitationError, match="returned str"):
         read_citation("cite_pkg_f")
+
+
+def test_single_module_plugin_has_no_citation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "lonely_plugin_module.py").write_text('"""A plugin that is one module."""\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert read_citation("lonely_plugin_module") is None

@@ -132,6 +132,8 @@ def read_citation(package: str) -> Citation | None:
                 "asklepios_sdk.citation.Citation"
             )
         return value
+    if not hasattr(module, "__path__"):  # a single-module plugin has no package data
+        return None
     resource = resources.files(package).joinpath("CITATION.cff")
     if not resource.is_file():
         return None

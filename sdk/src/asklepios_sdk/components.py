@@ -265,6 +265,10 @@ class Evaluator(torchmetrics.Metric):
     output_keys: ClassVar[tuple[str, ...]] = ()
     full_state_update: bool | None = False
 
+    def artifacts(self) -> dict[str, Any]:
+        """Return non-scalar results (confusion matrices, curves) for the summary and plots."""
+        return {}
+
     def is_higher_better(self, key: str) -> bool:
         """Return whether a larger value of ``key`` is better."""
         return bool(self.key_directions.get(key, self.higher_is_better))
