@@ -30,8 +30,9 @@ test: install
 test-fast: PYTEST_ARGS += -m "not slow"
 test-fast: test
 
+# Every benchmark prints its figures as ratios against a baseline measured in the same run.
 bench: install
-	set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+	set -e; for b in bench/*.py $(wildcard plugins/*/bench/*.py); do echo "== $$b"; $(PY) $$b; done
 
 lint: install
 	$(VENV)/bin/ruff check core sdk plugins tests bench examples
