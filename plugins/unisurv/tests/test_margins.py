@@ -179,3 +179,15 @@ def test_wrapper_rejects_non_survival_data_and_margins_beyond_t_max():
     )
     with pytest.raises(ComponentError, match="t_max"):
         wrapper.split("train")
+
+
+def test_tail_between_timeline_points_is_the_area_under_the_interpolated_curve():
+    t, d = _months("gbsg2")
+    curve = fit_km(t[:400], d[:400])
+    queries = np.array([0.5, 3.25, 17.5, 40.9, 86.0, 200.0])
+    fine = np.linspace(0, curve.timeline[-1], 200_001)
+    line = np.interp(fine, curve.timeline, curve.survival)
+    expected = [np.trapezoid(line[fine >= q], fine[fine >= q]) for q in queries]
+    np.testing.assert_allclose(curve.tail_at(queries), expected, atol=2e-3)
+    steps = [curve.survival[curve.timeline <= q][-1] for q in queries]
+    np.testing.assert_allclose(curve.survival_at(queries), steps)
