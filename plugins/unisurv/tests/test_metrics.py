@@ -98,6 +98,7 @@ def test_median_prediction_and_missing_margins():
     ev.update({"logits": logits}, {"time": torch.tensor([3.0, 7.0]), "event": torch.tensor([1, 1])})
     out = ev.compute()
     assert out["mae_uncensored"] == 0.0
+    assert next(iter(out)) == "mae_uncensored"
     assert "mae_margin" not in out and "ibs" not in out
 
 

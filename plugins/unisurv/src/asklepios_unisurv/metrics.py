@@ -74,9 +74,10 @@ def survival_metrics(
         quantiles: the IBS/AUC time grid covers these quantiles of ``time``.
 
     Returns:
-        ``c_index`` (Harrell), ``mae_uncensored`` (MAE-U), ``mae_hinge`` (censored only, as the
-        repo), ``mae_hinge_all`` (Haider: absolute error for events, hinge for censored),
-        ``mae_margin`` when margins are given; with ``surv``: ``uno_c``, ``ibs``, ``mean_auc``.
+        ``mae_uncensored`` (MAE-U, first: the default checkpoint criterion), ``c_index``
+        (Harrell), ``mae_hinge`` (censored only, as the repo), ``mae_hinge_all`` (Haider:
+        absolute error for events, hinge for censored), ``mae_margin`` when margins are given;
+        with ``surv``: ``uno_c``, ``ibs``, ``mean_auc``.
     """
     from lifelines.utils import concordance_index
 
@@ -85,9 +86,11 @@ def survival_metrics(
     predicted = np.asarray(predicted, dtype=np.float64)
     hinge = np.maximum(time - predicted, 0.0)
     absolute = np.abs(time - predicted)
+    # MAE-U comes first: the engine monitors the first key by default, and the original selects
+    # checkpoints by validation MAE-U.
     out = {
-        "c_index": _safe("c_index", lambda: concordance_index(time, predicted, event)),
         "mae_uncensored": _mean(absolute[event]),
+        "c_index": _safe("c_index", lambda: concordance_index(time, predicted, event)),
         "mae_hinge": _mean(hinge[~event]),
         "mae_hinge_all": _mean(np.where(event, absolute, hinge)),
     }
