@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-import timm
 from asklepios_sdk import Backbone, Batch, BuildContext, ComponentError, Params
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
@@ -42,6 +41,8 @@ class TimmBackbone(Backbone):
     """Wrap a timm model: logits from its classifier, features from its pooled pre-logits."""
 
     def __init__(self, params: TimmBackboneParams, ctx: BuildContext) -> None:
+        import timm  # imported on construction: registering and validating need only the params
+
         super().__init__()
         if not timm.is_model(params.model_name.split(".")[0]):
             close = timm.list_models(f"*{params.model_name.split('.')[0]}*")[:5]
