@@ -12,7 +12,7 @@ import torch
 from asklepios.build import build_experiment, build_optimizers
 from asklepios.config import validate_config
 from asklepios.engine.distributed import ShardingWrapper
-from asklepios.engine.optim import OptimError, build_optimizer, lr_factor
+from asklepios.engine.optim import OptimError, build_optimizer, build_schedule, lr_factor
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -102,6 +102,7 @@ def _schedule(**kw) -> SimpleNamespace:
         "warmup_epochs": 0.0,
         "warmup_start_factor": 0.1,
         "min_lr": 0.0,
+        "constant_epochs": 0.0,
         "step_size": 30,
         "milestones": [],
         "gamma": 0.1,
@@ -122,6 +123,32 @@ def test_schedules_follow_their_formulas() -> None:
     assert [step(e * 10) for e in range(6)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
     multi = lr_factor(_schedule(name="multistep", milestones=[1, 4]), 10, 6)
     assert [multi(e * 10) for e in range(6)] == pytest.approx([1, 0.1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_linear_schedule_holds_then_decays_to_min_lr() -> None:
+    # pix2pixHD: base rate for constant_epochs, then a straight line to min_lr at the last step.
+    config = _schedule(name="linear", warmup_epochs=1, constant_epochs=3, min_lr=0.02)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    schedule = build_schedule(optimizer, config, steps_per_epoch=10, epochs=8)
+    lrs = []
+    for _ in range(81):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    # hand computation: warm-up 0.01 -> 0.1 over steps 0..9, 0.1 until step 30, then
+    # 0.1 - (0.1 - 0.02) * (step - 30) / 50 until step 80
+    assert lrs[0] == pytest.approx(0.01) and lrs[5] == pytest.approx(0.055)
+    assert lrs[10] == pytest.approx(0.1) and lrs[29] == pytest.approx(0.1)
+    assert lrs[30] == pytest.approx(0.1)
+    assert lrs[55] == pytest.approx(0.1 - 0.08 * 25 / 50)
+    assert lrs[79] == pytest.approx(0.1 - 0.08 * 49 / 50)
+    assert lrs[80] == pytest.approx(0.02)
+    # a warm-up longer than constant_epochs comes first; the decay starts where it ends
+    f = lr_factor(_schedule(name="linear", warmup_epochs=2), 10, 6, min_factor=0.0)
+    assert f(10) == pytest.approx(0.1 + 0.9 * 10 / 20) and f(20) == pytest.approx(1.0)
+    assert f(40) == pytest.approx(0.5) and f(60) == pytest.approx(0.0)
+    # constant_epochs beyond the run keeps the base rate throughout
+    assert lr_factor(_schedule(name="linear", constant_epochs=9), 10, 6)(59) == 1.0
 
 
 def test_trainer_groups_without_a_configured_optimizer_are_an_error(tmp_path: Path) -> None:

@@ -106,10 +106,15 @@ class OptimizerConfig(BaseModel):
 class ScheduleConfig(_Section):
     """Learning-rate schedule, stepped per optimiser step, with an optional linear warm-up."""
 
-    name: Literal["constant", "cosine", "step", "multistep"] = "constant"
+    name: Literal["constant", "cosine", "step", "multistep", "linear"] = "constant"
     warmup_epochs: float = Field(0.0, ge=0)
     warmup_start_factor: float = Field(0.1, gt=0, le=1)
-    min_lr: float = Field(0.0, ge=0, description="Final learning rate of the cosine schedule.")
+    min_lr: float = Field(
+        0.0, ge=0, description="Final learning rate of the cosine and linear schedules."
+    )
+    constant_epochs: float = Field(
+        0.0, ge=0, description="Epochs at the base rate before the linear decay starts ('linear')."
+    )
     step_size: PositiveInt = Field(30, description="Epochs between decays ('step').")
     milestones: list[int] = Field(default_factory=list, description="Decay epochs ('multistep').")
     gamma: float = Field(0.1, gt=0)

@@ -68,8 +68,10 @@ def lr_factor(
 
     Warm-up rises linearly from ``warmup_start_factor`` to 1 over ``warmup_epochs``; then
     ``constant`` keeps 1, ``cosine`` decays to ``min_factor`` (``min_lr / lr``) by the
-    last step, ``step`` multiplies by ``gamma`` every ``step_size`` epochs and ``multistep`` at
-    each milestone epoch.
+    last step, ``step`` multiplies by ``gamma`` every ``step_size`` epochs, ``multistep`` at
+    each milestone epoch, and ``linear`` (pix2pixHD) keeps 1 until ``constant_epochs`` (counted
+    from the first step; warm-up, if longer, comes first) and then falls linearly to
+    ``min_factor`` by the last step.
     """
     name = config.name  # type: ignore[attr-defined]
     warmup = round(config.warmup_epochs * steps_per_epoch)  # type: ignore[attr-defined]
@@ -77,6 +79,7 @@ def lr_factor(
     total = max(1, steps_per_epoch * epochs)
     gamma = float(config.gamma)  # type: ignore[attr-defined]
     milestones = sorted(config.milestones)  # type: ignore[attr-defined]
+    constant = max(warmup, round(config.constant_epochs * steps_per_epoch))  # type: ignore[attr-defined]
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -89,6 +92,9 @@ def lr_factor(
             return gamma ** (epoch // config.step_size)  # type: ignore[attr-defined]
         if name == "multistep":
             return gamma ** sum(1 for m in milestones if epoch >= m)
+        if name == "linear":
+            progress = min(1.0, max(0.0, (step - constant) / max(1, total - constant)))
+            return 1.0 - (1.0 - min_factor) * progress
         return 1.0
 
     return factor
@@ -97,7 +103,7 @@ def lr_factor(
 def build_schedule(
     optimizer: torch.optim.Optimizer, config: object, steps_per_epoch: int, epochs: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Return a per-step ``LambdaLR`` following :func:`lr_factor` (cosine ends at ``min_lr``)."""
+    """Return a per-step ``LambdaLR`` following :func:`lr_factor` (decays end at ``min_lr``)."""
     base_lr = optimizer.param_groups[0]["lr"]
     min_factor = float(config.min_lr) / base_lr if base_lr > 0 else 0.0  # type: ignore[attr-defined]
     return torch.optim.lr_scheduler.LambdaLR(
