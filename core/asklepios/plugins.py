@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from asklepios_sdk.registration import REGISTRATION_HOOKS
+
 from asklepios._text import did_you_mean, short_list
 
 if TYPE_CHECKING:
@@ -76,17 +78,6 @@ STRICT_ENV = "ASKLEPIOS_STRICT_PLUGINS"
 DISABLE_ENV = "ASKLEPIOS_DISABLE_PLUGINS"
 TRACE_ENV = "ASKLEPIOS_TRACE_HOOKS"
 
-REGISTRATION_HOOKS: dict[str, str] = {
-    "backbone": "register_backbones",
-    "loss": "register_losses",
-    "augmentation": "register_augmentations",
-    "adapter": "register_adapters",
-    "evaluator": "register_evaluators",
-    "sampler": "register_samplers",
-    "dataset": "register_datasets",
-    "trainer": "register_trainers",
-}
-"""Component kind (singular, as in configs and ids) -> its registration hook."""
 
 _PLUGIN_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _CORE_REQUIREMENT = re.compile(

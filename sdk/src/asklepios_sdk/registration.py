@@ -8,9 +8,21 @@ from typing import Any, Protocol, TypeVar
 from asklepios_sdk.context import BuildContext
 from asklepios_sdk.params import Params
 
-__all__ = ["ComponentFactory", "Register"]
+__all__ = ["REGISTRATION_HOOKS", "ComponentFactory", "Register"]
 
 P_contra = TypeVar("P_contra", bound=Params, contravariant=True)
+
+REGISTRATION_HOOKS: dict[str, str] = {
+    "backbone": "register_backbones",
+    "loss": "register_losses",
+    "augmentation": "register_augmentations",
+    "adapter": "register_adapters",
+    "evaluator": "register_evaluators",
+    "sampler": "register_samplers",
+    "dataset": "register_datasets",
+    "trainer": "register_trainers",
+}
+"""Component kind (singular, as in configs and ids) -> the hook that registers components of it."""
 
 ComponentFactory = Callable[[Any, BuildContext], Any]
 """A callable ``(params, ctx) -> component`` that constructs from validated params only."""

@@ -19,20 +19,10 @@ import pluggy
 
 from asklepios_sdk._markers import PROJECT_NAME
 from asklepios_sdk.params import Params
+from asklepios_sdk.registration import REGISTRATION_HOOKS
 
-__all__ = ["KIND_HOOKS", "Collected", "Registration", "collect", "resolve_plugin_id"]
+__all__ = ["Collected", "Registration", "collect", "resolve_plugin_id"]
 
-KIND_HOOKS: dict[str, str] = {
-    "backbone": "register_backbones",
-    "loss": "register_losses",
-    "augmentation": "register_augmentations",
-    "adapter": "register_adapters",
-    "evaluator": "register_evaluators",
-    "sampler": "register_samplers",
-    "dataset": "register_datasets",
-    "trainer": "register_trainers",
-}
-"""Component kind -> the registration hook that registers it."""
 
 _LIFECYCLE_HOOKS = frozenset(
     {
@@ -143,7 +133,7 @@ def _load_specs(pm: pluggy.PluginManager) -> bool:
 
 def _unknown_hooks(plugin: object) -> list[str]:
     marker = f"{PROJECT_NAME}_impl"
-    known = set(KIND_HOOKS.values()) | _LIFECYCLE_HOOKS
+    known = set(REGISTRATION_HOOKS.values()) | _LIFECYCLE_HOOKS
     names = [n for n in dir(plugin) if hasattr(getattr(plugin, n, None), marker)]
     return sorted(n for n in names if n not in known)
 
@@ -172,11 +162,10 @@ def collect(hooks: str | object, plugin_id: str | None = None) -> Collected:
         return collected
     if not has_specs:
         for name in _unknown_hooks(plugin):
-            collected.problems.append(
-                f"hook {name!r} is not an asklepios hook; known: {sorted(KIND_HOOKS.values())}"
-            )
+            known = sorted(REGISTRATION_HOOKS.values())
+            collected.problems.append(f"hook {name!r} is not an asklepios hook; known: {known}")
     seen: dict[str, Callable[..., Any]] = {}
-    for kind, hook_name in KIND_HOOKS.items():
+    for kind, hook_name in REGISTRATION_HOOKS.items():
         caller = getattr(pm.hook, hook_name, None)
         if caller is None:
             continue
