@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from asklepios_unisurv.datasets import SksurvParams, SyntheticParams, build_sksu
 from asklepios_unisurv.losses import MMVLoss, MMVLossParams
 from asklepios_unisurv.margins import KMMarginWrapper, fit_km
 from asklepios_unisurv.metrics import survival_metrics
+from asklepios_unisurv.plots import plot_predictions
 from asklepios_unisurv.samplers import EventBalancedParams, build_event_balanced
 from asklepios_unisurv.transformer import TransformerParams, build_transformer
 
@@ -89,6 +91,11 @@ def cv_table(name, args):
         tr = (train.times, train.events)
         model, secs = train_unisurv(data, args, MMVLossParams(alpha_d=0, alpha_v=args.alpha_v))
         logits = curves(model, test)
+        if args.plots and fold == 0:
+            out = plot_predictions(
+                logits, test.times, test.events, Path(args.plots) / f"{name}.png"
+            )
+            print(f"wrote {out}", flush=True)
         surv = survival_curve(logits).double().numpy()
         m = survival_metrics(
             test.times, test.events, predict_time(logits).numpy(), surv=surv, train=tr
@@ -191,6 +198,7 @@ def main():
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--skip-cv", action="store_true", help="Only the side studies.")
+    parser.add_argument("--plots", help="Folder for density/survival figures of fold 0.")
     args = parser.parse_args()
     print(f"naive per-sample MMV loop / vectorised MMV loss: {loss_timing():.1f}x")
     if not args.skip_cv:

@@ -134,3 +134,14 @@ def test_ibs_and_auc_equal_scikit_survival_on_unclipped_data_when_it_is_defined(
     assert ours["ibs"] == pytest.approx(integrated_brier_score(tr, te, surv[:, cols], grid))
     ref_auc = cumulative_dynamic_auc(tr, te, 1 - surv[:, cols], grid)[1]
     assert ours["mean_auc"] == pytest.approx(ref_auc)
+
+
+def test_prediction_plot_is_written_atomically(tmp_path):
+    from asklepios_unisurv.plots import plot_predictions
+
+    time = np.array([2, 5, 9, 14, 20, 21.0])
+    event = np.array([1, 0, 1, 1, 0, 1])
+    logits = _peaked(time.astype(int), 24) * 0.1
+    path = plot_predictions(logits, time, event, tmp_path / "pred.png", num_subjects=3)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["pred.png"]
