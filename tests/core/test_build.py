@@ -10,13 +10,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 from asklepios.build import build_experiment, build_optimizers
-from asklepios.config import validate_config
+from asklepios.config import load_config, validate_config
 from asklepios.engine.distributed import ShardingWrapper
 from asklepios.engine.optim import OptimError, build_optimizer, build_schedule, lr_factor
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _engine_helpers import make_config, probe_host
+from _engine_helpers import make_config, probe_host, write_config
 
 
 def _build(config: dict, **kwargs):
@@ -78,6 +78,41 @@ def test_weights_are_applied_after_construction(tmp_path: Path) -> None:
     config["model"]["backbone"]["weights"] = {"path": str(tmp_path / "missing.pt")}
     with pytest.raises(Exception, match=r"missing\.pt"):
         _build(config)
+
+
+def test_relative_weights_paths_follow_the_file_that_wrote_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors.torch import save_file
+
+    tmp_path = tmp_path.resolve()
+    source = _build(make_config(tmp_path)).backbone
+    state = {k: v + 2.0 for k, v in source.state_dict().items()}
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "exps").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    save_file(state, str(tmp_path / "shared" / "mlp.safetensors"))
+    base = make_config(tmp_path)
+    base["model"]["backbone"]["weights"] = {"path": "mlp.safetensors"}
+    write_config(tmp_path / "shared", base, "base.json")
+    child = write_config(tmp_path / "exps", {"extends": "../shared/base.json", "seed": 3})
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    host = probe_host()
+    config = load_config(child, host=host)
+    expected = str(tmp_path / "shared" / "mlp.safetensors")
+    assert config.model.backbone.weights is not None
+    assert config.model.backbone.weights.path == expected
+    built = build_experiment(config, host.registry)
+    for key, value in built.backbone.state_dict().items():
+        torch.testing.assert_close(value, state[key])
+    assert built.weights["model.backbone"]["path"] == expected  # the run record's entry
+    # a --set path is relative to the working directory; absolute paths stay as written
+    (tmp_path / "elsewhere" / "w").mkdir()
+    save_file(state, str(tmp_path / "elsewhere" / "w" / "m.safetensors"))
+    config = load_config(child, ["model.backbone.weights.path=w/m.safetensors"], host=host)
+    assert config.model.backbone.weights.path == str(tmp_path / "elsewhere" / "w" / "m.safetensors")
+    config = load_config(child, [f"model.backbone.weights.path={expected}"], host=host)
+    assert config.model.backbone.weights.path == expected
 
 
 def test_optimizer_by_name_checks_its_arguments() -> None:

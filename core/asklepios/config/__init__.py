@@ -20,7 +20,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from asklepios.config.loader import Origins, apply_overrides, merge, read_config
+from asklepios.config.loader import (
+    Origins,
+    apply_overrides,
+    merge,
+    read_config,
+    resolve_weights_paths,
+)
 from asklepios.config.model import (
     ComponentSpec,
     DataConfig,
@@ -69,7 +75,9 @@ def load_config(
     """Read, merge, override and validate a config file.
 
     Args:
-        path: a ``.yaml``/``.yml`` or ``.json`` file; ``extends`` paths are relative to it.
+        path: a ``.yaml``/``.yml`` or ``.json`` file; ``extends`` paths and relative
+            ``weights.path`` values are relative to the file that wrote them (``--set`` ones to
+            the working directory) and are made absolute here.
         overrides: ``"a.b.c=value"`` strings applied after ``extends``; values are YAML scalars.
         host: the plugin host to resolve components with (default: the process-wide one).
 
@@ -81,6 +89,7 @@ def load_config(
     """
     raw, origins = read_config(path)
     apply_overrides(raw, overrides, origins)
+    resolve_weights_paths(raw, origins)
     return validate_raw(raw, origins, host or get_host(), source=origins.root)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = [
     "merge",
     "parse_override",
     "read_config",
+    "resolve_weights_paths",
 ]
 
 PathKey = tuple[str | int, ...]
@@ -250,6 +252,28 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             "values are YAML scalars or flow lists/maps; Python tags are not allowed",
         ) from None
     return key.split("."), parsed
+
+
+def resolve_weights_paths(raw: Any, origins: Origins, prefix: PathKey = ()) -> None:
+    """Make every relative ``weights.path`` of a component absolute, in place.
+
+    A path written in a file is relative to that file's folder (the file that wrote it, when it
+    came through ``extends``); one given with ``--set`` is relative to the working directory.
+    Absolute paths (``~`` included) are left as written.
+    """
+    if isinstance(raw, dict):
+        weights = raw.get("weights")
+        if "type" in raw and isinstance(weights, dict) and isinstance(weights.get("path"), str):
+            given = Path(weights["path"])
+            if not given.expanduser().is_absolute():
+                origin = origins.file_of((*prefix, "weights", "path"))
+                base = Path.cwd() if origin.startswith("--set ") else Path(origin).resolve().parent
+                weights["path"] = os.path.normpath(base / given)
+        for key, value in raw.items():
+            resolve_weights_paths(value, origins, (*prefix, str(key)))
+    elif isinstance(raw, list):
+        for i, value in enumerate(raw):
+            resolve_weights_paths(value, origins, (*prefix, i))
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], origins: Origins) -> None:
