@@ -191,6 +191,7 @@ def sampler_speed(n: int = 10_000_000) -> None:
 
     ctx = BuildContext(data=DataFacts(num_classes=20, labels=labels), epochs=10)
     print(f"\n== sampler index generation, {n:,} samples, 20 classes (target <= 1 s)")
+    rng.permutation(n)  # warm-up
     baseline = time.perf_counter()
     rng.permutation(n)
     shuffle = time.perf_counter() - baseline
@@ -205,6 +206,7 @@ def sampler_speed(n: int = 10_000_000) -> None:
         "progressive": ProgressiveSampler(ProgressiveParams(), ctx),
     }
     for name, sampler in samplers.items():
+        sampler.epoch_indices(2, np.random.default_rng([0, 2]))  # warm-up (page faults)
         start = time.perf_counter()
         sampler.epoch_indices(3, np.random.default_rng([0, 3]))
         took = time.perf_counter() - start

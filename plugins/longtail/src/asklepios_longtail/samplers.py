@@ -76,14 +76,17 @@ class ClassProbabilitySampler(ShardedSampler):
         return mass / mass.sum()
 
     def epoch_indices(self, epoch: int, generator: np.random.Generator) -> np.ndarray:
+        # One uniform u per draw picks the class (u in [lo_c, lo_c + p_c)) and, rescaled to
+        # (u − lo_c) / p_c, which is uniform on [0, 1) given the class, the member within it.
         probs = self.class_probabilities(epoch)
         cdf = np.cumsum(probs)
         cdf[-1] = 1.0
-        classes = np.searchsorted(cdf, generator.random(self.num_samples), side="right")
-        classes = np.minimum(classes, len(probs) - 1)
-        within = np.floor(generator.random(self.num_samples) * self.counts[classes]).astype(
-            np.int64
-        )
+        lower = np.concatenate([[0.0], cdf[:-1]])
+        scale = np.divide(self.counts, probs, out=np.zeros_like(probs), where=probs > 0)
+        u = generator.random(self.num_samples)
+        classes = np.minimum(np.searchsorted(cdf, u, side="right"), len(probs) - 1)
+        within = ((u - lower[classes]) * scale[classes]).astype(np.int64)
+        within = np.minimum(within, self.counts[classes].astype(np.int64) - 1)
         return self.members[self.offsets[classes] + within]
 
 
