@@ -3,12 +3,15 @@
 Stated tolerance: the 2-rank run averages the same global batches as the 1-rank run (each rank
 takes every other index of the same global order, and DDP averages the two half-batch
 gradients), so the results differ only by float summation order: test loss within 1e-4
-absolute, accuracy-type metrics within 0.03 (two of the 70 test images may flip).
+absolute, accuracy-type metrics within 0.03 (two of the 70 test images may flip). The same holds
+with gradient accumulation, where DDP all-reduces only on each optimizer step's last
+micro-batch.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -17,13 +20,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from asklepios.build import build_experiment
 from asklepios.builtins.samplers import RandomSampler
+from asklepios.config import validate_config
 from asklepios.engine.distributed import EvalShardSampler, ShardingWrapper, ensure_sharded
 from asklepios_sdk import BuildContext, DataFacts
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _engine_helpers import REPO, RUNNER, make_config, write_config
+from _engine_helpers import REPO, RUNNER, make_config, probe_host, write_config
 
 
 def test_sharded_sampler_gives_disjoint_shards_covering_the_epoch() -> None:
@@ -109,3 +114,90 @@ def test_torchrun_two_ranks_agree_with_one_process(tmp_path: Path) -> None:
     run_dir = run_dirs[0]
     record = json.loads((run_dir / "record.json").read_text())
     assert record["world_size"] == 2
+
+
+COUNT_ALLREDUCES = """
+import atexit, os
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+from torch.nn.parallel import DistributedDataParallel
+
+_init = DistributedDataParallel.__init__
+_calls = [0]
+_out = os.environ["ALLREDUCE_OUT"] + "-" + os.environ.get("RANK", "0")
+atexit.register(lambda: open(_out, "w").write(str(_calls[0])))
+
+
+def _counting_init(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+
+    def hook(state, bucket):
+        _calls[0] += 1
+        return allreduce_hook(state, bucket)
+
+    self.register_comm_hook(None, hook)
+
+
+DistributedDataParallel.__init__ = _counting_init
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_accumulation_all_reduces_once_per_optimizer_step(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    config["model"]["backbone"]["dropout"] = 0.0
+    config["data"]["dataset"] = {"type": "core.digits", "test_per_class": 7, "val_per_class": 7}
+    config["train"]["epochs"] = 2
+    one = dict(config, output_dir=str(tmp_path / "one"))
+    two = dict(config, output_dir=str(tmp_path / "two"))
+    # 2 ranks x 2 micro-batches x 8 = the same global batches of 32 as the single process
+    two["data"] = {**config["data"], "loader": {"batch_size": 8}}
+    two["train"] = {**config["train"], "accumulate": 2}
+    runner = tmp_path / "runner.py"
+    runner.write_text(COUNT_ALLREDUCES + RUNNER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ALLREDUCE_OUT": str(tmp_path / "calls")}
+    single = subprocess.run(
+        [sys.executable, str(runner), str(write_config(tmp_path, one, "one.json")), "-"],
+        cwd=REPO,
+        env={**env, "SUMMARY_OUT": str(tmp_path / "one"), "ALLREDUCE_OUT": str(tmp_path / "x")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert single.returncode == 0, single.stderr
+    launched = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29518",
+            str(runner),
+            str(write_config(tmp_path, two, "two.json")),
+            "-",
+        ],
+        cwd=REPO,
+        env={**env, "SUMMARY_OUT": str(tmp_path / "two")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    host = probe_host()
+    built = build_experiment(validate_config(two, host=host), host.registry, rank=0, world_size=2)
+    optimizer_steps = two["train"]["epochs"] * built.ctx.steps_per_epoch
+    micro_batches = two["train"]["epochs"] * math.ceil(len(built.sampler) / 8)
+    assert micro_batches > optimizer_steps
+    for rank in ("0", "1"):  # one bucket (a small MLP): one all-reduce per optimizer step
+        assert int((tmp_path / f"calls-{rank}").read_text()) == optimizer_steps
+    rank0 = json.loads((tmp_path / "two-0.json").read_text())
+    rank1 = json.loads((tmp_path / "two-1.json").read_text())
+    assert rank0["test"] == rank1["test"]
+    ref = json.loads((tmp_path / "one-0.json").read_text())
+    for key, value in ref["test"].items():
+        if isinstance(value, float):
+            tol = 1e-4 if key == "loss" else 0.03
+            assert rank0["test"][key] == pytest.approx(value, abs=tol), key

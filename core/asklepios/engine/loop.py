@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from asklepios_sdk import AsklepiosError, LossOutput
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from asklepios.build import Built, build_optimizers
 from asklepios.engine.checkpoint import (
@@ -214,8 +215,6 @@ class StageRunner:
             self.built, self.model, self.steps_per_epoch
         )
         if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=ids)
 
@@ -316,6 +315,17 @@ class StageRunner:
                 batch = transform(batch)
             yield batch
 
+    def _grad_sync(self, boundary: bool) -> contextlib.AbstractContextManager[Any]:
+        """Return DDP's ``no_sync()`` for a micro-batch that does not end an accumulation.
+
+        Gradients of such micro-batches accumulate locally and are all-reduced once, with the
+        boundary micro-batch's backward. DDP decides in ``forward`` whether the next backward
+        syncs, so the whole ``train_step`` (forward and backward) runs inside the context.
+        """
+        if boundary or not isinstance(self.train_model, DistributedDataParallel):
+            return contextlib.nullcontext()
+        return self.train_model.no_sync()
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """Run one epoch of trainer steps; return the rank-averaged mean of each loss term."""
         self.model.train()
@@ -332,7 +342,8 @@ class StageRunner:
         for index, batch in enumerate(self._batches()):
             step.boundary = (index + 1) % accumulate == 0 or index + 1 == total_batches
             step.stepped = False
-            result: LossOutput = self.built.trainer.train_step(step, batch)
+            with self._grad_sync(step.boundary):
+                result: LossOutput = self.built.trainer.train_step(step, batch)
             if self.scaler is not None and step.stepped:
                 self.scaler.update()
             if step.stepped:
