@@ -107,6 +107,12 @@ class FoldDataset(DatasetWrapper):
             )
         else:
             self._facts = base.replace(num_samples=len(self._index["train"]))
+        if base.times is not None:  # survival facts describe the fold's training split too
+            samples = [pool[int(i)] for i in self._index["train"]]
+            self._facts = self._facts.replace(
+                times=tuple(float(s["time"]) for s in samples),
+                events=tuple(int(s["event"]) for s in samples),
+            )
         return self
 
     def split(self, name: str) -> torch.utils.data.Dataset:

@@ -194,3 +194,34 @@ def test_trainer_groups_without_a_configured_optimizer_are_an_error(tmp_path: Pa
     }
     with pytest.raises(Exception, match=r"optimizers: \{critic"):
         build_optimizers(built, built.model, 5)
+
+
+def test_fold_facts_describe_the_fold_training_split_for_survival_data() -> None:
+    from asklepios.build import FoldDataset
+    from asklepios_sdk import DataFacts, Dataset
+
+    class Survival(Dataset):
+        """Ten subjects in train, five in val; time = 10 * index + 1, event = index % 2."""
+
+        def __init__(self) -> None:
+            self.rows = {"train": range(10), "val": range(10, 15), "test": range(15, 18)}
+
+        def split(self, name: str) -> list[dict]:
+            return [{"time": 10.0 * i + 1, "event": i % 2} for i in self.rows[name]]
+
+        def facts(self) -> DataFacts:
+            train = self.split("train")
+            return DataFacts(
+                task="survival",
+                num_samples=10,
+                times=tuple(s["time"] for s in train),
+                events=tuple(s["event"] for s in train),
+            )
+
+    fold = FoldDataset(1, 3, seed=0).wrap(Survival())
+    train = list(fold.split("train"))
+    facts = fold.facts()
+    assert facts.num_samples == len(train) == 10
+    assert facts.times == tuple(s["time"] for s in train)
+    assert facts.events == tuple(s["event"] for s in train)
+    assert any(t > 100 for t in facts.times)  # the fold's train split draws from the val pool
