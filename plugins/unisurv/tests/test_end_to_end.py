@@ -17,7 +17,7 @@ from asklepios_unisurv.datasets import SksurvParams, build_sksurv
 from asklepios_unisurv.margins import fit_km
 from asklepios_unisurv.metrics import survival_metrics
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gbsg2.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "configs" / "unisurv" / "gbsg2.yaml"
 FAST = {
     "data.dataset.num_folds": None,
     "data.dataset.test_size": 0.2,

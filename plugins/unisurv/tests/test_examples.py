@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ from asklepios_sdk import BuildContext
 from asklepios_unisurv.datasets import SksurvParams, build_sksurv
 from asklepios_unisurv.margins import KMMarginParams, KMMarginWrapper
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
+EXAMPLES = sorted(
+    (Path(__file__).resolve().parents[3] / "examples" / "configs" / "unisurv").glob("*.yaml")
+)
 
 
 def _load(path: Path) -> dict:
@@ -21,6 +24,11 @@ def _load(path: Path) -> dict:
     base = _load(path.parent / parent)
     base["data"] = {**base["data"], **doc.pop("data", {})}
     return {**base, **doc}
+
+
+def test_one_example_per_bundled_dataset():
+    names = typing.get_args(SksurvParams.model_fields["name"].annotation)
+    assert sorted(p.stem for p in EXAMPLES) == sorted(names)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])

@@ -6,7 +6,7 @@
    densities with one local maximum (bins below 1e-3 ignored), C-index.
 3. Loss time: the vectorised MMV loss vs a naive per-sample loop, as a ratio.
 
-Run: ``python plugins/unisurv/bench/unisurv_gbsg2.py --epochs 5 --folds 5``. Figures are ratios
+Run: ``python bench/unisurv_gbsg2.py --epochs 5 --folds 5``. Figures are ratios
 and side-by-side numbers from one run, never absolute timing asserts.
 """
 
