@@ -56,7 +56,7 @@ def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 def print_summary(summary: Mapping[str, Any], console: Console | None = None) -> None:
-    """Print the summary table: validation and test metrics per stage, or CV mean ± sd."""
+    """Print one table per stage (validation and test metrics), or the CV mean ± sd."""
     console = console or Console()
     title = f"{summary.get('name', 'run')}  ->  {summary.get('run_dir', '')}"
     if summary.get("cv"):
@@ -69,34 +69,27 @@ def print_summary(summary: Mapping[str, Any], console: Console | None = None) ->
             table.add_row(key, f"{stats['mean']:.4f} ± {stats['std']:.4f}", values)
         console.print(table)
         return
-    stages = summary.get("stages", {})
-    keys: list[str] = []
-    for stage in stages.values():
-        for part in ("val", "test"):
-            keys += [k for k in _scalars(stage.get(part) or {}) if k not in keys]
-    columns = [
-        (name, part)
-        for name, stage in stages.items()
-        for part in ("val", "test")
-        if _scalars(stage.get(part) or {})
-    ]
-    caption = "; ".join(
-        f"{name}: best epoch {stage['best_epoch'] + 1} by {stage.get('monitor')}, "
-        f"test on {stage.get('selected_checkpoint')} checkpoint"
-        for name, stage in stages.items()
-        if stage.get("best_epoch") is not None
-    )
-    table = Table(title=title, caption=caption or None)
-    table.add_column("metric", no_wrap=True)
-    for name, part in columns:
-        table.add_column(f"{name}\n{part}", justify="right")
-    for key in keys:
-        row = [key]
-        for name, part in columns:
-            value = _scalars(stages[name].get(part) or {}).get(key)
-            row.append("" if value is None else f"{value:.4f}")
-        table.add_row(*row)
-    console.print(table)
+    console.print(f"[bold]{title}[/bold]")
+    for name, stage in summary.get("stages", {}).items():
+        parts = [p for p in ("val", "test") if _scalars(stage.get(p) or {})]
+        if not parts:
+            continue
+        caption = None
+        if stage.get("best_epoch") is not None:
+            caption = (
+                f"best epoch {stage['best_epoch'] + 1} by {stage.get('monitor')}, "
+                f"test on the {stage.get('selected_checkpoint')} checkpoint"
+            )
+        table = Table(title=f"stage {name}", caption=caption, title_justify="left")
+        table.add_column("metric", no_wrap=True)
+        for part in parts:
+            table.add_column(part, justify="right")
+        values = {part: _scalars(stage.get(part) or {}) for part in parts}
+        keys = list(dict.fromkeys(k for part in parts for k in values[part]))
+        for key in keys:
+            cells = [values[part].get(key) for part in parts]
+            table.add_row(key, *("" if v is None else f"{v:.4f}" for v in cells))
+        console.print(table)
 
 
 def write_plots(run_dir: Path, summary: Mapping[str, Any]) -> list[Path]:
