@@ -68,7 +68,7 @@ def test_rsg_center_term_against_numpy_and_aux_losses():
         module.assign_weight.detach().numpy(),
         module.assign_bias.detach().numpy(),
     )
-    assert float(module.center_term(maps, labels)) == pytest.approx(expected, rel=1e-5)
+    assert float(module.center_term(maps, labels).detach()) == pytest.approx(expected, rel=1e-5)
     contrast = module.contrast_term(maps, labels)
     logits = module.contrast(torch.cat([maps[:2], maps[2:]], dim=1))
     same = torch.tensor([0, 0])  # pairs (0, 2) and (1, 3) differ in class
