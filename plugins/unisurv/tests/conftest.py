@@ -30,6 +30,7 @@ asklepios_conformance = Conformance(
     overrides={
         "unisurv.transformer": Override(params=TINY),
         "unisurv.pdf_head": Override(params=TINY),
+        "unisurv.chunk_cnn": Override(params={"in_channels": 2, "width": 15, "time_period": 4}),
         "unisurv.km_margin": Override(dataset=_survival_table),
         "unisurv.sorted_pairs": Override(dataset=_survival_table),
         "unisurv.csv": Override(params={"path": TINY_CSV, "t_max": T_MAX}),

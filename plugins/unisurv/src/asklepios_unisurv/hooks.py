@@ -52,10 +52,12 @@ def register_backbones(register: Register) -> None:
 
 @hookimpl
 def register_adapters(register: Register) -> None:
-    """Register ``unisurv.pdf_head``."""
-    from asklepios_unisurv import transformer
+    """Register ``unisurv.pdf_head``, ``unisurv.static_tokenizer`` and ``unisurv.chunk_cnn``."""
+    from asklepios_unisurv import adapters, transformer
 
     register("pdf_head", transformer.build_pdf_head, transformer.PDFHeadParams)
+    register("static_tokenizer", adapters.build_static_tokenizer, adapters.StaticTokenizerParams)
+    register("chunk_cnn", adapters.build_chunk_cnn, adapters.ChunkCNNParams)
 
 
 @hookimpl

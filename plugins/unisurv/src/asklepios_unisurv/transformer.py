@@ -23,11 +23,14 @@ __all__ = [
     "OriginalLayerNorm",
     "PDFHeadAdapter",
     "PDFHeadParams",
+    "StaticTokenizer",
     "TimeTokenTransformer",
     "TransformerParams",
     "UniSurvBackbone",
     "build_pdf_head",
     "build_transformer",
+    "check_tokens",
+    "resolve_t_max",
 ]
 
 
@@ -205,6 +208,22 @@ class ChunkCNN(nn.Module):
         return feats.repeat_interleave(self.period, dim=1)
 
 
+class StaticTokenizer(nn.Module):
+    """Copy ``ReLU(fc(x))`` to every time bin: features ``(B, F)`` -> tokens ``(B, T_max, F)``.
+
+    UniSurv's static tokeniser; the positional encoding is added by
+    :class:`TimeTokenTransformer` after its input embedding, as in the original.
+    """
+
+    def __init__(self, in_features: int, t_max: int) -> None:
+        super().__init__()
+        self.t_max = t_max
+        self.fc = nn.Linear(in_features, in_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.fc(x)).unsqueeze(1).expand(-1, self.t_max, -1)
+
+
 class UniSurvBackbone(Backbone):
     """Predict a discrete event-time density with UniSurv's time-token Transformer.
 
@@ -219,7 +238,7 @@ class UniSurvBackbone(Backbone):
         self.params = params
         self.t_max = t_max
         self.in_features = in_features
-        self.fc = nn.Linear(in_features, in_features)
+        self.tokenizer = StaticTokenizer(in_features, t_max)
         self.cnn = (
             ChunkCNN(params.in_channels, params.width, params.time_period)
             if params.longitudinal
@@ -236,7 +255,7 @@ class UniSurvBackbone(Backbone):
                 f"unisurv.transformer expects batch['image'] of shape (B, {self.in_features}), "
                 f"got {tuple(x.shape)}; set in_features or check the dataset's features"
             )
-        tokens = F.relu(self.fc(x)).unsqueeze(1).expand(-1, self.t_max, -1)
+        tokens = self.tokenizer(x)
         if self.cnn is not None:
             image = batch["longitudinal"].to(x.dtype)
             if image.shape[2] != self.t_max:
@@ -262,7 +281,8 @@ class UniSurvBackbone(Backbone):
         return batch
 
 
-def _resolve_t_max(requested: int | None, ctx: BuildContext, component: str) -> int:
+def resolve_t_max(requested: int | None, ctx: BuildContext, component: str) -> int:
+    """Return the time-bin count: ``requested``, else the dataset's ``t_max``, else 96."""
     from_data = ctx.data.extras.get("t_max")
     if requested is not None and from_data is not None and int(from_data) != requested:
         raise ComponentError(
@@ -274,7 +294,7 @@ def _resolve_t_max(requested: int | None, ctx: BuildContext, component: str) -> 
 
 def build_transformer(params: TransformerParams, ctx: BuildContext) -> UniSurvBackbone:
     """Build the UniSurv time-token Transformer (static tokens, optional chunk-CNN branch)."""
-    t_max = _resolve_t_max(params.t_max, ctx, "unisurv.transformer")
+    t_max = resolve_t_max(params.t_max, ctx, "unisurv.transformer")
     if params.longitudinal and t_max % params.time_period:
         raise ComponentError(
             f"unisurv.transformer: time_period ({params.time_period}) must divide t_max ({t_max})"
@@ -296,7 +316,9 @@ class PDFHeadAdapter(Adapter):
 
     The wrapped model's ``features`` ``(B, D)`` go through UniSurv's static tokeniser (``fc`` +
     ReLU, copied to every bin) and the time-token Transformer; the output replaces ``logits`` and
-    keeps the inner ``features``.
+    keeps the inner ``features``. When the wrapped model already makes time tokens (it was wrapped
+    by ``unisurv.static_tokenizer`` and/or ``unisurv.chunk_cnn``, which state ``token_dim``), the
+    Transformer reads its ``tokens`` ``(B, T_max, token_dim)`` instead and consumes them.
     """
 
     def __init__(self, t_max: int, params: PDFHeadParams) -> None:
@@ -306,24 +328,41 @@ class PDFHeadAdapter(Adapter):
 
     def wrap(self, model: nn.Module) -> nn.Module:
         dim = int(getattr(model, "feature_dim", 0))
-        if dim <= 0:
+        token_dim = int(getattr(model, "token_dim", 0) or 0)
+        if dim <= 0 and token_dim <= 0:
             raise ComponentError(
-                f"unisurv.pdf_head needs a model with a positive feature_dim, "
-                f"{type(model).__name__} has {dim}"
+                f"unisurv.pdf_head needs a model with a positive feature_dim (or time tokens from "
+                f"unisurv.static_tokenizer / unisurv.chunk_cnn), {type(model).__name__} has {dim}"
             )
-        self.fc = nn.Linear(dim, dim)
-        self.encoder = TimeTokenTransformer(dim, self.t_max, self.params)
+        self.tokenizer = None if token_dim > 0 else StaticTokenizer(dim, self.t_max)
+        self.encoder = TimeTokenTransformer(token_dim or dim, self.t_max, self.params)
         self.feature_dim = dim
         return super().wrap(model)
 
     def forward(self, batch: Batch) -> dict[str, Any]:
         out = dict(self.model(batch))
-        tokens = F.relu(self.fc(out["features"])).unsqueeze(1).expand(-1, self.t_max, -1)
+        if self.tokenizer is None:
+            tokens = check_tokens(out, self.t_max, "unisurv.pdf_head")
+            del out["tokens"]
+        else:
+            tokens = self.tokenizer(out["features"])
         mask = batch.get("mask") if self.params.use_mask else None
         out["logits"], _ = self.encoder(tokens, mask)
         return out
 
 
+def check_tokens(out: dict[str, Any], t_max: int, component: str) -> Tensor:
+    """Return ``out["tokens"]`` after checking it is ``(B, t_max, D)``, else raise clearly."""
+    tokens = out.get("tokens")
+    if not isinstance(tokens, Tensor) or tokens.dim() != 3 or tokens.shape[1] != t_max:
+        got = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
+        raise ComponentError(
+            f"{component}: the wrapped model states token_dim but its output 'tokens' is {got}, "
+            f"expected (B, {t_max}, token_dim); every unisurv adapter must use the same t_max"
+        )
+    return tokens
+
+
 def build_pdf_head(params: PDFHeadParams, ctx: BuildContext) -> PDFHeadAdapter:
     """Add a UniSurv discrete-time density head on top of any backbone's features."""
-    return PDFHeadAdapter(_resolve_t_max(params.t_max, ctx, "unisurv.pdf_head"), params)
+    return PDFHeadAdapter(resolve_t_max(params.t_max, ctx, "unisurv.pdf_head"), params)
