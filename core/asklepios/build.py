@@ -357,9 +357,18 @@ def build_experiment(
 def build_optimizers(
     built: Built, model: nn.Module, steps_per_epoch: int
 ) -> tuple[dict[str, torch.optim.Optimizer], dict[str, torch.optim.lr_scheduler.LRScheduler]]:
-    """Build one optimizer (and its schedule) per parameter group the trainer names."""
+    """Build one optimizer (and its schedule) per parameter group the trainer names.
+
+    Trainable parameters of the loss (e.g. the class centres of a center loss) that no group
+    names join the ``main`` group, so they are optimised like the model's.
+    """
     config = built.config
-    groups = built.trainer.optimizer_groups(model)
+    groups = dict(built.trainer.optimizer_groups(model))
+    if built.loss is not None:
+        grouped = {id(p) for params in groups.values() for p in params}
+        extra = [p for p in built.loss.parameters() if p.requires_grad and id(p) not in grouped]
+        if extra:
+            groups["main"] = [*groups.get("main", []), *extra]
     optimizers: dict[str, torch.optim.Optimizer] = {}
     schedules: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
     for name, params in groups.items():

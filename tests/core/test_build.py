@@ -225,3 +225,14 @@ def test_fold_facts_describe_the_fold_training_split_for_survival_data() -> None
     assert facts.times == tuple(s["time"] for s in train)
     assert facts.events == tuple(s["event"] for s in train)
     assert any(t > 100 for t in facts.times)  # the fold's train split draws from the val pool
+
+
+def test_trainable_loss_parameters_join_the_main_optimizer(tmp_path: Path) -> None:
+    built = _build(make_config(tmp_path))
+    built.loss.centres = torch.nn.Parameter(torch.zeros(10, 4))  # a center-loss-like parameter
+    optimizers, _ = build_optimizers(built, built.model, 5)
+    main = [p for group in optimizers["main"].param_groups for p in group["params"]]
+    assert any(p is built.loss.centres for p in main)
+    assert sum(p.numel() for p in main) == sum(
+        p.numel() for p in [*built.model.parameters(), built.loss.centres]
+    )
