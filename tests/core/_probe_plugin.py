@@ -65,6 +65,9 @@ def register_adapters(register: Any) -> None:
         def __init__(self, params: Any, ctx: Any) -> None:
             super().__init__()
 
+        def set_epoch(self, epoch: int) -> None:
+            _note("adapter.set_epoch", epoch)
+
         def forward(self, batch: Any) -> Any:
             out = dict(self.model(batch))
             out["aux_losses"] = {"probe": out["logits"].pow(2).mean() * 0.0 + 0.25}

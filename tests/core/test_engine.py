@@ -68,6 +68,7 @@ def test_epoch_and_evaluation_hooks_reach_components(tmp_path: Path) -> None:
     calls = _probe_plugin.CALLS
     assert calls["loss.set_epoch"] == [0, 1]
     assert calls["sampler.set_epoch"] == [0, 1]
+    assert calls["adapter.set_epoch"] == [0, 1]  # model modules hear the epoch too
     assert len(calls["sampler.on_evaluation"]) == 2
     assert "classification/balanced_accuracy" in calls["sampler.on_evaluation"][0]
     assert calls["epoch_start"] == [0, 1]

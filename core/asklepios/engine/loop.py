@@ -296,11 +296,13 @@ class StageRunner:
     # -- training --------------------------------------------------------------------------------
 
     def _set_epoch(self, epoch: int) -> None:
+        """Tell every epoch-dependent part (model modules included) which epoch starts."""
         for part in (
             self.built.sampler,
             self.built.loss,
             self.built.trainer,
             *self.built.batch_transforms,
+            *self.built.model.modules(),
         ):
             if part is not None and hasattr(part, "set_epoch"):
                 part.set_epoch(epoch)
