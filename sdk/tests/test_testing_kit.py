@@ -148,6 +148,15 @@ def test_params_schema_rule_catches_extra_allowed_and_unexportable_fields() -> N
     _assert_fails(report, "fake.opaque", "params-schema", "model_json_schema")
 
 
+class ShadowingParams(FocalParams):
+    weights: tuple[float, ...] = (1.0, 2.0)
+
+
+def test_params_schema_rule_catches_fields_a_config_cannot_set() -> None:
+    report = _check("loss", "shadowing", FocalLoss, ShadowingParams)
+    _assert_fails(report, "fake.shadowing", "params-schema", "['weights']")
+
+
 class LambdaLoss(FocalLoss):
     """Keep a lambda, which does not pickle."""
 

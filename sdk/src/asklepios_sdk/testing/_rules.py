@@ -168,10 +168,20 @@ def rule_build(subject: Subject) -> None:
     _require(not off_cpu, f"built on a device other than ctx.device='cpu': {off_cpu[:3]}")
 
 
+RESERVED_PARAM_NAMES = frozenset({"type", "weights"})
+"""Keys of a component spec that are not params (``{type: id, weights: {...}, ...params}``)."""
+
+
 def rule_params_schema(subject: Subject) -> None:
     model = subject.params_model
     extra = model.model_config.get("extra")
     _require(extra == "forbid", f"{model.__name__} has extra={extra!r}; derive it from Params")
+    reserved = sorted(RESERVED_PARAM_NAMES & set(model.model_fields))
+    _require(
+        not reserved,
+        f"{model.__name__} has fields {reserved} that a config can never set: a component spec "
+        "reads 'type' as the component id and 'weights' as its WeightsSpec; rename them",
+    )
     try:
         json.dumps(model.model_json_schema())
     except Exception as err:
