@@ -3,7 +3,8 @@
 The repo's metrics (UniSurv ``modules/evaluate.py``): Harrell's C on the predicted time
 ``y_hat = sum_k S(k)`` (lifelines, ties 0.5), MAE on uncensored subjects, the censored-only hinge
 MAE and MAE-margin. Extras not in the repo, labelled as such: Haider et al.'s all-subject hinge MAE,
-Uno's C, the integrated Brier score and the mean cumulative/dynamic AUC (scikit-survival).
+Uno's C, the integrated Brier score and the mean cumulative/dynamic AUC (scikit-survival), and
+Antolini's time-dependent C (written here: neither lifelines nor scikit-survival has it).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from torch import Tensor
 
 from asklepios_unisurv._functional import as_logits, predict_time, survival_curve
 
-__all__ = ["SurvivalEvaluator", "SurvivalEvaluatorParams", "build_survival", "survival_metrics"]
+__all__ = [
+    "SurvivalEvaluator",
+    "SurvivalEvaluatorParams",
+    "antolini_c",
+    "build_survival",
+    "survival_metrics",
+]
 
 
 class SurvivalEvaluatorParams(Params):
@@ -31,7 +38,10 @@ class SurvivalEvaluatorParams(Params):
         "mean", description="Predicted time: the density's mean (sum of S) or its median."
     )
     extras: bool = Field(
-        True, description="Also compute Uno's C, IBS and mean time-dependent AUC (not in the repo)."
+        True,
+        description=(
+            "Also compute Uno's C, IBS, mean time-dependent AUC and Antolini's C (not in the repo)."
+        ),
     )
     quantiles: tuple[float, float] = Field(
         (0.1, 0.9),
@@ -51,6 +61,51 @@ def _safe(name: str, fn: Callable[[], float]) -> float:
 
 def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if len(values) else float("nan")
+
+
+def antolini_c(time: np.ndarray, event: np.ndarray, surv: np.ndarray) -> float:
+    """Compute Antolini's time-dependent concordance of survival curves on integer time bins.
+
+    ``C_td = P(S_i(t_i) < S_j(t_i) | i comparable with j)`` (Antolini, Boracchi & Biganzoli,
+    Stat. Med. 2005), estimated as the share of concordant pairs among comparable ones: subject
+    ``i`` has an event at ``t_i`` and ``j`` is still at risk after it (``t_j > t_i``, or
+    ``t_j = t_i`` and ``j`` censored); the pair is concordant when ``i``'s predicted survival at
+    ``t_i`` is strictly below ``j``'s at the same time. Ties in predicted survival count as
+    discordant, as in the definition (so identical curves give 0, not 0.5); with curves that never
+    cross and no tied times it equals Harrell's C. Neither lifelines nor scikit-survival
+    implements it (pycox's ``EvalSurv.concordance_td('antolini')`` does, with the same pair
+    rules); this is written from the definition, one vectorised pass per distinct event time.
+
+    Args:
+        time: observed times as bin indices ``0..T_max-1`` (later times use the last bin).
+        event: 1 = event, 0 = censored.
+        surv: survival curves ``S_i(k)``, shape ``(n, T_max)``.
+
+    Returns:
+        The concordance in ``[0, 1]``.
+
+    Raises:
+        ValueError: no comparable pair (no event before another subject's time).
+    """
+    time = np.asarray(time, dtype=np.float64)
+    event = np.asarray(event).astype(bool)
+    surv = np.asarray(surv, dtype=np.float64)
+    if surv.ndim != 2 or len(surv) != len(time) or len(event) != len(time):
+        raise ValueError(
+            f"antolini_c needs surv (n, T_max) with n = len(time) = len(event), got surv "
+            f"{surv.shape}, time {time.shape}, event {event.shape}"
+        )
+    concordant = comparable = 0
+    for tau in np.unique(time[event]):
+        column = surv[:, min(int(tau), surv.shape[1] - 1)]
+        cases = event & (time == tau)
+        controls = np.sort(column[(time > tau) | ((time == tau) & ~event)])
+        above = len(controls) - np.searchsorted(controls, column[cases], side="right")
+        concordant += int(above.sum())
+        comparable += int(cases.sum()) * len(controls)
+    if comparable == 0:
+        raise ValueError("no comparable pair: no event happens before another subject's time")
+    return concordant / comparable
 
 
 def survival_metrics(
@@ -77,7 +132,7 @@ def survival_metrics(
         ``mae_uncensored`` (MAE-U, first: the default checkpoint criterion), ``c_index``
         (Harrell), ``mae_hinge`` (censored only, as the repo), ``mae_hinge_all`` (Haider:
         absolute error for events, hinge for censored), ``mae_margin`` when margins are given;
-        with ``surv``: ``uno_c``, ``ibs``, ``mean_auc``.
+        with ``surv``: ``uno_c``, ``ibs``, ``mean_auc``, ``antolini_c``.
     """
     from lifelines.utils import concordance_index
 
@@ -98,6 +153,7 @@ def survival_metrics(
         out["mae_margin"] = _mean(np.abs(np.asarray(margin, dtype=np.float64) - predicted))
     if surv is not None:
         out.update(_ipcw_metrics(time, event, predicted, surv, train, quantiles))
+        out["antolini_c"] = _safe("antolini_c", lambda: antolini_c(time, event, surv))
     return out
 
 
@@ -151,13 +207,16 @@ def _ipcw_metrics(
 class SurvivalEvaluator(Evaluator):
     """Evaluate predicted densities: Harrell's C on the predicted time, MAEs, IBS, AUC, Uno's C.
 
+    Also Antolini's time-dependent C on the predicted survival curves (:func:`antolini_c`).
+
     ``update(outputs, batch)`` reads ``outputs["logits"]`` ``(B, T_max)`` and the batch's
     ``time``, ``event`` and, when present, ``margin``; every state is a ``cat`` state, gathered
     across ranks before :meth:`compute`, because the C-index is not decomposable.
 
     References:
         Zhang et al., Machine Learning 2025 (arXiv 2409.06209); Haider et al., JMLR 2020 (MAE
-        variants); Uno et al., Stat. Med. 2011; Graf et al., Stat. Med. 1999 (IBS).
+        variants); Uno et al., Stat. Med. 2011; Graf et al., Stat. Med. 1999 (IBS); Antolini et
+        al., Stat. Med. 2005 (time-dependent C).
     """
 
     name: ClassVar[str] = "survival"
@@ -229,7 +288,7 @@ class SurvivalEvaluator(Evaluator):
 
 
 def build_survival(params: SurvivalEvaluatorParams, ctx: BuildContext) -> SurvivalEvaluator:
-    """Evaluate survival densities: Harrell's C, MAE-U/H/margin, Uno's C, IBS, mean AUC."""
+    """Evaluate survival densities: Harrell/Uno/Antolini C, MAE-U/H/margin, IBS, mean AUC."""
     train = None
     if ctx.data.times is not None and ctx.data.events is not None:
         train = (np.asarray(ctx.data.times, float), np.asarray(ctx.data.events, int))
