@@ -58,7 +58,9 @@ class ChunkCNNParams(Params):
         return self
 
 
-def _attach(adapter: Adapter, model: nn.Module, own_dim: int) -> int:
+def _attach(
+    adapter: StaticTokenizerAdapter | ChunkCNNAdapter, model: nn.Module, own_dim: int
+) -> int:
     """Record the wrapped model's token and feature widths on ``adapter``; return its tokens'."""
     inner = int(getattr(model, "token_dim", 0) or 0)
     adapter.token_dim = inner + own_dim
@@ -84,6 +86,9 @@ class StaticTokenizerAdapter(Adapter):
     tokens the wrapped model already makes. The positional encoding is added by the time-token
     Transformer of ``unisurv.pdf_head``, after its input embedding (as in the original).
     """
+
+    token_dim: int
+    feature_dim: int
 
     def __init__(self, t_max: int) -> None:
         super().__init__()
@@ -113,6 +118,9 @@ class ChunkCNNAdapter(Adapter):
     by one shared ``Conv2d(C→1, (3, 10), stride (1, 5))`` + ReLU and repeated over its ``P`` bins;
     these features go before the tokens the wrapped model already makes (as in the original).
     """
+
+    token_dim: int
+    feature_dim: int
 
     def __init__(self, t_max: int, params: ChunkCNNParams) -> None:
         super().__init__()
