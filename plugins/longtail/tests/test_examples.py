@@ -1,4 +1,5 @@
-"""Example configs: every one validates; two-stage runs keep their promises (§8.6).
+"""Example configs (``examples/configs/longtail/``): every one validates; two-stage runs keep
+their promises (§8.6).
 
 The runs go through the ``asklepios`` command line (plugins never import the core).
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,8 +18,10 @@ import pytest
 import torch
 import yaml
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+# the configs live at the repository root, next to the other plugins' configs (issue 5)
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "configs" / "longtail"
 CONFIGS = sorted(p for p in EXAMPLES.glob("*.yaml") if not p.name.startswith("_"))
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _cli() -> str:
@@ -80,6 +84,22 @@ def test_no_params_field_shadows_a_config_envelope_key():
     for component, params in _registered().items():
         clash = {"type", "weights"} & set(params.model_fields)
         assert not clash, f"{component} params use reserved keys {clash}"
+
+
+def test_readme_method_table_names_shipped_configs():
+    # the MONICA method -> config table points at files that exist, and names every config
+    text = README.read_text()
+    section = text.split("## MONICA methods → asklepios configs", 1)[1].split("\n## ", 1)[0]
+    assert "examples/configs/longtail/" in section
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    named = {
+        name for row in rows for name in re.findall(r"`([\w.]+\.yaml)`", row.rsplit("|", 2)[1])
+    }
+    assert CONFIGS, f"no example configs found in {EXAMPLES}"
+    missing = sorted(name for name in named if not (EXAMPLES / name).is_file())
+    assert not missing, f"README names configs that are not in {EXAMPLES}: {missing}"
+    unlisted = sorted(p.name for p in CONFIGS if p.name not in named)
+    assert not unlisted, f"configs in {EXAMPLES} missing from the README table: {unlisted}"
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
