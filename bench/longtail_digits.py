@@ -6,7 +6,7 @@
 2. Index generation time of each sampler for 10 million samples (target <= 1 s).
 3. Loss forward+backward time relative to the plain formula written naively (per-sample loop).
 
-Run: ``python plugins/longtail/bench/bench_longtail_digits.py [--seeds 5] [--quick]``.
+Run: ``python bench/longtail_digits.py [--seeds 5] [--quick]``.
 """
 
 from __future__ import annotations
