@@ -89,3 +89,14 @@ def test_importing_the_sdk_and_its_hook_marker_imports_no_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_hook_marker_builds_no_pydantic_models() -> None:
+    """A hook module's ``from asklepios_sdk import hookimpl`` stays cheap for plugin listings."""
+    code = (
+        "import sys; from asklepios_sdk import hookimpl;"
+        "from asklepios_sdk.registration import REGISTRATION_HOOKS;"
+        "print('pydantic' in sys.modules, len(REGISTRATION_HOOKS))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "8"]

@@ -1,8 +1,10 @@
 """asklepios-sdk: the one module a plugin imports.
 
-Importing this package is cheap: ``hookimpl``, the params models, the context types and the errors
-load at once; the torch-based component bases load on first attribute access, so a plugin's hook
-module can ``from asklepios_sdk import hookimpl`` without importing torch.
+Importing this package is cheap: ``hookimpl``, the context types, the errors and the registration
+types load at once; the params models (pydantic), the citation helper and the torch-based
+component bases load on first attribute access, so a plugin's hook module can
+``from asklepios_sdk import hookimpl`` without importing torch or building pydantic models, and
+``asklepios plugins list`` stays fast.
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from asklepios_sdk._markers import PROJECT_NAME, hookimpl
-from asklepios_sdk.citation import Citation, read_citation
 from asklepios_sdk.context import BuildContext, DataFacts
 from asklepios_sdk.errors import AsklepiosError, AsklepiosWarning, ComponentError, WeightsError
-from asklepios_sdk.params import EmptyParams, Params, WeightsSpec
 from asklepios_sdk.registration import ComponentFactory, Register
 
 if TYPE_CHECKING:
+    from asklepios_sdk.citation import Citation, read_citation
     from asklepios_sdk.components import (
         Adapter,
         Backbone,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         Trainer,
         example_batch,
     )
+    from asklepios_sdk.params import EmptyParams, Params, WeightsSpec
     from asklepios_sdk.weights import WeightsReport, load_weights
 
 PLUGIN_API = "1.0"
@@ -61,7 +63,17 @@ _LAZY = {
         "example_batch",
     )
 }
-_LAZY.update({"WeightsReport": "asklepios_sdk.weights", "load_weights": "asklepios_sdk.weights"})
+_LAZY.update(
+    {
+        "Citation": "asklepios_sdk.citation",
+        "read_citation": "asklepios_sdk.citation",
+        "EmptyParams": "asklepios_sdk.params",
+        "Params": "asklepios_sdk.params",
+        "WeightsSpec": "asklepios_sdk.params",
+        "WeightsReport": "asklepios_sdk.weights",
+        "load_weights": "asklepios_sdk.weights",
+    }
+)
 
 __all__ = [
     "PLUGIN_API",

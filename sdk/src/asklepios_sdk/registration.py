@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 from asklepios_sdk.context import BuildContext
-from asklepios_sdk.params import Params
+
+if TYPE_CHECKING:
+    from asklepios_sdk.params import Params
 
 __all__ = ["REGISTRATION_HOOKS", "ComponentFactory", "Register"]
-
-P_contra = TypeVar("P_contra", bound=Params, contravariant=True)
 
 REGISTRATION_HOOKS: dict[str, str] = {
     "backbone": "register_backbones",
