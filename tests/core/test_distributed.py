@@ -31,6 +31,43 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _engine_helpers import REPO, RUNNER, make_config, probe_host, write_config
 
 
+def _run_one_and_two(
+    runner: Path,
+    tmp_path: Path,
+    one: dict,
+    two: dict,
+    env: dict,
+    port: int,
+    single_env: dict | None = None,
+) -> None:
+    """Run config ``one`` in one process and ``two`` under a 2-rank torchrun; both must succeed.
+
+    Each writes its summaries to ``tmp_path/one*.json`` and ``tmp_path/two-<rank>.json``.
+    """
+    single = subprocess.run(
+        [sys.executable, str(runner), str(write_config(tmp_path, one, "one.json")), "-"],
+        cwd=REPO,
+        env={**(single_env or env), "SUMMARY_OUT": str(tmp_path / "one")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert single.returncode == 0, single.stderr
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    config_two = str(write_config(tmp_path, two, "two.json"))
+    launched = subprocess.run(
+        [*torchrun, "--master_port", str(port), str(runner), config_two, "-"],
+        cwd=REPO,
+        env={**env, "SUMMARY_OUT": str(tmp_path / "two")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+
+
 def test_sharded_sampler_gives_disjoint_shards_covering_the_epoch() -> None:
     ctx = BuildContext(data=DataFacts(num_samples=101), seed=7)
     shards = [list(RandomSampler(None, ctx.replace(rank=r, world_size=2))) for r in range(2)]
@@ -69,37 +106,7 @@ def test_torchrun_two_ranks_agree_with_one_process(tmp_path: Path) -> None:
     runner = tmp_path / "runner.py"
     runner.write_text(RUNNER)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run(
-        [sys.executable, str(runner), str(write_config(tmp_path, one, "one.json")), "-"],
-        cwd=REPO,
-        env={**env, "SUMMARY_OUT": str(tmp_path / "one")},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert single.returncode == 0, single.stderr
-    launched = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29517",
-            str(runner),
-            str(write_config(tmp_path, two, "two.json")),
-            "-",
-        ],
-        cwd=REPO,
-        env={**env, "SUMMARY_OUT": str(tmp_path / "two")},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert launched.returncode == 0, launched.stderr[-3000:]
+    _run_one_and_two(runner, tmp_path, one, two, env, port=29517)
     rank0 = json.loads((tmp_path / "two-0.json").read_text())
     rank1 = json.loads((tmp_path / "two-1.json").read_text())
     assert rank0["test"] == rank1["test"]  # metrics are synced across ranks
@@ -155,37 +162,8 @@ def test_torchrun_accumulation_all_reduces_once_per_optimizer_step(tmp_path: Pat
     runner = tmp_path / "runner.py"
     runner.write_text(COUNT_ALLREDUCES + RUNNER)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ALLREDUCE_OUT": str(tmp_path / "calls")}
-    single = subprocess.run(
-        [sys.executable, str(runner), str(write_config(tmp_path, one, "one.json")), "-"],
-        cwd=REPO,
-        env={**env, "SUMMARY_OUT": str(tmp_path / "one"), "ALLREDUCE_OUT": str(tmp_path / "x")},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert single.returncode == 0, single.stderr
-    launched = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29518",
-            str(runner),
-            str(write_config(tmp_path, two, "two.json")),
-            "-",
-        ],
-        cwd=REPO,
-        env={**env, "SUMMARY_OUT": str(tmp_path / "two")},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert launched.returncode == 0, launched.stderr[-3000:]
+    single_env = {**env, "ALLREDUCE_OUT": str(tmp_path / "x")}
+    _run_one_and_two(runner, tmp_path, one, two, env, port=29518, single_env=single_env)
     host = probe_host()
     built = build_experiment(validate_config(two, host=host), host.registry, rank=0, world_size=2)
     optimizer_steps = two["train"]["epochs"] * built.ctx.steps_per_epoch
