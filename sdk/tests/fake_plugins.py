@@ -30,6 +30,7 @@ from asklepios_sdk import (
     Trainer,
     hookimpl,
 )
+from asklepios_sdk.registration import REGISTRATION_HOOKS
 from pydantic import Field
 from torch import Tensor, nn
 
@@ -220,17 +221,6 @@ GOOD: dict[str, list[tuple[str, Callable[..., Any], type[Params] | None]]] = {
     "trainer": [("plain", PlainTrainer, None)],
 }
 
-_HOOKS = {
-    "backbone": "register_backbones",
-    "adapter": "register_adapters",
-    "loss": "register_losses",
-    "augmentation": "register_augmentations",
-    "sampler": "register_samplers",
-    "evaluator": "register_evaluators",
-    "dataset": "register_datasets",
-    "trainer": "register_trainers",
-}
-
 
 def plugin_with(components: Mapping[str, list[tuple[str, Any, Any]]]) -> object:
     """Return a hook object registering ``{kind: [(name, factory, params)]}``."""
@@ -242,7 +232,10 @@ def plugin_with(components: Mapping[str, list[tuple[str, Any, Any]]]) -> object:
 
         return hook
 
-    namespace = {_HOOKS[kind]: hookimpl(make_hook(entries)) for kind, entries in components.items()}
+    namespace = {
+        REGISTRATION_HOOKS[kind]: hookimpl(make_hook(entries))
+        for kind, entries in components.items()
+    }
     return type("InMemoryPlugin", (), {k: staticmethod(v) for k, v in namespace.items()})()
 
 

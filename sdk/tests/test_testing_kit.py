@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 import textwrap
@@ -585,3 +586,12 @@ def test_one_line_opt_in_runs_the_kit_and_names_component_and_rule(
             "FAILED conftest.py::demo.broken::loss-output*",
         ]
     )
+
+
+def test_component_table_rows_give_id_kind_and_doc_per_component() -> None:
+    from asklepios_sdk.testing import component_table_rows
+
+    rows = component_table_rows(good_plugin(), "fake")
+    assert len(rows) == sum(len(entries) for entries in GOOD.values())
+    focal_doc = inspect.getdoc(FocalLoss).splitlines()[0]
+    assert f"| `fake.focal` | loss | {focal_doc} |" in rows

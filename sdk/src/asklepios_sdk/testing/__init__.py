@@ -27,6 +27,7 @@ from asklepios_sdk.testing._config import (
 
 if TYPE_CHECKING:
     from asklepios_sdk.testing._fixtures import TinyBackbone, TinyDataset
+    from asklepios_sdk.testing._readme import component_table_rows
     from asklepios_sdk.testing._runner import ConformanceError, Report, check_plugin
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "TinyBackbone",
     "TinyDataset",
     "check_plugin",
+    "component_table_rows",
     "default_context",
     "survival_facts",
 ]
@@ -48,6 +50,7 @@ _LAZY = {
     "ConformanceError": "asklepios_sdk.testing._runner",
     "Report": "asklepios_sdk.testing._runner",
     "check_plugin": "asklepios_sdk.testing._runner",
+    "component_table_rows": "asklepios_sdk.testing._readme",
     "TinyBackbone": "asklepios_sdk.testing._fixtures",
     "TinyDataset": "asklepios_sdk.testing._fixtures",
 }
