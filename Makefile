@@ -34,9 +34,14 @@ test-fast: test
 bench: install
 	set -e; for b in bench/*.py $(wildcard plugins/*/bench/*.py); do echo "== $$b"; $(PY) $$b; done
 
+# ruff over everything; mypy (root [tool.mypy]) over the core, the SDK and every plugin's package.
+MYPY_TARGETS := core/asklepios sdk/src/asklepios_sdk $(wildcard plugins/*/src/asklepios_*) \
+	examples/third_party_plugin/src/asklepios_polyloss
+
 lint: install
 	$(VENV)/bin/ruff check core sdk plugins tests bench examples
 	$(VENV)/bin/ruff format --check core sdk plugins tests bench examples
+	$(VENV)/bin/mypy $(MYPY_TARGETS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -15,13 +15,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
+from asklepios_sdk import PROJECT_NAME
 
 if TYPE_CHECKING:
     from asklepios_sdk import Register, RunState
 
 __all__ = ["PROJECT_NAME", "hookspec"]
-
-PROJECT_NAME = "asklepios"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
@@ -35,7 +34,8 @@ def register_backbones(register: Register) -> None:
     """Register backbone components: models mapping a batch to ``logits`` and ``features``.
 
     Called once when the plugin is activated, on every rank. ``register`` is bound to the calling
-    plugin: ``register(name, factory, params=None, doc=None)`` makes ``<plugin-id>.<name>``.
+    plugin: ``register(name, "package.module:Class", ClassParams)`` makes ``<plugin-id>.<name>``;
+    the class is imported only when the component is built.
     Return value: ignored.
     """
 

@@ -1,35 +1,40 @@
 """The component registry: kind -> ``<plugin-id>.<name>`` -> :class:`ComponentEntry`.
 
-Plugins fill it only from their registration hooks, through a ``register`` callback the host binds
-to the calling plugin, so every entry knows its plugin and version. Lookups activate plugins
-lazily: a full id ``longtail.focal`` activates plugin ``longtail`` only; a bare name ``focal``
+Plugins fill it only from their registration hooks, through a ``register`` callback bound to the
+calling plugin (:meth:`Registry.registrar`), so every entry knows its plugin and version. Each
+call is checked by the SDK's :func:`~asklepios_sdk.registration.check_registration` and the first
+problem raised. Entries keep their implementation as a lazy reference: it is imported when the
+component is built, and the one-line doc is read from its source when it is asked for.
+
+The registry knows nothing of plugin discovery. It activates plugins through two callbacks the
+host hands it: ``require(plugin_id)`` (activate one plugin, or raise why it cannot be used) and
+``activate_all()`` (activate every usable plugin, returning one line per plugin that did not
+load), so a full id ``longtail.focal`` activates plugin ``longtail`` only, and a bare ``focal``
 activates every plugin and is accepted when exactly one component of the kind has that name.
-
-Public API (stable):
-
-* :data:`KINDS` -- the component kinds, singular as in configs.
-* :class:`ComponentEntry` -- ``id`` (full), ``kind``, ``name``, ``plugin_id``, ``plugin_version``,
-  ``factory``, ``params_model``, ``doc``; ``validate(params)``; ``build(params, ctx)``.
-* :class:`Registry` -- ``get(kind, id)`` / ``resolve_id(kind, id)`` / ``list(kind, pattern)``.
-* :func:`get_component` / :func:`list_components` -- the same on the process-wide host.
 
 Errors: :class:`~asklepios.errors.UnknownComponentError` (with "did you mean" and the installed
 components of the kind), :class:`~asklepios.errors.AmbiguousComponentError`,
-:class:`~asklepios.errors.DuplicateComponentError` (naming both factories),
-:class:`~asklepios.errors.PluginLoadError` when the providing plugin failed (with its cause),
+:class:`~asklepios.errors.DuplicateComponentError`, the providing plugin's own load error,
 :class:`~asklepios.errors.ParamsError` and :class:`~asklepios.errors.BuildError` from ``build``.
 """
 
 from __future__ import annotations
 
-import inspect
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import Any
 
-from asklepios_sdk import BuildContext, EmptyParams, Params
-from pydantic import BaseModel, ValidationError
+from asklepios_sdk import BuildContext, Params
+from asklepios_sdk.registration import (
+    KINDS,
+    ComponentFactory,
+    Registration,
+    Target,
+    check_registration,
+    make_registration,
+)
+from pydantic import ValidationError
 
 from asklepios._text import did_you_mean, matches, short_list
 from asklepios.errors import (
@@ -37,37 +42,13 @@ from asklepios.errors import (
     BuildError,
     DuplicateComponentError,
     ParamsError,
-    PluginLoadError,
+    PluginError,
     RegistryError,
     UnknownComponentError,
+    UnknownPluginError,
 )
-from asklepios.plugins import REGISTRATION_HOOKS, PluginStatus
 
-if TYPE_CHECKING:
-    from asklepios.plugins import PluginHost, PluginInfo
-
-__all__ = [
-    "KINDS",
-    "ComponentEntry",
-    "Registry",
-    "format_params_errors",
-    "get_component",
-    "list_components",
-]
-
-KINDS: tuple[str, ...] = tuple(REGISTRATION_HOOKS)
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-
-
-def _qualname(obj: Any) -> str:
-    module = getattr(obj, "__module__", None) or "?"
-    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
-    return f"{module}.{name}"
-
-
-def _first_line(obj: Any) -> str:
-    doc = inspect.getdoc(obj) or ""
-    return doc.strip().splitlines()[0].strip() if doc.strip() else ""
+__all__ = ["KINDS", "ComponentEntry", "Registry", "format_params_errors"]
 
 
 def format_params_errors(err: ValidationError) -> list[tuple[tuple[str | int, ...], str]]:
@@ -86,27 +67,50 @@ def format_params_errors(err: ValidationError) -> list[tuple[tuple[str | int, ..
 
 @dataclass(frozen=True)
 class ComponentEntry:
-    """One registered component.
+    """One registered component: its registration and the version of the plugin that made it.
 
     Attributes:
-        id: full id ``<plugin-id>.<name>``.
-        kind: the component kind (``loss``, ``backbone``, ...).
-        name: the bare name.
-        plugin_id: the plugin that registered it.
-        plugin_version: that plugin's distribution version.
-        factory: ``factory(params, ctx) -> component``.
-        params_model: the :class:`asklepios_sdk.Params` subclass validating its params.
-        doc: one-line description.
+        registration: the checked ``register(...)`` call (kind, name, target, params, doc).
+        plugin_version: the providing plugin's distribution version.
     """
 
-    id: str
-    kind: str
-    name: str
-    plugin_id: str
+    registration: Registration
     plugin_version: str
-    factory: Callable[[Any, BuildContext], Any]
-    params_model: type[Params]
-    doc: str
+
+    @property
+    def id(self) -> str:
+        """Return the full id ``<plugin-id>.<name>``."""
+        return self.registration.component_id
+
+    @property
+    def kind(self) -> str:
+        """Return the component kind (``loss``, ``backbone``, ...)."""
+        return self.registration.kind
+
+    @property
+    def name(self) -> str:
+        """Return the bare name."""
+        return self.registration.name
+
+    @property
+    def plugin_id(self) -> str:
+        """Return the id of the plugin that registered it."""
+        return self.registration.plugin_id
+
+    @property
+    def target(self) -> str:
+        """Return the implementation as ``"module:qualname"``."""
+        return self.registration.target_path
+
+    @property
+    def params_model(self) -> type[Params]:
+        """Return the :class:`asklepios_sdk.Params` subclass validating its params."""
+        return self.registration.params_model
+
+    @cached_property
+    def doc(self) -> str:
+        """Return the one-line description (read from the target's source on first use)."""
+        return self.registration.read_doc() or ""
 
     @property
     def origin(self) -> str:
@@ -141,6 +145,27 @@ class ComponentEntry:
                 + f". Known parameters: {fields} (see `asklepios plugins show {self.plugin_id}`)"
             ) from err
 
+    def factory(self, *, where: str = "") -> ComponentFactory:
+        """Import the implementation and return it; raise :class:`BuildError` when it cannot be.
+
+        Raises:
+            BuildError: the target's module does not import or lacks the name (cause chained).
+        """
+        try:
+            return self.registration.resolve()
+        except (ImportError, AttributeError) as err:
+            at = f" at {where}" if where else ""
+            missing = getattr(err, "name", None) if isinstance(err, ImportError) else None
+            fix = (
+                f"install the missing module ({missing}) or reinstall plugin '{self.plugin_id}'"
+                if missing
+                else f"reinstall plugin '{self.plugin_id}', or report the broken target to it"
+            )
+            raise BuildError(
+                f"{self.kind} '{self.id}'{at} (plugin {self.origin}): cannot import its "
+                f"implementation '{self.target}': {type(err).__name__}: {err}. Fix: {fix}"
+            ) from err
+
     def build(
         self,
         params: Mapping[str, Any] | Params | None,
@@ -148,15 +173,16 @@ class ComponentEntry:
         *,
         where: str = "",
     ) -> Any:
-        """Validate ``params`` and call the factory with them and ``ctx``.
+        """Validate ``params``, import the implementation and call it with ``(params, ctx)``.
 
         Raises:
             ParamsError: the params do not validate (names the key path, component and plugin).
-            BuildError: the factory raised; the original exception is chained.
+            BuildError: the implementation does not import, or raised; the cause is chained.
         """
         validated = self.validate(params, where=where)
+        factory = self.factory(where=where)
         try:
-            return self.factory(validated, ctx)
+            return factory(validated, ctx)
         except Exception as err:
             at = f" at {where}" if where else ""
             raise BuildError(
@@ -165,74 +191,55 @@ class ComponentEntry:
             ) from err
 
 
-class _Registrar:
-    """The ``register`` callback handed to one plugin's registration hook for one kind."""
-
-    def __init__(self, kind: str, info: PluginInfo, staged: list[ComponentEntry]) -> None:
-        self._kind = kind
-        self._info = info
-        self._staged = staged
-
-    def __call__(
-        self,
-        name: str,
-        factory: Callable[[Any, BuildContext], Any],
-        params: type[Params] | None = None,
-        doc: str | None = None,
-    ) -> None:
-        where = f"plugin '{self._info.id}' registering {self._kind} {name!r}"
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise RegistryError(
-                f"{where}: names are bare lowercase snake_case (no dot; the plugin id is "
-                "prefixed automatically)"
-            )
-        if not callable(factory):
-            raise RegistryError(f"{where}: factory {factory!r} is not callable")
-        model = EmptyParams if params is None else params
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            raise RegistryError(f"{where}: params must be a Params subclass, got {model!r}")
-        if not issubclass(model, Params) and model.model_config.get("extra") != "forbid":
-            raise RegistryError(
-                f"{where}: params model {model.__name__} must derive from asklepios_sdk.Params "
-                "(unknown keys must be rejected)"
-            )
-        full = f"{self._info.id}.{name}"
-        for other in self._staged:
-            if other.kind == self._kind and other.id == full:
-                raise DuplicateComponentError(
-                    f"{self._kind} '{full}' registered twice: by {_qualname(other.factory)} and "
-                    f"by {_qualname(factory)}; give one of them another name"
-                )
-        self._staged.append(
-            ComponentEntry(
-                id=full,
-                kind=self._kind,
-                name=name,
-                plugin_id=self._info.id,
-                plugin_version=self._info.version,
-                factory=factory,
-                params_model=model,
-                doc=doc if doc is not None else _first_line(factory),
-            )
-        )
+Staged = list[ComponentEntry]
 
 
 class Registry:
-    """Components by kind and full id, activating the host's plugins on demand.
+    """Components by kind and full id, activating plugins on demand through callbacks.
 
     Args:
-        host: the plugin host to activate plugins through; ``None`` for a passive registry.
+        require: ``require(plugin_id)`` activates that plugin or raises why it cannot be used
+            (:class:`~asklepios.errors.UnknownPluginError` when it is not installed).
+        activate_all: activates every usable plugin and returns one line per plugin that did
+            not load. Without callbacks the registry is passive (holds what is added).
     """
 
-    def __init__(self, host: PluginHost | None = None) -> None:
-        self._host = host
+    def __init__(
+        self,
+        *,
+        require: Callable[[str], object] | None = None,
+        activate_all: Callable[[], Sequence[str]] | None = None,
+    ) -> None:
+        self._require = require
+        self._activate_all = activate_all
         self._entries: dict[str, dict[str, ComponentEntry]] = {kind: {} for kind in KINDS}
 
     def registrar(
-        self, kind: str, info: PluginInfo, staged: list[ComponentEntry]
+        self, plugin_id: str, plugin_version: str, kind: str, staged: Staged
     ) -> Callable[..., None]:
-        """Return a ``register`` callback bound to plugin ``info`` and ``kind``."""
-        return _Registrar(kind, info, staged)
+        """Return the ``register`` callback for one plugin's hook of ``kind``.
+
+        Each call is checked (:func:`~asklepios_sdk.registration.check_registration`) and staged
+        in ``staged``; the host commits them with :meth:`add` once every hook of the plugin ran.
+        """
+
+        def register(
+            name: str, target: Target, params: type[Params] | None = None, doc: str | None = None
+        ) -> None:
+            reg = make_registration(plugin_id, kind, name, target, params, doc)
+            problems = check_registration(reg, read_doc=False)
+            where = f"plugin '{plugin_id}' registering {kind} {name!r}"
+            if problems:
+                raise RegistryError(f"{where}: {problems[0]}")
+            for other in staged:
+                if other.kind == kind and other.name == name:
+                    raise DuplicateComponentError(
+                        f"{kind} '{reg.component_id}' registered twice: by {other.target} and by "
+                        f"{reg.target_path}; give one of them another name"
+                    )
+            staged.append(ComponentEntry(reg, plugin_version))
+
+        return register
 
     def add(self, entry: ComponentEntry) -> None:
         """Add ``entry``; a taken id raises :class:`DuplicateComponentError` naming both."""
@@ -240,8 +247,8 @@ class Registry:
         other = self._entries[entry.kind].get(entry.id)
         if other is not None:
             raise DuplicateComponentError(
-                f"{entry.kind} '{entry.id}' registered twice: by {_qualname(other.factory)} "
-                f"({other.origin}) and by {_qualname(entry.factory)} ({entry.origin})"
+                f"{entry.kind} '{entry.id}' registered twice: by {other.target} "
+                f"({other.origin}) and by {entry.target} ({entry.origin})"
             )
         self._entries[entry.kind][entry.id] = entry
 
@@ -255,35 +262,20 @@ class Registry:
                 + f" Kinds: {', '.join(KINDS)}."
             )
 
-    def _activate_all_quietly(self) -> None:
-        if self._host is None:
-            return
-        for info in self._host.plugins():
-            if info.is_usable and not info.activated:
-                try:
-                    self._host.activate(info.id)
-                except Exception:
-                    continue  # the failure stays on the plugin's record
-
-    def _failed_plugins_note(self) -> str:
-        if self._host is None:
-            return ""
-        failed = [i for i in self._host.plugins() if i.status != PluginStatus.OK and i.error]
-        if not failed:
-            return ""
-        return " Note: plugins that could provide it did not load: " + "; ".join(
-            f"'{i.id}' ({i.label}): {i.error}" for i in failed
-        )
+    def activate_all(self) -> list[str]:
+        """Activate every usable plugin; return one line per plugin that did not load."""
+        return list(self._activate_all()) if self._activate_all is not None else []
 
     def _unknown(self, kind: str, component_id: str, reason: str) -> UnknownComponentError:
-        self._activate_all_quietly()
+        failed = self.activate_all()
         ids = list(self._entries[kind])
         hint = did_you_mean(component_id, ids)
+        note = " Note: plugins that could provide it did not load: " + "; ".join(failed)
         return UnknownComponentError(
             f"unknown {kind} '{component_id}': {reason}."
             + (f" {hint}" if hint else "")
             + f" Installed {kind} components: {short_list(ids)}."
-            + self._failed_plugins_note()
+            + (note if failed else "")
         )
 
     def resolve_id(self, kind: str, component_id: str) -> str:
@@ -307,15 +299,15 @@ class Registry:
         return self._get_bare(kind, component_id)
 
     def _get_full(self, kind: str, component_id: str, plugin_id: str) -> ComponentEntry:
-        host = self._host
-        if host is not None:
-            if plugin_id not in host.index:
-                raise self._unknown(kind, component_id, f"no plugin '{plugin_id}' is installed")
-            info = host.activate(plugin_id)
-            if not info.activated:
-                raise PluginLoadError(
-                    f"{kind} '{component_id}' comes from {info.problem()}"
-                ) from info.cause
+        if self._require is not None:
+            try:
+                self._require(plugin_id)
+            except UnknownPluginError:
+                raise self._unknown(
+                    kind, component_id, f"no plugin '{plugin_id}' is installed"
+                ) from None
+            except PluginError as err:
+                raise type(err)(f"{kind} '{component_id}' comes from {err}") from err.__cause__
         entry = self._entries[kind].get(component_id)
         if entry is None:
             reason = f"plugin '{plugin_id}' registers no such {kind}"
@@ -323,8 +315,7 @@ class Registry:
         return entry
 
     def _get_bare(self, kind: str, name: str) -> ComponentEntry:
-        if self._host is not None:
-            self._host.activate_all()
+        self.activate_all()
         found = [e for e in self._entries[kind].values() if e.name == name]
         if len(found) == 1:
             return found[0]
@@ -351,20 +342,5 @@ class Registry:
             pattern: shell-style wildcard on the full id (``"*focal*"``); a plain word matches
                 as a substring.
         """
-        if self._host is not None:
-            self._host.activate_all()
+        self.activate_all()
         return [e for e in self.entries(kind) if matches(e.id, pattern)]
-
-
-def get_component(kind: str, component_id: str) -> ComponentEntry:
-    """Return the entry of ``component_id`` from the process-wide host's registry."""
-    from asklepios.plugins import get_host
-
-    return get_host().registry.get(kind, component_id)
-
-
-def list_components(kind: str | None = None, pattern: str | None = None) -> list[ComponentEntry]:
-    """Return every installed component of ``kind`` matching ``pattern`` (activates plugins)."""
-    from asklepios.plugins import get_host
-
-    return get_host().registry.list(kind, pattern)

@@ -272,9 +272,9 @@ def test_core_builtins_are_plugin_core():
 
 
 def test_missing_builtins_module_is_a_clear_failure(monkeypatch):
-    import asklepios.plugins as plugins_module
+    from asklepios.plugins import discovery
 
-    monkeypatch.setattr(plugins_module, "BUILTINS_MODULE", "asklepios.no_such_builtins.hooks")
+    monkeypatch.setattr(discovery, "BUILTINS_MODULE", "asklepios.no_such_builtins.hooks")
     host = PluginHost(discover=False, strict=False)
     info = host.activate("core")
     assert info.status == PluginStatus.FAILED

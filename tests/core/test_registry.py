@@ -13,7 +13,8 @@ from asklepios.errors import (
     UnknownComponentError,
 )
 from asklepios.plugins import PluginStatus, set_host
-from asklepios.registry import KINDS, get_component, list_components
+from asklepios.plugins import get_component, list_components
+from asklepios.registry import KINDS
 from asklepios_sdk import BuildContext, ComponentError, EmptyParams, Params, hookimpl
 from pydantic import BaseModel, Field
 
@@ -124,7 +125,7 @@ def test_failed_plugin_is_named_instead_of_unknown_id(make_host, plugin_module):
     text = str(caught.value)
     assert "loss 'fancy.thing' comes from plugin 'fancy' (asklepios-fancy 1.2.3)" in text
     assert "fancy_dep" in text
-    with pytest.raises(UnknownComponentError, match="did not load: 'fancy'"):
+    with pytest.raises(UnknownComponentError, match="did not load: plugin 'fancy'"):
         host.registry.get("loss", "thing")
 
 
@@ -151,8 +152,8 @@ def test_duplicate_name_in_one_plugin_names_both_factories(make_host, plugin_mod
     ("name", "params", "message"),
     [
         ("Bad.Name", None, "bare lowercase snake_case"),
-        ("ok", dict, "params must be a Params subclass"),
-        ("ok2", BaseModel, "must derive from asklepios_sdk.Params"),
+        ("ok", dict, "is not a subclass of asklepios_sdk.Params"),
+        ("ok2", BaseModel, "is not a subclass of asklepios_sdk.Params"),
     ],
 )
 def test_register_validates_its_arguments(make_host, plugin_module, name, params, message):

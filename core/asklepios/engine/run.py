@@ -68,11 +68,10 @@ def _write_record(
     from asklepios.config import dump_config
     from asklepios.records import write_record
 
-    metadata: dict[str, Any] = {}
-    for impl in host.hook.record_metadata.get_hookimpls():
-        result = impl.function(**{name: view for name in impl.argnames})
-        if result:
-            metadata[impl.plugin_name] = to_jsonable(result)
+    metadata = {
+        plugin_id: to_jsonable(result)
+        for plugin_id, result in host.call_each("record_metadata", run=view).items()
+    }
     write_record(
         run_dir,
         dump_config(config),

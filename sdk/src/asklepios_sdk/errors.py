@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["AsklepiosError", "AsklepiosWarning", "ComponentError", "WeightsError"]
+__all__ = [
+    "AsklepiosDeprecationWarning",
+    "AsklepiosError",
+    "AsklepiosWarning",
+    "ComponentError",
+    "WeightsError",
+]
 
 
 class AsklepiosError(Exception):
@@ -11,6 +17,10 @@ class AsklepiosError(Exception):
 
 class AsklepiosWarning(UserWarning):
     """Root of every warning asklepios emits."""
+
+
+class AsklepiosDeprecationWarning(AsklepiosWarning, DeprecationWarning):
+    """A plugin uses a form of the SDK that goes away in the next minor release (message: fix)."""
 
 
 class ComponentError(AsklepiosError):

@@ -1,16 +1,49 @@
-"""Types of the ``register`` callback the host hands to every registration hook."""
+"""The registration contract: the ``register`` callback, what one call records, and its checks.
+
+Everything the host and the conformance kit need to agree on lives here, once: the component kinds
+and the hook that registers each, the lifecycle hook names, the id and name patterns, the reserved
+param names, the docstring first-line rule and :func:`check_registration`, which returns every
+problem of one ``register(...)`` call (the host raises the first, the kit reports them all).
+
+A registration names its implementation lazily, ``"package.module:Class"``, so registering imports
+the params model (pydantic and the SDK) and nothing heavier: torch, timm or diffusers load when the
+component is built (:meth:`Registration.resolve`), and the one-line doc is read from the source
+(:meth:`Registration.read_doc`). Importing this module imports neither pydantic nor torch.
+"""
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import re
+import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from asklepios_sdk.context import BuildContext
+from asklepios_sdk.errors import AsklepiosDeprecationWarning
 
 if TYPE_CHECKING:
     from asklepios_sdk.params import Params
 
-__all__ = ["REGISTRATION_HOOKS", "ComponentFactory", "Register"]
+__all__ = [
+    "COMPONENT_NAME_PATTERN",
+    "KINDS",
+    "LIFECYCLE_HOOKS",
+    "PLUGIN_ID_PATTERN",
+    "REGISTRATION_HOOKS",
+    "RESERVED_PARAM_NAMES",
+    "TARGET_PATTERN",
+    "ComponentFactory",
+    "Register",
+    "Registration",
+    "Target",
+    "check_registration",
+    "first_doc_line",
+    "make_registration",
+    "resolve_target",
+]
 
 REGISTRATION_HOOKS: dict[str, str] = {
     "backbone": "register_backbones",
@@ -24,23 +57,235 @@ REGISTRATION_HOOKS: dict[str, str] = {
 }
 """Component kind (singular, as in configs and ids) -> the hook that registers components of it."""
 
-ComponentFactory = Callable[[Any, BuildContext], Any]
+KINDS: tuple[str, ...] = tuple(REGISTRATION_HOOKS)
+"""The component kinds, in build order."""
+
+LIFECYCLE_HOOKS: tuple[str, ...] = (
+    "run_start",
+    "stage_start",
+    "epoch_start",
+    "step_end",
+    "epoch_end",
+    "evaluation_end",
+    "stage_end",
+    "run_end",
+    "record_metadata",
+)
+"""The hooks through which plugins take part in a run without being named in its config."""
+
+PLUGIN_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+"""A plugin id (the entry-point name): lowercase letters, digits and ``_``, a letter first."""
+
+COMPONENT_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+"""A bare component name; the host prefixes ``<plugin-id>.``."""
+
+TARGET_PATTERN = re.compile(
+    r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$"
+)
+"""A lazy target: ``"package.module:Name"`` (``Name`` may be dotted through classes)."""
+
+RESERVED_PARAM_NAMES: frozenset[str] = frozenset({"type", "weights"})
+"""Keys a component spec uses itself (the component id, its weights), so no params field may."""
+
+ComponentFactory: TypeAlias = Callable[[Any, BuildContext], Any]
 """A callable ``(params, ctx) -> component`` that constructs from validated params only."""
+
+Target: TypeAlias = "str | ComponentFactory"
+"""What ``register`` takes as the implementation: ``"package.module:Class"`` or a callable."""
 
 
 class Register(Protocol):
     """The callback a registration hook receives, bound by the host to the calling plugin.
 
-    ``name`` is bare (no dot) and becomes ``<plugin-id>.<name>``; ``params`` is the component's
-    :class:`~asklepios_sdk.Params` subclass (``None`` means it takes none); ``doc`` defaults to the
-    first line of the factory's docstring. Registering a name twice is an error naming both
-    factories.
+    ``register(name, target, params, doc=None)``: ``name`` is bare (no dot) and becomes
+    ``<plugin-id>.<name>``; ``target`` is ``"package.module:Class"``, imported only when the
+    component is built, whose constructor takes ``(params, ctx)``; ``params`` is the component's
+    :class:`~asklepios_sdk.Params` subclass, named ``<Class>Params`` (:class:`~asklepios_sdk.
+    EmptyParams` when it takes none); ``doc`` defaults to the first line of the target's docstring,
+    read from its source without importing it. Registering a name twice is an error.
     """
 
     def __call__(
         self,
         name: str,
-        factory: ComponentFactory,
-        params: type[Params] | None = None,
+        target: Target,
+        params: type[Params],
         doc: str | None = None,
     ) -> None: ...
+
+
+def first_doc_line(doc: str | None) -> str | None:
+    """Return the first non-empty line of a docstring, stripped, or None when there is none."""
+    for line in inspect.cleandoc(doc or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return None
+
+
+def resolve_target(target: str) -> Any:
+    """Import ``"package.module:Name"`` and return the object (``Name`` may be dotted).
+
+    Raises:
+        ImportError: the module cannot be imported (its own error, unchanged).
+        AttributeError: the module has no such name (the message says which).
+    """
+    module_name, _, qualname = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AttributeError(
+                f"'{target}': module '{module_name}' has no attribute '{qualname}'"
+            ) from None
+    return obj
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One ``register(...)`` call: which plugin registered what, under which name.
+
+    Attributes:
+        plugin_id: the plugin the ``register`` callback was bound to.
+        kind: the component kind (``loss``, ``backbone``, ...).
+        name: the bare name; the component id is ``<plugin_id>.<name>``.
+        target: ``"package.module:Name"``, or a callable for in-memory plugins.
+        params: the params model as given (``None`` when omitted).
+        doc: the one-line doc as given explicitly, or None to read it from the target.
+    """
+
+    plugin_id: str
+    kind: str
+    name: str
+    target: Target
+    params: Any = None
+    doc: str | None = None
+
+    @property
+    def component_id(self) -> str:
+        """Return ``<plugin-id>.<name>``."""
+        return f"{self.plugin_id}.{self.name}"
+
+    @property
+    def target_path(self) -> str:
+        """Return the target as ``"module:qualname"`` (also for a callable), for messages."""
+        if isinstance(self.target, str):
+            return self.target
+        module = getattr(self.target, "__module__", None) or "?"
+        qualname = getattr(self.target, "__qualname__", None) or type(self.target).__qualname__
+        return f"{module}:{qualname}"
+
+    @property
+    def params_model(self) -> type[Params]:
+        """Return the params model, :class:`~asklepios_sdk.EmptyParams` when none was given."""
+        if self.params is None:
+            from asklepios_sdk.params import EmptyParams
+
+            return EmptyParams
+        return self.params  # type: ignore[no-any-return]
+
+    def resolve(self) -> ComponentFactory:
+        """Import the target (when lazy) and return the callable that builds the component."""
+        if isinstance(self.target, str):
+            return resolve_target(self.target)  # type: ignore[no-any-return]
+        return self.target
+
+    def read_doc(self) -> str | None:
+        """Return the one-line doc: the explicit one, else the target docstring's first line.
+
+        A lazy target's docstring is read from its module's source, without importing it.
+        """
+        if self.doc is not None:
+            return first_doc_line(self.doc)
+        if isinstance(self.target, str):
+            from asklepios_sdk._source import source_docstring
+
+            module, _, qualname = self.target.partition(":")
+            return first_doc_line(source_docstring(module, qualname))
+        return first_doc_line(inspect.getdoc(self.target))
+
+
+def make_registration(
+    plugin_id: str,
+    kind: str,
+    name: str,
+    target: Target,
+    params: Any = None,
+    doc: str | None = None,
+    *,
+    stacklevel: int = 3,
+) -> Registration:
+    """Record one ``register`` call, warning about the forms deprecated in SDK 0.2.
+
+    Passing the component class itself (``register("focal", FocalLoss, FocalLossParams)``)
+    imports the implementation at registration; it still works until SDK 0.3, with an
+    :class:`~asklepios_sdk.AsklepiosDeprecationWarning` giving the lazy string to write instead.
+    Classes defined in ``__main__`` (a notebook or script) are not warned about. Omitting
+    ``params`` warns too: pass :class:`~asklepios_sdk.EmptyParams`.
+    """
+    where = f"plugin '{plugin_id}' registering {kind} {name!r}"
+    if inspect.isclass(target) and target.__module__ != "__main__":
+        warnings.warn(
+            f"{where}: passing the class imports it (and torch) at registration; pass the lazy "
+            f"reference '{target.__module__}:{target.__qualname__}' instead (the class form "
+            "is removed in asklepios-sdk 0.3; see CHANGELOG.md)",
+            AsklepiosDeprecationWarning,
+            stacklevel=stacklevel,
+        )
+    if params is None:
+        warnings.warn(
+            f"{where}: register(name, target, params) takes params; pass "
+            "asklepios_sdk.EmptyParams for a component without any (omitting it is removed in "
+            "asklepios-sdk 0.3)",
+            AsklepiosDeprecationWarning,
+            stacklevel=stacklevel,
+        )
+    return Registration(plugin_id, kind, name, target, params, doc)
+
+
+def check_registration(reg: Registration, *, read_doc: bool = True) -> list[str]:
+    """Return every problem of one registration, each a sentence with the fix (empty: fine).
+
+    Checks: the kind, the name pattern, the target (a ``"module:Name"`` string or a callable),
+    the params model (a :class:`~asklepios_sdk.Params` subclass without reserved field names) and,
+    when ``read_doc``, that a one-line doc exists (explicit, or the target's docstring).
+    """
+    from asklepios_sdk.params import Params
+
+    problems: list[str] = []
+    target_ok = True
+    if reg.kind not in REGISTRATION_HOOKS:
+        problems.append(f"unknown component kind {reg.kind!r}; kinds: {', '.join(KINDS)}")
+    if not isinstance(reg.name, str) or not COMPONENT_NAME_PATTERN.match(reg.name):
+        problems.append(
+            f"name {reg.name!r} must be bare lowercase snake_case (no dot): the host prefixes "
+            f"'{reg.plugin_id}.'"
+        )
+    if isinstance(reg.target, str):
+        if not TARGET_PATTERN.match(reg.target):
+            target_ok = False
+            problems.append(
+                f"target {reg.target!r} is not a lazy reference; write 'package.module:Class'"
+            )
+    elif not callable(reg.target):
+        target_ok = False
+        problems.append(f"target {reg.target!r} is neither 'package.module:Class' nor a callable")
+    model = reg.params_model
+    if not (isinstance(model, type) and issubclass(model, Params)):
+        problems.append(
+            f"params {model!r} is not a subclass of asklepios_sdk.Params; derive the params model "
+            "from Params (unknown keys rejected, values frozen)"
+        )
+    else:
+        reserved = sorted(RESERVED_PARAM_NAMES & set(model.model_fields))
+        if reserved:
+            problems.append(
+                f"params model {model.__name__} has field(s) {reserved}, which a config can never "
+                f"set ({', '.join(sorted(RESERVED_PARAM_NAMES))} are keys of the component spec "
+                "itself); rename them"
+            )
+    if read_doc and target_ok and not reg.read_doc():
+        problems.append(
+            f"no one-line doc: give {reg.target_path} a docstring, or pass register(..., doc='...')"
+        )
+    return problems

@@ -27,10 +27,11 @@ from asklepios_sdk.testing._config import (
 
 if TYPE_CHECKING:
     from asklepios_sdk.testing._fixtures import TinyBackbone, TinyDataset
-    from asklepios_sdk.testing._readme import component_table_rows
+    from asklepios_sdk.testing._readme import COMPONENT_TABLE_HEADER, component_table_rows
     from asklepios_sdk.testing._runner import ConformanceError, Report, check_plugin
 
 __all__ = [
+    "COMPONENT_TABLE_HEADER",
     "DEFAULT_FACTS",
     "HEAVY_MODULES",
     "RULES",
@@ -50,6 +51,7 @@ _LAZY = {
     "ConformanceError": "asklepios_sdk.testing._runner",
     "Report": "asklepios_sdk.testing._runner",
     "check_plugin": "asklepios_sdk.testing._runner",
+    "COMPONENT_TABLE_HEADER": "asklepios_sdk.testing._readme",
     "component_table_rows": "asklepios_sdk.testing._readme",
     "TinyBackbone": "asklepios_sdk.testing._fixtures",
     "TinyDataset": "asklepios_sdk.testing._fixtures",

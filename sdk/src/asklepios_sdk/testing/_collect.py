@@ -2,15 +2,14 @@
 
 The SDK does not depend on the core host: the hook specifications are taken from
 ``asklepios.hookspecs`` when the core is installed (then pluggy validates every implementation and
-``check_pending`` rejects misspelled hooks), and the names below are checked otherwise.
+``check_pending`` rejects misspelled hooks), and the SDK's hook tables are checked otherwise. Each
+``register`` call is checked by :func:`~asklepios_sdk.registration.check_registration`, the same
+function the host raises from; the kit keeps every problem instead of the first.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -18,39 +17,46 @@ from typing import Any
 import pluggy
 
 from asklepios_sdk._markers import PROJECT_NAME
-from asklepios_sdk.params import Params
-from asklepios_sdk.registration import REGISTRATION_HOOKS
-
-__all__ = ["Collected", "Registration", "collect", "resolve_plugin_id"]
-
-
-_LIFECYCLE_HOOKS = frozenset(
-    {
-        "run_start",
-        "stage_start",
-        "epoch_start",
-        "step_end",
-        "epoch_end",
-        "evaluation_end",
-        "stage_end",
-        "run_end",
-        "record_metadata",
-    }
+from asklepios_sdk.registration import (
+    LIFECYCLE_HOOKS,
+    REGISTRATION_HOOKS,
+    ComponentFactory,
+    Registration,
+    Target,
+    check_registration,
+    make_registration,
 )
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+__all__ = ["Collected", "Entry", "collect", "resolve_plugin_id"]
 
 
 @dataclass(frozen=True)
-class Registration:
-    """One ``register(...)`` call as the kit saw it."""
+class Entry:
+    """One ``register(...)`` call as the kit saw it, with every problem found in it."""
 
-    kind: str
-    name: str
-    component_id: str
-    factory: Callable[..., Any]
-    params: type[Params] | None
-    doc: str | None
+    registration: Registration
     problems: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return self.registration.kind
+
+    @property
+    def name(self) -> str:
+        return self.registration.name
+
+    @property
+    def component_id(self) -> str:
+        return self.registration.component_id
+
+    @property
+    def doc(self) -> str | None:
+        """Return the one-line doc (explicit, or read from the target's source)."""
+        return self.registration.read_doc()
+
+    def factory(self) -> ComponentFactory:
+        """Import and return the implementation."""
+        return self.registration.resolve()
 
 
 @dataclass
@@ -58,7 +64,7 @@ class Collected:
     """Everything the hook module registered, and what went wrong at plugin level."""
 
     plugin_id: str
-    registrations: list[Registration] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
@@ -77,47 +83,18 @@ def resolve_plugin_id(hooks: object, plugin_id: str | None) -> str:
     return "plugin"
 
 
-def _first_doc_line(factory: Callable[..., Any]) -> str | None:
-    doc = inspect.getdoc(factory)
-    if not doc:
-        return None
-    return doc.strip().splitlines()[0].strip() or None
-
-
-def _collector(kind: str, collected: Collected, seen: dict[str, Callable[..., Any]]) -> Any:
-    def register(
-        name: str,
-        factory: Callable[..., Any],
-        params: type[Params] | None = None,
-        doc: str | None = None,
-    ) -> None:
-        problems: list[str] = []
-        if not isinstance(name, str) or not _NAME.match(name):
-            problems.append(
-                f"name {name!r} must be bare lowercase snake_case (no dot): the host prefixes "
-                f"'{collected.plugin_id}.'"
-            )
-        if not callable(factory):
-            problems.append(f"factory {factory!r} is not callable")
-        if params is not None and not (isinstance(params, type) and issubclass(params, Params)):
-            problems.append(
-                f"params {params!r} is not a subclass of asklepios_sdk.Params; derive the params "
-                "model from Params (extra='forbid')"
-            )
-        line = doc if doc is not None else (_first_doc_line(factory) if callable(factory) else None)
-        if not line:
-            problems.append(
-                "no one-line doc: give the factory a docstring or pass register(..., doc='...')"
-            )
-        component_id = f"{collected.plugin_id}.{name}"
-        key = f"{kind}:{component_id}"
-        if key in seen:
-            problems.append(f"registered twice: first by {seen[key]!r}, again by {factory!r}")
-        else:
-            seen[key] = factory
-        collected.registrations.append(
-            Registration(kind, str(name), component_id, factory, params, line, tuple(problems))
-        )
+def _collector(kind: str, collected: Collected) -> Any:
+    def register(name: str, target: Target, params: Any = None, doc: str | None = None) -> None:
+        reg = make_registration(collected.plugin_id, kind, name, target, params, doc)
+        problems = check_registration(reg)
+        for other in collected.entries:
+            if other.kind == kind and other.name == name:
+                problems.append(
+                    f"registered twice: first with {other.registration.target_path}, again with "
+                    f"{reg.target_path}"
+                )
+                break
+        collected.entries.append(Entry(reg, tuple(problems)))
 
     return register
 
@@ -133,7 +110,7 @@ def _load_specs(pm: pluggy.PluginManager) -> bool:
 
 def _unknown_hooks(plugin: object) -> list[str]:
     marker = f"{PROJECT_NAME}_impl"
-    known = set(REGISTRATION_HOOKS.values()) | _LIFECYCLE_HOOKS
+    known = set(REGISTRATION_HOOKS.values()) | set(LIFECYCLE_HOOKS)
     names = [n for n in dir(plugin) if hasattr(getattr(plugin, n, None), marker)]
     return sorted(n for n in names if n not in known)
 
@@ -143,7 +120,7 @@ def collect(hooks: str | object, plugin_id: str | None = None) -> Collected:
 
     Problems with the module itself (import error, a hook that pluggy rejects, a misspelled hook,
     a hook that raises) are recorded in :attr:`Collected.problems`; problems of a single
-    ``register`` call stay with that registration.
+    ``register`` call stay with its :class:`Entry`.
     """
     collected = Collected(plugin_id=resolve_plugin_id(hooks, plugin_id))
     try:
@@ -164,13 +141,12 @@ def collect(hooks: str | object, plugin_id: str | None = None) -> Collected:
         for name in _unknown_hooks(plugin):
             known = sorted(REGISTRATION_HOOKS.values())
             collected.problems.append(f"hook {name!r} is not an asklepios hook; known: {known}")
-    seen: dict[str, Callable[..., Any]] = {}
     for kind, hook_name in REGISTRATION_HOOKS.items():
         caller = getattr(pm.hook, hook_name, None)
         if caller is None:
             continue
         try:
-            caller(register=_collector(kind, collected, seen))
+            caller(register=_collector(kind, collected))
         except Exception as err:
             collected.problems.append(f"{hook_name} raised {type(err).__name__}: {err}")
     return collected

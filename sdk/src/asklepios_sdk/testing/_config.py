@@ -26,13 +26,20 @@ RULES: Mapping[str, str] = MappingProxyType(
     {
         "hooks": "the hook module imports, its hooks match the hookspecs and run without error",
         "import-light": "importing the hook module imports no torch-heavy module",
-        "registration": "a bare snake_case name, a callable factory, a Params model, a doc line",
-        "build": "the factory builds the component on CPU from default params and a BuildContext",
+        "registration-light": "running the registration hooks and reading every doc imports no "
+        "torch-heavy module (targets are lazy 'package.module:Class' references)",
+        "registration": "a bare snake_case name, a 'module:Class' target, a Params model without "
+        "reserved field names, a doc line; registered once",
+        "params-naming": "the params model of class Foo is FooParams (EmptyParams when none); "
+        "no lambda targets",
+        "build": "the target builds the component on CPU from (params, ctx) with default params",
         "params-schema": "the params model forbids unknown keys and exports a JSON Schema",
         "pickle": "the component pickles and unpickles (DataLoader workers receive copies)",
         "forward-backward": "forward on the example batch returns the output dict; backward fills "
         "finite gradients",
         "loss-output": "the loss returns a finite scalar total with gradients and named terms",
+        "checkpoint-state": "a loss or sampler restored from state_dict() continues exactly like "
+        "the one that saved it (the engine checkpoints them that way)",
         "augmentation-determinism": "the same seed gives the same output",
         "augmentation-shapes": "the output keeps the shapes the transform declares",
         "sampler-indices": "the sampler yields len(sampler) valid indices of the dataset",

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from asklepios_sdk.io import write_atomic
+
 __all__ = ["run_ddp_job", "shard"]
 
 
@@ -48,15 +50,13 @@ def _worker(job_file: str, rank: int) -> None:
     dist.init_process_group(
         "gloo", init_method=f"file://{job['rendezvous']}", rank=rank, world_size=2
     )
-    registrations = {
-        r.component_id: r for r in collect(job["hooks"], job["plugin_id"]).registrations
-    }
+    entries = {e.component_id: e for e in collect(job["hooks"], job["plugin_id"]).entries}
     results: dict[str, Any] = {}
     for component_id, task in job["tasks"].items():  # every rank runs every task, in order
-        reg = registrations[component_id]
+        entry = entries[component_id]
         try:
-            params = (reg.params or _empty())(**task["params"])
-            evaluator = reg.factory(params, task["ctx"].replace(rank=rank, world_size=2))
+            params = entry.registration.params_model(**task["params"])
+            evaluator = entry.factory()(params, task["ctx"].replace(rank=rank, world_size=2))
             outputs, batch = task["inputs"]
             size = task["batch_size"]
             evaluator.update(shard(outputs, rank, 2, size), shard(batch, rank, 2, size))
@@ -64,21 +64,12 @@ def _worker(job_file: str, rank: int) -> None:
         except Exception as err:  # reported per evaluator by the parent
             results[component_id] = f"{type(err).__name__}: {err}"
     if rank == 0:
-        partial = job["output"] + ".partial"
-        with open(partial, "wb") as handle:
-            pickle.dump(results, handle)
-        os.replace(partial, job["output"])
+        write_atomic(job["output"], pickle.dumps(results))
     dist.barrier()
     # Leave without tearing gloo down: its threads can abort a normal interpreter exit
     # ("terminate called without an active exception") once the other rank is gone.
     sys.stdout.flush()
     os._exit(0)
-
-
-def _empty() -> Any:
-    from asklepios_sdk.params import EmptyParams
-
-    return EmptyParams
 
 
 def run_ddp_job(

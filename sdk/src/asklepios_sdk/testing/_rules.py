@@ -27,7 +27,7 @@ from asklepios_sdk.components import (
 )
 from asklepios_sdk.context import BuildContext
 from asklepios_sdk.params import EmptyParams, Params
-from asklepios_sdk.testing._collect import Registration
+from asklepios_sdk.testing._collect import Entry
 from asklepios_sdk.testing._config import Override
 from asklepios_sdk.testing._fixtures import CrossEntropy, KitStepContext, TinyBackbone, TinyDataset
 
@@ -44,13 +44,13 @@ class RuleFailure(Exception):
 class Subject:
     """A registration with the override and context it is checked under."""
 
-    registration: Registration
+    entry: Entry
     override: Override
     ctx: BuildContext
 
     @property
     def params_model(self) -> type[Params]:
-        return self.registration.params or EmptyParams
+        return self.entry.registration.params_model
 
     def params(self) -> Params:
         try:
@@ -64,12 +64,17 @@ class Subject:
 
     def build(self) -> Any:
         params = self.params()
+        target = self.entry.registration.target_path
         try:
-            return self.registration.factory(params, self.ctx)
+            factory = self.entry.factory()
         except Exception as err:
             raise RuleFailure(
-                f"factory {self.registration.factory!r} raised {type(err).__name__}: {err}"
+                f"its target '{target}' does not import ({type(err).__name__}: {err})"
             ) from err
+        try:
+            return factory(params, self.ctx)
+        except Exception as err:
+            raise RuleFailure(f"{target}(params, ctx) raised {type(err).__name__}: {err}") from err
 
     def model(self) -> nn.Module:
         if self.override.model is not None:
@@ -148,13 +153,13 @@ _KIND_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
 
 
 def rule_registration(subject: Subject) -> None:
-    problems = subject.registration.problems
+    problems = subject.entry.problems
     _require(not problems, "; ".join(problems))
 
 
 def rule_build(subject: Subject) -> None:
     component = subject.build()
-    kind = subject.registration.kind
+    kind = subject.entry.kind
     types, wanted = _KIND_TYPES[kind]
     _require(
         isinstance(component, types),
@@ -168,20 +173,35 @@ def rule_build(subject: Subject) -> None:
     _require(not off_cpu, f"built on a device other than ctx.device='cpu': {off_cpu[:3]}")
 
 
-RESERVED_PARAM_NAMES = frozenset({"type", "weights"})
-"""Keys of a component spec that are not params (``{type: id, weights: {...}, ...params}``)."""
+def rule_params_naming(subject: Subject) -> None:
+    reg = subject.entry.registration
+    target = reg.target_path.rpartition(":")[2].rpartition(".")[2]
+    _require(
+        target != "<lambda>",
+        "the target is a lambda, which cannot be referenced lazily nor named in messages; "
+        "register 'package.module:Class' whose constructor takes (params, ctx)",
+    )
+    model = reg.params_model
+    if model is EmptyParams:
+        return
+    if target[:1].isupper():
+        _require(
+            model.__name__ == f"{target}Params",
+            f"the params model of {target} is {model.__name__}; name it {target}Params (a "
+            f"component that shares another's params: 'class {target}Params(SharedParams)' with "
+            "a docstring)",
+        )
+    else:
+        _require(
+            model.__name__.endswith("Params"),
+            f"the params model {model.__name__} of {target} must end in 'Params'",
+        )
 
 
 def rule_params_schema(subject: Subject) -> None:
     model = subject.params_model
     extra = model.model_config.get("extra")
     _require(extra == "forbid", f"{model.__name__} has extra={extra!r}; derive it from Params")
-    reserved = sorted(RESERVED_PARAM_NAMES & set(model.model_fields))
-    _require(
-        not reserved,
-        f"{model.__name__} has fields {reserved} that a config can never set: a component spec "
-        "reads 'type' as the component id and 'weights' as its WeightsSpec; rename them",
-    )
     try:
         json.dumps(model.model_json_schema())
     except Exception as err:
@@ -281,7 +301,7 @@ def _example(component: Any, method: str, ctx: BuildContext, *args: Any) -> Any:
 def rule_forward_backward(subject: Subject) -> None:
     component = subject.build()
     module = component
-    if subject.registration.kind == "adapter":
+    if subject.entry.kind == "adapter":
         module = component.wrap(subject.model())
         _require(isinstance(module, nn.Module), "wrap(model) did not return an nn.Module")
     module.train()
@@ -403,7 +423,7 @@ def rule_augmentation_shapes(subject: Subject) -> None:
 
 def _sampler(subject: Subject, rank: int = 0, world_size: int = 1) -> Any:
     ctx = subject.ctx.replace(rank=rank, world_size=world_size)
-    return Subject(subject.registration, subject.override, ctx).build()
+    return Subject(subject.entry, subject.override, ctx).build()
 
 
 def _order(sampler: Any, epoch: int) -> list[int]:
@@ -600,14 +620,60 @@ def rule_trainer_step(subject: Subject) -> None:
     _require(bool(changed), "train_step left every parameter unchanged (no optimiser step?)")
 
 
-COMMON_RULES: tuple[str, ...] = ("registration", "build", "params-schema", "pickle")
+# -- state that a checkpoint must carry ----------------------------------------------------------
+
+
+def _loss_total(loss: Any, inputs: tuple[Any, Any], epoch: int) -> Tensor:
+    loss.set_epoch(epoch)
+    torch.manual_seed(0)
+    return loss(*inputs).total.detach()
+
+
+def rule_checkpoint_state(subject: Subject) -> None:
+    """A component restored from ``state_dict()`` continues exactly like the one that saved it."""
+    fix = (
+        "the engine checkpoints a loss or sampler through state_dict()/load_state_dict(): keep "
+        "running state of a loss in buffers (register_buffer) or get_extra_state/set_extra_state, "
+        "and have a sampler override state_dict/load_state_dict (calling super())"
+    )
+    first, fresh = subject.build(), subject.build()
+    if subject.entry.kind == "sampler":
+        _order(first, 1)
+        if hasattr(first, "on_evaluation"):
+            first.on_evaluation({})
+        fresh.load_state_dict(copy.deepcopy(first.state_dict()))
+        for epoch in (1, 2):
+            _require(
+                _order(first, epoch) == _order(fresh, epoch),
+                f"epoch {epoch}: a restored sampler yields another order; {fix}",
+            )
+        return
+    inputs = _example(first, "example_inputs", subject.ctx)
+    _loss_total(first, inputs, 0)
+    _loss_total(first, inputs, 1)
+    fresh.load_state_dict(copy.deepcopy(first.state_dict()))
+    saved, restored = _loss_total(first, inputs, 1), _loss_total(fresh, inputs, 1)
+    _require(
+        torch.allclose(saved, restored, rtol=1e-5, atol=1e-6),
+        f"after state_dict()/load_state_dict() the loss gives {float(restored)}, the original "
+        f"{float(saved)}; {fix}",
+    )
+
+
+COMMON_RULES: tuple[str, ...] = (
+    "registration",
+    "params-naming",
+    "build",
+    "params-schema",
+    "pickle",
+)
 
 KIND_RULES: dict[str, tuple[str, ...]] = {
     "backbone": ("forward-backward",),
     "adapter": ("forward-backward",),
-    "loss": ("loss-output",),
+    "loss": ("loss-output", "checkpoint-state"),
     "augmentation": ("augmentation-determinism", "augmentation-shapes"),
-    "sampler": ("sampler-indices", "sampler-epoch", "sampler-shards"),
+    "sampler": ("sampler-indices", "sampler-epoch", "sampler-shards", "checkpoint-state"),
     "evaluator": ("evaluator-keys", "evaluator-reset", "evaluator-ddp"),
     "dataset": ("dataset-splits",),
     "trainer": ("trainer-step",),
@@ -615,10 +681,12 @@ KIND_RULES: dict[str, tuple[str, ...]] = {
 
 _RULE_FUNCTIONS: dict[str, Callable[[Subject], None]] = {
     "registration": rule_registration,
+    "params-naming": rule_params_naming,
     "build": rule_build,
     "params-schema": rule_params_schema,
     "pickle": rule_pickle,
     "forward-backward": rule_forward_backward,
+    "checkpoint-state": rule_checkpoint_state,
     "loss-output": rule_loss_output,
     "augmentation-determinism": rule_augmentation_determinism,
     "augmentation-shapes": rule_augmentation_shapes,

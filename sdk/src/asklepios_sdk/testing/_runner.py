@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from asklepios_sdk.errors import AsklepiosError
-from asklepios_sdk.testing._collect import Collected, Registration, collect
+from asklepios_sdk.testing._collect import Collected, Entry, collect
 from asklepios_sdk.testing._config import RULES, Conformance
-from asklepios_sdk.testing._imports import heavy_imports
+from asklepios_sdk.testing._imports import HeavyImports, heavy_imports
 
 __all__ = ["SLOW_RULES", "Check", "ConformanceError", "Outcome", "Report", "Suite", "check_plugin"]
 
-PLUGIN_RULES = ("hooks", "import-light")
+PLUGIN_RULES = ("hooks", "import-light", "registration-light")
 SLOW_RULES = ("evaluator-ddp",)
 """Rules that start processes; marked ``slow`` when the suite declares that marker."""
-_INDEPENDENT = ("registration", "build", "params-schema")
+_INDEPENDENT = ("registration", "params-naming", "build", "params-schema")
 
 
 class ConformanceError(AsklepiosError):
@@ -100,6 +100,7 @@ class Suite:
         self._collected: Collected | None = None
         self._build_failed: set[str] = set()
         self._ddp: dict[str, Any] | None = None
+        self._heavy: HeavyImports | None = None
 
     @property
     def collected(self) -> Collected:
@@ -111,10 +112,10 @@ class Suite:
     def plugin_id(self) -> str:
         return self.collected.plugin_id
 
-    def registrations(self) -> dict[str, Registration]:
+    def registrations(self) -> dict[str, Entry]:
         """Return registrations by component id (a later duplicate keeps its own check id)."""
-        result: dict[str, Registration] = {}
-        for reg in self.collected.registrations:
+        result: dict[str, Entry] = {}
+        for reg in self.collected.entries:
             key = reg.component_id if reg.component_id not in result else f"{reg.kind}:{reg.name}"
             result[key] = reg
         return result
@@ -157,19 +158,30 @@ class Suite:
         hooks = self.conformance.hooks
         if not isinstance(hooks, str):
             raise CheckSkipped("an in-memory hook object has no module to import afresh")
-        try:
-            loaded = heavy_imports(hooks, self.conformance.heavy_modules)
-        except RuntimeError as err:
-            raise ConformanceError(subject, rule, str(err)) from err
-        if loaded:
+        if self._heavy is None:
+            try:
+                self._heavy = heavy_imports(hooks, self.conformance.heavy_modules, self.plugin_id)
+            except RuntimeError as err:
+                raise ConformanceError(subject, rule, str(err)) from err
+        if rule == "import-light" and self._heavy.at_import:
             raise ConformanceError(
                 subject,
                 rule,
-                f"importing it imports {loaded}; import those inside the hook function bodies "
-                "(and keep __init__.py free of them) so listing plugins stays fast",
+                f"importing it imports {list(self._heavy.at_import)}; import those inside the "
+                "hook function bodies (and keep __init__.py free of them) so listing plugins "
+                "stays fast",
+            )
+        if rule == "registration-light" and self._heavy.at_registration:
+            raise ConformanceError(
+                subject,
+                rule,
+                f"running its registration hooks imports {list(self._heavy.at_registration)}; "
+                "register lazy targets ('package.module:Class') and import only the params "
+                "models, from modules that need pydantic and the SDK alone (and keep the "
+                "packages above them light)",
             )
 
-    def _subject(self, reg: Registration) -> Any:
+    def _subject(self, reg: Entry) -> Any:
         from asklepios_sdk.testing._rules import Subject
 
         override = self.conformance.override_for(reg.component_id)
@@ -202,7 +214,7 @@ class Suite:
         self._ddp = results
         return results
 
-    def _run_ddp_rule(self, check: Check, reg: Registration) -> None:
+    def _run_ddp_rule(self, check: Check, reg: Entry) -> None:
         from asklepios_sdk.testing._rules import RuleFailure, compare_ddp
 
         if not isinstance(self.conformance.hooks, str):
