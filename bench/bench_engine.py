@@ -219,7 +219,7 @@ def _torchrun(args: argparse.Namespace, nproc: int) -> float:
         path.write_text(json.dumps(config))
         code = (
             "import sys, time, json\n"
-            "from asklepios.engine.run import run_command\n"
+            "from asklepios.cli import run_command\n"
             "t = time.perf_counter(); s = run_command(sys.argv[1], quiet=True)\n"
             "print(json.dumps({'seconds': time.perf_counter() - t}))\n"
         )

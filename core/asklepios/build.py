@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -33,8 +33,11 @@ from asklepios_sdk import (
 from torch import nn
 
 from asklepios.config.model import ComponentSpec, ExperimentConfig
-from asklepios.engine.distributed import ensure_sharded
-from asklepios.engine.optim import build_optimizer, build_schedule
+from asklepios.sampling import ensure_sharded
+
+if TYPE_CHECKING:
+    from asklepios.registry import ComponentEntry
+from asklepios.optim import build_optimizer, build_schedule
 
 __all__ = [
     "Built",
@@ -50,7 +53,7 @@ __all__ = [
 class ComponentSource(Protocol):
     """What build needs from the registry: ``get(kind, id)`` returning an entry with ``build``."""
 
-    def get(self, kind: str, component_id: str) -> Any: ...
+    def get(self, kind: str, component_id: str) -> ComponentEntry: ...
 
 
 class TransformedSplit(torch.utils.data.Dataset):
@@ -179,22 +182,28 @@ def _with_transforms(
     return TransformedSplit(split, transforms) if transforms else split
 
 
-def _build(
-    source: ComponentSource, kind: str, spec: ComponentSpec, ctx: BuildContext, where: str
-) -> Any:
-    entry = source.get(kind, spec.type)
-    return entry.build(spec.params, ctx, where=where)
+class _Builder:
+    """Build components through the registry, recording each id and weights file as it goes."""
 
+    def __init__(self, source: ComponentSource) -> None:
+        self.source = source
+        self.ids: list[str] = []
+        self.weights: dict[str, Any] = {}
 
-def _apply_weights(
-    module: nn.Module, spec: ComponentSpec, where: str, reports: dict[str, Any]
-) -> None:
-    """Load ``spec.weights`` into the freshly built ``module``; keep the report for the record."""
-    if spec.weights is None:
-        return
-    from asklepios_sdk.weights import load_weights
+    def component(self, kind: str, spec: ComponentSpec, ctx: BuildContext, where: str) -> Any:
+        """Build ``spec`` (a ``kind``) at config path ``where`` and record its id."""
+        built = self.source.get(kind, spec.type).build(spec.params, ctx, where=where)
+        self.ids.append(spec.type)
+        return built
 
-    reports[where] = load_weights(module, spec.weights, where=where).as_record()
+    def module(self, kind: str, spec: ComponentSpec, ctx: BuildContext, where: str) -> Any:
+        """Build a model part, then load its ``weights:`` (kept for the run record)."""
+        module = self.component(kind, spec, ctx, where)
+        if spec.weights is not None:
+            from asklepios_sdk.weights import load_weights
+
+            self.weights[where] = load_weights(module, spec.weights, where=where).as_record()
+        return module
 
 
 def _facts_after_transforms(
@@ -212,6 +221,107 @@ def _facts_after_transforms(
     if isinstance(image, torch.Tensor) and image.dim() == 1 and facts.num_features is None:
         return facts.replace(num_features=int(image.shape[0]))
     return facts
+
+
+def _require_type(component: Any, wanted: type, where: str, why: str) -> None:
+    if not isinstance(component, wanted):
+        raise ComponentError(f"{where}: {type(component).__name__} {why}")
+
+
+def _dataset(
+    builder: _Builder, config: ExperimentConfig, ctx: BuildContext, fold: tuple[int, int] | None
+) -> Dataset:
+    """Build the dataset, apply its wrappers in list order, then the k-fold split."""
+    data = config.data
+    dataset = builder.component("dataset", data.dataset, ctx, "data.dataset")
+    for i, spec in enumerate(data.wrappers):
+        wrapper = builder.component("dataset", spec, ctx, f"data.wrappers.{i}")
+        _require_type(wrapper, DatasetWrapper, f"data.wrappers.{i}", "is not a DatasetWrapper")
+        dataset = wrapper.wrap(dataset)
+    if fold is not None:
+        dataset = FoldDataset(fold[0], fold[1], config.seed).wrap(dataset)
+    return dataset
+
+
+def _training_facts(dataset: Dataset) -> DataFacts:
+    """Return the training split's facts, with its labels when the dataset leaves them out."""
+    facts = dataset.facts()
+    if facts.labels is None and facts.task == "classification":
+        labels = dataset.labels("train")
+        if labels is not None:
+            facts = facts.replace(labels=tuple(int(v) for v in labels))
+    return facts
+
+
+def _sample_transforms(
+    builder: _Builder, specs: Sequence[ComponentSpec], ctx: BuildContext, where: str
+) -> list[SampleTransform]:
+    transforms = [
+        builder.component("augmentation", s, ctx, f"{where}.{i}") for i, s in enumerate(specs)
+    ]
+    for i, transform in enumerate(transforms):
+        _require_type(
+            transform,
+            SampleTransform,
+            f"{where}.{i}",
+            "is not a per-sample transform; list per-batch augmentations under "
+            "data.batch_transforms",
+        )
+    return transforms
+
+
+def _batch_transforms(
+    builder: _Builder, specs: Sequence[ComponentSpec], ctx: BuildContext
+) -> list[BatchTransform]:
+    transforms = []
+    for i, spec in enumerate(specs):
+        where = f"data.batch_transforms.{i}"
+        transform = builder.component("augmentation", spec, ctx, where)
+        _require_type(
+            transform,
+            BatchTransform,
+            where,
+            "is a per-sample transform; list it under data.transforms.train instead",
+        )
+        transforms.append(transform)
+    return transforms
+
+
+def _steps_per_epoch(config: ExperimentConfig, sampler: Any) -> int:
+    """Return optimiser steps per epoch on this rank (batches over gradient accumulation)."""
+    loader = config.data.loader
+    per_rank = len(sampler)
+    batches = (
+        per_rank // loader.batch_size
+        if loader.drop_last
+        else math.ceil(per_rank / loader.batch_size)
+    )
+    return max(1, math.ceil(batches / config.train.accumulate))
+
+
+def _model(
+    builder: _Builder, config: ExperimentConfig, ctx: BuildContext
+) -> tuple[nn.Module, nn.Module]:
+    """Build the backbone and wrap it in each adapter in list order; return (backbone, model)."""
+    backbone = builder.module("backbone", config.model.backbone, ctx, "model.backbone")
+    model: nn.Module = backbone
+    for i, spec in enumerate(config.model.adapters):
+        adapter = builder.module("adapter", spec, ctx, f"model.adapters.{i}")
+        model = adapter.wrap(model)
+    return backbone, model
+
+
+def _default_specs(
+    config: ExperimentConfig, facts: DataFacts
+) -> tuple[ComponentSpec | None, list[ComponentSpec]]:
+    """Return the loss and evaluators to build: the configured ones, else the task's defaults."""
+    loss = config.loss
+    if loss is None and facts.task == "classification":
+        loss = ComponentSpec(type="core.cross_entropy")
+    evaluators = list(config.evaluators)
+    if not evaluators and facts.task == "classification" and (facts.num_classes or 0) >= 2:
+        evaluators = [ComponentSpec(type="core.classification")]
+    return loss, evaluators
 
 
 def build_experiment(
@@ -235,8 +345,9 @@ def build_experiment(
         stage: name of the stage being built; output_dir: the run directory.
         fold: ``(fold, k)`` for k-fold cross-validation over train+val.
     """
+    builder = _Builder(source)
     data = config.data
-    base_ctx = BuildContext(
+    ctx = BuildContext(
         seed=config.seed,
         device=device,
         rank=rank,
@@ -245,92 +356,27 @@ def build_experiment(
         stage=stage,
         output_dir=output_dir,
     )
-    ids = [data.dataset.type]
-    dataset = _build(source, "dataset", data.dataset, base_ctx, "data.dataset")
-    for i, spec in enumerate(data.wrappers):
-        wrapper = _build(source, "dataset", spec, base_ctx, f"data.wrappers.{i}")
-        if not isinstance(wrapper, DatasetWrapper):
-            raise ComponentError(
-                f"data.wrappers.{i}: '{spec.type}' is a dataset, not a DatasetWrapper"
-            )
-        dataset = wrapper.wrap(dataset)
-        ids.append(spec.type)
-    if fold is not None:
-        dataset = FoldDataset(fold[0], fold[1], config.seed).wrap(dataset)
-    facts = dataset.facts()
-    if facts.labels is None and facts.task == "classification":
-        labels = dataset.labels("train")
-        if labels is not None:
-            facts = facts.replace(labels=tuple(int(v) for v in labels))
-    ctx = base_ctx.replace(data=facts)
-    eval_tf = [
-        _build(source, "augmentation", s, ctx, f"data.transforms.eval.{i}")
-        for i, s in enumerate(data.transforms.eval)
-    ]
+    dataset = _dataset(builder, config, ctx, fold)
+    facts = _training_facts(dataset)
+    ctx = ctx.replace(data=facts)
+    eval_tf = _sample_transforms(builder, data.transforms.eval, ctx, "data.transforms.eval")
     train_split = dataset.split("train")
     ctx = ctx.replace(data=_facts_after_transforms(facts, train_split, eval_tf))
-    train_tf = [
-        _build(source, "augmentation", s, ctx, f"data.transforms.train.{i}")
-        for i, s in enumerate(data.transforms.train)
-    ]
-    for where, transform in [("train", t) for t in train_tf] + [("eval", t) for t in eval_tf]:
-        if not isinstance(transform, SampleTransform):
-            raise ComponentError(
-                f"data.transforms.{where}: {type(transform).__name__} is not a per-sample "
-                "transform; list per-batch augmentations under data.batch_transforms"
-            )
-    ids += [s.type for s in (*data.transforms.train, *data.transforms.eval)]
-    if data.sampler is not None:
-        sampler = _build(source, "sampler", data.sampler, ctx, "data.sampler")
-        ids.append(data.sampler.type)
-    else:
-        from asklepios.builtins.samplers import RandomSampler
-
-        sampler = RandomSampler(None, ctx)
+    train_tf = _sample_transforms(builder, data.transforms.train, ctx, "data.transforms.train")
+    sampler_spec = data.sampler or ComponentSpec(type="core.random")
+    sampler = builder.component("sampler", sampler_spec, ctx, "data.sampler")
     sampler = ensure_sharded(sampler, rank, world_size, config.seed)
-    per_rank = len(sampler)
-    batches = (
-        per_rank // data.loader.batch_size
-        if data.loader.drop_last
-        else math.ceil(per_rank / data.loader.batch_size)
-    )
-    ctx = ctx.replace(steps_per_epoch=max(1, math.ceil(batches / config.train.accumulate)))
-    batch_tf = []
-    for i, spec in enumerate(data.batch_transforms):
-        transform = _build(source, "augmentation", spec, ctx, f"data.batch_transforms.{i}")
-        if not isinstance(transform, BatchTransform):
-            raise ComponentError(
-                f"data.batch_transforms.{i}: '{spec.type}' is a per-sample transform; "
-                "list it under data.transforms.train instead"
-            )
-        batch_tf.append(transform)
-        ids.append(spec.type)
-    backbone = _build(source, "backbone", config.model.backbone, ctx, "model.backbone")
-    weights: dict[str, Any] = {}
-    _apply_weights(backbone, config.model.backbone, "model.backbone", weights)
-    ids.append(config.model.backbone.type)
-    model: nn.Module = backbone
-    for i, spec in enumerate(config.model.adapters):
-        adapter = _build(source, "adapter", spec, ctx, f"model.adapters.{i}")
-        _apply_weights(adapter, spec, f"model.adapters.{i}", weights)
-        model = adapter.wrap(model)
-        ids.append(spec.type)
-    loss_spec = config.loss
-    if loss_spec is None and facts.task == "classification":
-        loss_spec = ComponentSpec(type="core.cross_entropy")
+    ctx = ctx.replace(steps_per_epoch=_steps_per_epoch(config, sampler))
+    batch_tf = _batch_transforms(builder, data.batch_transforms, ctx)
+    backbone, model = _model(builder, config, ctx)
+    loss_spec, eval_specs = _default_specs(config, facts)
     loss = None
     if loss_spec is not None:
-        loss = LossWithAux(_build(source, "loss", loss_spec, ctx, "loss"))
-        ids.append(loss_spec.type)
-    eval_specs = list(config.evaluators)
-    if not eval_specs and facts.task == "classification" and (facts.num_classes or 0) >= 2:
-        eval_specs = [ComponentSpec(type="core.classification")]
+        loss = LossWithAux(builder.component("loss", loss_spec, ctx, "loss"))
     evaluators = [
-        _build(source, "evaluator", s, ctx, f"evaluators.{i}") for i, s in enumerate(eval_specs)
+        builder.component("evaluator", s, ctx, f"evaluators.{i}") for i, s in enumerate(eval_specs)
     ]
-    ids += [s.type for s in eval_specs]
-    trainer = _build(source, "trainer", config.trainer, ctx, "trainer")
-    ids.append(config.trainer.type)
+    trainer = builder.component("trainer", config.trainer, ctx, "trainer")
     splits = {
         name: _with_transforms(dataset.split(name), eval_tf)
         for name in ("val", "test")
@@ -349,8 +395,8 @@ def build_experiment(
         loss=loss,
         evaluators=evaluators,
         trainer=trainer,
-        component_ids=ids,
-        weights=weights,
+        component_ids=builder.ids,
+        weights=builder.weights,
     )
 
 

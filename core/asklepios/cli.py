@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,7 +36,16 @@ import typer
 
 from asklepios import plugins as _plugins
 
-__all__ = ["EXIT_DOCTOR", "EXIT_ERROR", "EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "app", "main"]
+__all__ = [
+    "EXIT_DOCTOR",
+    "EXIT_ERROR",
+    "EXIT_INTERNAL",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "app",
+    "main",
+    "run_command",
+]
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -223,8 +233,9 @@ def schema(
     ] = None,
 ) -> None:
     """Write the JSON Schema of configs with every installed component, for editors."""
+    from asklepios_sdk.io import write_atomic
+
     from asklepios.config import config_schema
-    from asklepios.records import write_atomic
 
     text = json.dumps(config_schema(), indent=2) + "\n"
     if output is None:
@@ -235,6 +246,37 @@ def schema(
 
 
 # -- experiments (logic in asklepios.engine, .reporting, .records) --------------------------------
+
+
+def run_command(
+    config_path: str | Path | None,
+    overrides: Sequence[str] = (),
+    *,
+    resume: str | Path | None = None,
+    folds: int | None = None,
+    quiet: bool = False,
+    device: str | None = None,
+    argv: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Load the config (from ``resume``'s ``config.yaml`` when resuming) and run it."""
+    from asklepios.config import load_config
+    from asklepios.engine.run import RunError, run_experiment
+
+    if resume is not None:
+        config_path = Path(resume) / "config.yaml"
+        if not config_path.is_file():
+            raise RunError(f"--resume {resume}: no config.yaml there; is it a run directory?")
+    if config_path is None:
+        raise RunError("give a config file, or --resume RUN_DIR to continue a run")
+    return run_experiment(
+        load_config(config_path, overrides),
+        host=_plugins.get_host(),
+        resume_dir=resume,
+        folds=folds,
+        quiet=quiet,
+        device=device,
+        argv=argv,
+    )
 
 
 @app.command("run")
@@ -256,8 +298,6 @@ def run(
     ] = None,
 ) -> None:
     """Run an experiment (or resume one): train, evaluate, test, write the run directory."""
-    from asklepios.engine.run import run_command
-
     run_command(
         config,
         overrides or (),

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from asklepios_sdk import AsklepiosError
+from asklepios_sdk.io import write_atomic
 
 __all__ = [
     "RecordError",
@@ -29,7 +28,6 @@ __all__ = [
     "git_commit",
     "plugin_entries",
     "read_record",
-    "write_atomic",
     "write_record",
 ]
 
@@ -38,19 +36,6 @@ RECORD_VERSION = 1
 
 class RecordError(AsklepiosError):
     """A run directory lacks its record or the record cannot be read."""
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def config_sha256(text: str) -> str:
@@ -142,8 +127,13 @@ def write_record(
     extra_plugins: Iterable[str] = (),
     plugins_metadata: Mapping[str, Any] | None = None,
     weights: Mapping[str, Any] | None = None,
+    plugin_problems: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Write ``config.yaml``, ``record.json`` and ``command.txt`` into ``run_dir`` (rank 0)."""
+    """Write ``config.yaml``, ``record.json`` and ``command.txt`` into ``run_dir`` (rank 0).
+
+    ``plugin_problems`` names the installed plugins that failed to load for this run (one line
+    each, with the cause), so a reader knows which cross-cutting plugins took no part.
+    """
     plugin_ids = {cid.split(".", 1)[0] for cid in component_ids} | set(extra_plugins)
     plugins = plugin_entries(host, plugin_ids)
     record = {
@@ -160,6 +150,7 @@ def write_record(
         "command": list(argv),
         "plugins_metadata": dict(plugins_metadata or {}),
         "weights": dict(weights or {}),
+        "plugin_problems": list(plugin_problems),
     }
     write_atomic(run_dir / "config.yaml", config_text)
     write_atomic(run_dir / "record.json", json.dumps(record, indent=2, default=str) + "\n")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from asklepios_sdk import AsklepiosError
+from asklepios_sdk.io import write_atomic
 from rich.console import Console
 from rich.table import Table
 
@@ -133,7 +134,7 @@ def write_plots(run_dir: Path, summary: Mapping[str, Any]) -> list[Path]:
             axes[1].legend(fontsize="small")
         fig.tight_layout()
         path = plots / "curves.png"
-        fig.savefig(path, dpi=110)
+        write_atomic(path, write=lambda tmp: fig.savefig(tmp, dpi=110))
         plt.close(fig)
         written.append(path)
     for name, stage in (summary.get("stages") or {}).items():
@@ -167,7 +168,7 @@ def _confusion_plot(plt: Any, matrix: list[list[int]], path: Path, stage: str) -
     ax.set_title(f"confusion matrix (test, {stage}); colour = row rate")
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_atomic(path, write=lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
     return path
 

@@ -57,7 +57,7 @@ from asklepios.plugins import PluginHost, set_host
 host = PluginHost(discover=False)
 host.add_plugin(_probe_plugin, "probe")
 set_host(host)
-from asklepios.engine.run import run_command
+from asklepios.cli import run_command
 resume = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else None
 summary = run_command(None if resume else sys.argv[1], sys.argv[3:], resume=resume, quiet=True)
 out = os.environ.get("SUMMARY_OUT")

@@ -11,8 +11,8 @@ import pytest
 import torch
 from asklepios.build import build_experiment, build_optimizers
 from asklepios.config import load_config, validate_config
-from asklepios.engine.distributed import ShardingWrapper
-from asklepios.engine.optim import OptimError, build_optimizer, build_schedule, lr_factor
+from asklepios.optim import OptimError, build_optimizer, build_schedule, lr_factor
+from asklepios.sampling import ShardingWrapper
 
 sys.path.insert(0, str(Path(__file__).parent))
 

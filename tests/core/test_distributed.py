@@ -23,7 +23,7 @@ import torch
 from asklepios.build import build_experiment
 from asklepios.builtins.samplers import RandomSampler
 from asklepios.config import validate_config
-from asklepios.engine.distributed import EvalShardSampler, ShardingWrapper, ensure_sharded
+from asklepios.sampling import EvalShardSampler, ShardingWrapper, ensure_sharded
 from asklepios_sdk import BuildContext, DataFacts
 
 sys.path.insert(0, str(Path(__file__).parent))

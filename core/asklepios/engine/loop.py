@@ -25,10 +25,11 @@ from asklepios.engine.checkpoint import (
     prune_epoch_checkpoints,
     save_checkpoint,
 )
-from asklepios.engine.distributed import DistInfo, EvalShardSampler, all_reduce_mean, barrier
+from asklepios.engine.distributed import DistInfo, all_reduce_mean, barrier
 from asklepios.engine.progress import RunProgress, format_metrics
 from asklepios.engine.seeding import derive_seed, get_rng_state, set_rng_state, worker_init
 from asklepios.engine.state import MetricsLog, RunStateView, to_jsonable
+from asklepios.sampling import EvalShardSampler
 
 __all__ = ["EngineError", "StageRunner", "freeze_parameters", "move_batch"]
 
