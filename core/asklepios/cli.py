@@ -181,7 +181,11 @@ def components(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
 ) -> None:
-    """List installed components, optionally of one kind and matching a wildcard pattern."""
+    """List installed components, optionally of one kind and matching a wildcard pattern.
+
+    ``--json`` prints ``{"components": [...], "plugin_problems": [...]}``: the plugins that did
+    not load are part of the answer, never dropped.
+    """
     from asklepios import _cli_render
     from asklepios.registry import KINDS
 
@@ -195,7 +199,12 @@ def components(
     entries = host.registry.list(kind, pattern)
     failed = host.failures()
     if as_json:
-        _print_json([_cli_render.entry_record(e) for e in entries])
+        _print_json(
+            {
+                "components": [_cli_render.entry_record(e) for e in entries],
+                "plugin_problems": [i.to_dict() for i in failed],
+            }
+        )
     else:
         _cli_render.component_table(_console(), entries, failed)
 

@@ -15,7 +15,7 @@ import yaml
 from asklepios import cli
 from asklepios.cli import EXIT_DOCTOR, EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, main
 from asklepios.plugins import set_host
-from asklepios_sdk import Params, hookimpl
+from asklepios_sdk import EmptyParams, Params, hookimpl
 from pydantic import Field
 
 
@@ -32,24 +32,24 @@ def _factory(params, ctx):
 def host(make_host, plugin_module):
     @hookimpl
     def core_trainers(register):
-        register("supervised", _factory)
+        register("supervised", _factory, EmptyParams)
 
     @hookimpl
     def core_datasets(register):
-        register("digits", _factory)
+        register("digits", _factory, EmptyParams)
 
     @hookimpl
     def core_backbones(register):
-        register("mlp", _factory)
+        register("mlp", _factory, EmptyParams)
 
     @hookimpl
     def lt_losses(register):
         register("focal", _factory, FocalParams)
-        register("ldam", _factory, doc="Label-distribution-aware margin loss.")
+        register("ldam", _factory, EmptyParams, doc="Label-distribution-aware margin loss.")
 
     @hookimpl
     def lt_samplers(register):
-        register("class_aware", _factory)
+        register("class_aware", _factory, EmptyParams)
 
     @hookimpl
     def bad_losses(register):
@@ -154,11 +154,11 @@ def test_plugins_show_unknown_id(capsys, host):
 def test_components_by_kind_pattern_and_plural(capsys, host):
     code, out, _ = run(capsys, "components", "loss", "--json")
     assert code == EXIT_OK
-    assert [r["id"] for r in json.loads(out)] == ["lt.focal", "lt.ldam"]
+    assert [r["id"] for r in json.loads(out)["components"]] == ["lt.focal", "lt.ldam"]
     code, out, _ = run(capsys, "components", "*focal*", "--json")
-    assert [r["id"] for r in json.loads(out)] == ["lt.focal"]
+    assert [r["id"] for r in json.loads(out)["components"]] == ["lt.focal"]
     code, out, _ = run(capsys, "components", "samplers", "--json")
-    assert [r["id"] for r in json.loads(out)] == ["lt.class_aware"]
+    assert [r["id"] for r in json.loads(out)["components"]] == ["lt.class_aware"]
     code, out, _ = run(capsys, "components")
     assert "lt.focal" in out and "core.mlp" in out
 
@@ -168,6 +168,11 @@ def test_components_note_failed_plugins(capsys, host):
     code, out, _ = run(capsys, "components", "loss")
     assert code == EXIT_OK
     assert "note" in out and "plugin 'bad'" in out and "bad plugin hook" in out
+    code, out, _ = run(capsys, "components", "loss", "--json")
+    assert code == EXIT_OK
+    problems = json.loads(out)["plugin_problems"]
+    assert [(p["id"], p["status"]) for p in problems] == [("bad", "failed")]
+    assert "bad plugin hook" in problems[0]["error"]
 
 
 def test_validate_ok_print_and_set(capsys, host, tmp_path):

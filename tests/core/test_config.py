@@ -20,7 +20,7 @@ from asklepios.config import (
 )
 from asklepios.config.loader import merge, parse_override
 from asklepios.errors import ConfigError, PluginLoadError
-from asklepios_sdk import Params, hookimpl
+from asklepios_sdk import EmptyParams, Params, hookimpl
 from pydantic import Field
 
 
@@ -49,15 +49,15 @@ def _factory(params, ctx):
 def host(make_host, plugin_module):
     @hookimpl
     def core_trainers(register):
-        register("supervised", _factory)
+        register("supervised", _factory, EmptyParams)
 
     @hookimpl
     def core_datasets(register):
-        register("digits", _factory)
+        register("digits", _factory, EmptyParams)
 
     @hookimpl
     def core_losses(register):
-        register("cross_entropy", _factory)
+        register("cross_entropy", _factory, EmptyParams)
 
     @hookimpl
     def lt_losses(register):
@@ -77,7 +77,7 @@ def host(make_host, plugin_module):
 
     @hookimpl
     def lt_evaluators(register):
-        register("acc", _factory)
+        register("acc", _factory, EmptyParams)
 
     @hookimpl
     def alt_losses(register):

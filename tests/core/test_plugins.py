@@ -6,6 +6,7 @@ import sys
 
 import pytest
 from asklepios.errors import (
+    BuildError,
     DuplicatePluginError,
     IncompatiblePluginError,
     PluginDisabledError,
@@ -22,15 +23,16 @@ from asklepios.plugins import (
     is_strict,
     reset_host,
 )
-from asklepios_sdk import hookimpl
+from asklepios_sdk import BuildContext, EmptyParams, hookimpl
+from asklepios_sdk.errors import AsklepiosDeprecationWarning
 
 GOOD_HOOKS = """
 from asklepios_sdk import hookimpl
 
 @hookimpl
 def register_losses(register):
-    from {package}.family import make, MakeParams
-    register("thing", make, MakeParams)
+    from {package}.family import MakeParams
+    register("thing", "{package}.family:make", MakeParams)
 
 @hookimpl
 def step_end(run, step, losses):
@@ -106,7 +108,7 @@ def test_raising_registration_hook_keeps_none_of_its_components(fake_site):
 
         @hookimpl
         def register_losses(register):
-            register("fine", lambda p, c: None)
+            register("fine", lambda p, c: None, EmptyParams)
 
         @hookimpl
         def register_backbones(register):
@@ -220,7 +222,7 @@ def test_each_plugin_gets_its_own_register(make_host, plugin_module):
         @hookimpl
         def register_losses(register):
             seen[plugin_id] = register
-            register("same_name", lambda p, c: plugin_id)
+            register("same_name", lambda p, c: plugin_id, EmptyParams)
 
         return plugin_module(plugin_id, register_losses=register_losses)
 
@@ -360,3 +362,87 @@ def test_hook_tracing_writes_every_call(make_host, plugin_module, monkeypatch, c
     host.load_all()
     host.hook.epoch_start(run=None, epoch=4)
     assert "epoch_start" in capsys.readouterr().err
+
+
+LAZY_HOOKS = """
+from asklepios_sdk import EmptyParams, hookimpl
+
+@hookimpl
+def register_losses(register):
+    register("lazy", "{package}.heavy:HeavyLoss", EmptyParams)
+    register("broken", "{package}.missing:Nothing", EmptyParams)
+"""
+
+HEAVY = """
+import sys
+
+sys.modules.setdefault("heavy_import_witness", sys)
+
+
+class HeavyLoss:
+    \"\"\"Stand in for a torch loss: importing this module is what registration must avoid.\"\"\"
+
+    def __init__(self, params, ctx):
+        self.seed = ctx.seed
+"""
+
+
+def test_registration_imports_no_target_until_build(fake_site):
+    package = f"fake_lazy_pkg_{len(fake_site.packages)}"
+    fake_site.add(
+        "lazy",
+        LAZY_HOOKS.format(package=package),
+        package=package,
+        extra_modules={"heavy": HEAVY},
+    )
+    sys.modules.pop("heavy_import_witness", None)
+    host = PluginHost(strict=True)
+    entry = host.registry.get("loss", "lazy.lazy")
+    assert f"{package}.heavy" not in sys.modules and "heavy_import_witness" not in sys.modules
+    assert entry.doc.startswith("Stand in for a torch loss")  # read from source
+    assert f"{package}.heavy" not in sys.modules
+    assert entry.target == f"{package}.heavy:HeavyLoss"
+    built = entry.build({}, BuildContext(seed=5))
+    assert built.seed == 5 and "heavy_import_witness" in sys.modules
+
+
+def test_a_target_that_does_not_import_fails_at_build_naming_plugin_and_fix(fake_site):
+    package = f"fake_lazy_pkg_{len(fake_site.packages)}"
+    fake_site.add(
+        "lazy", LAZY_HOOKS.format(package=package), package=package, extra_modules={"heavy": HEAVY}
+    )
+    host = PluginHost(strict=True)
+    entry = host.registry.get("loss", "lazy.broken")  # registering it imported nothing
+    with pytest.raises(BuildError) as caught:
+        entry.build({}, BuildContext(), where="loss")
+    text = str(caught.value)
+    assert "loss 'lazy.broken' at loss (plugin lazy 0.1.0)" in text
+    assert f"'{package}.missing:Nothing'" in text and "Fix: install the missing module" in text
+
+
+def test_the_class_form_still_registers_with_a_deprecation_warning(make_host, plugin_module):
+    from asklepios.builtins.losses import CrossEntropyLoss
+    from asklepios.builtins.params import CrossEntropyLossParams
+
+    @hookimpl
+    def register_losses(register):
+        register("old", CrossEntropyLoss, CrossEntropyLossParams)
+
+    host = make_host({"old": plugin_module("old", register_losses=register_losses)})
+    with pytest.warns(
+        AsklepiosDeprecationWarning, match="asklepios.builtins.losses:CrossEntropyLoss"
+    ):
+        entry = host.registry.get("loss", "old.old")
+    assert entry.target == "asklepios.builtins.losses:CrossEntropyLoss"
+    assert entry.doc
+
+
+def test_omitted_params_still_register_with_a_deprecation_warning(make_host, plugin_module):
+    @hookimpl
+    def register_losses(register):
+        register("bare", "asklepios.builtins.losses:CrossEntropyLoss")
+
+    host = make_host({"bare": plugin_module("bare", register_losses=register_losses)})
+    with pytest.warns(AsklepiosDeprecationWarning, match="pass asklepios_sdk.EmptyParams"):
+        entry = host.registry.get("loss", "bare.bare")
+    assert entry.params_model is EmptyParams

@@ -12,8 +12,7 @@ from asklepios.errors import (
     RegistryError,
     UnknownComponentError,
 )
-from asklepios.plugins import PluginStatus, set_host
-from asklepios.plugins import get_component, list_components
+from asklepios.plugins import PluginStatus, get_component, list_components, set_host
 from asklepios.registry import KINDS
 from asklepios_sdk import BuildContext, ComponentError, EmptyParams, Params, hookimpl
 from pydantic import BaseModel, Field
@@ -39,15 +38,15 @@ def host(make_host, plugin_module):
     @hookimpl
     def register_losses(register):
         register("focal", focal, FocalParams)
-        register("plain", plain)
+        register("plain", plain, EmptyParams)
 
     @hookimpl
     def register_samplers(register):
-        register("balanced", plain, doc="Draw classes uniformly.")
+        register("balanced", plain, EmptyParams, doc="Draw classes uniformly.")
 
     @hookimpl
     def other_losses(register):
-        register("focal", plain)
+        register("focal", plain, EmptyParams)
 
     one = plugin_module("one", register_losses=register_losses, register_samplers=register_samplers)
     other = plugin_module("other", register_losses=other_losses)
@@ -138,8 +137,8 @@ def test_duplicate_name_in_one_plugin_names_both_factories(make_host, plugin_mod
 
     @hookimpl
     def register_losses(register):
-        register("twice", first)
-        register("twice", second)
+        register("twice", first, EmptyParams)
+        register("twice", second, EmptyParams)
 
     host = make_host({"dup": plugin_module("dup", register_losses=register_losses)})
     info = host.activate("dup")
@@ -151,7 +150,7 @@ def test_duplicate_name_in_one_plugin_names_both_factories(make_host, plugin_mod
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
-        ("Bad.Name", None, "bare lowercase snake_case"),
+        ("Bad.Name", EmptyParams, "bare lowercase snake_case"),
         ("ok", dict, "is not a subclass of asklepios_sdk.Params"),
         ("ok2", BaseModel, "is not a subclass of asklepios_sdk.Params"),
     ],
@@ -185,7 +184,7 @@ def test_build_wraps_factory_errors_with_the_cause(make_host, plugin_module):
 
     @hookimpl
     def register_backbones(register):
-        register("boom", exploding)
+        register("boom", exploding, EmptyParams)
 
     host = make_host({"x": plugin_module("x", register_backbones=register_backbones)})
     entry = host.registry.get("backbone", "x.boom")
