@@ -85,7 +85,9 @@ class FoldDataset(DatasetWrapper):
         from sklearn.model_selection import KFold, StratifiedKFold
 
         super().wrap(inner)
-        pool = torch.utils.data.ConcatDataset([inner.split("train"), inner.split("val")])
+        pool: torch.utils.data.ConcatDataset[Any] = torch.utils.data.ConcatDataset(
+            [inner.split("train"), inner.split("val")]
+        )
         train_labels, val_labels = inner.labels("train"), inner.labels("val")
         n = len(pool)
         if train_labels is not None and val_labels is not None:
@@ -377,7 +379,7 @@ def build_experiment(
         builder.component("evaluator", s, ctx, f"evaluators.{i}") for i, s in enumerate(eval_specs)
     ]
     trainer = builder.component("trainer", config.trainer, ctx, "trainer")
-    splits = {
+    splits: dict[str, torch.utils.data.Dataset[Any]] = {
         name: _with_transforms(dataset.split(name), eval_tf)
         for name in ("val", "test")
         if name in dataset.split_names

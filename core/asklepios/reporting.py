@@ -85,10 +85,10 @@ def print_summary(summary: Mapping[str, Any], console: Console | None = None) ->
         table.add_column("metric", no_wrap=True)
         for part in parts:
             table.add_column(part, justify="right")
-        values = {part: _scalars(stage.get(part) or {}) for part in parts}
-        keys = list(dict.fromkeys(k for part in parts for k in values[part]))
+        by_part = {part: _scalars(stage.get(part) or {}) for part in parts}
+        keys = list(dict.fromkeys(k for part in parts for k in by_part[part]))
         for key in keys:
-            cells = [values[part].get(key) for part in parts]
+            cells = [by_part[part].get(key) for part in parts]
             table.add_row(key, *("" if v is None else f"{v:.4f}" for v in cells))
         console.print(table)
 

@@ -79,8 +79,9 @@ def _yaml_document(text: str) -> tuple[Any, dict[PathKey, int]]:
                     stack.append((value_node, path))
         elif isinstance(current, yaml.SequenceNode):
             for i, item in enumerate(current.value):
-                lines[(*prefix, i)] = item.start_mark.line + 1
-                stack.append((item, (*prefix, i)))
+                path = (*prefix, i)
+                lines[path] = item.start_mark.line + 1
+                stack.append((item, path))
     return data, lines
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
-from asklepios_sdk import AsklepiosError, LossOutput
+from asklepios_sdk import AsklepiosError, Loss, LossOutput
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -66,13 +66,30 @@ def freeze_parameters(model: nn.Module, patterns: list[str]) -> list[str]:
     return frozen
 
 
+class _MissingLoss(Loss):
+    """Stands in for the loss of a stage that has none, so a trainer that needs one says why."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__()
+        self.stage = stage
+
+    def forward(self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, Any]) -> LossOutput:
+        raise EngineError(
+            f"stage {self.stage}: the trainer needs a loss, but the config names none and the "
+            "task has no default; add one, e.g. 'loss: {type: core.mse}'"
+        )
+
+
 class _Step:
     """The :class:`~asklepios_sdk.StepContext` the trainer drives each batch."""
+
+    loss: Loss
+    optimizers: Mapping[str, torch.optim.Optimizer]
 
     def __init__(self, runner: StageRunner) -> None:
         self.runner = runner
         self.model = runner.train_model
-        self.loss = runner.built.loss
+        self.loss = runner.built.loss or _MissingLoss(runner.stage)
         self.optimizers = runner.optimizers
         self.device = runner.device
         self.epoch = 0
@@ -382,7 +399,9 @@ class StageRunner:
         data_loader = torch.utils.data.DataLoader(
             dataset,
             batch_size=loader.eval_batch_size or loader.batch_size,
-            sampler=EvalShardSampler(len(dataset), self.dist.rank, self.dist.world_size),
+            sampler=EvalShardSampler(
+                len(cast(Sized, dataset)), self.dist.rank, self.dist.world_size
+            ),
             num_workers=loader.num_workers,
             pin_memory=self.pin_memory,
             worker_init_fn=worker_init,

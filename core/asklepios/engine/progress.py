@@ -55,8 +55,10 @@ class RunProgress:
     def advance(self, steps: int, loss: float | None = None) -> None:
         if self._progress is None:
             return
-        fields = {"loss": f"loss {loss:.4f}"} if loss is not None else {}
-        self._progress.update(self._task, advance=steps, **fields)
+        if loss is None:
+            self._progress.update(self._task, advance=steps)
+        else:
+            self._progress.update(self._task, advance=steps, loss=f"loss {loss:.4f}")
 
     def end_epoch(self, message: str) -> None:
         if self._progress is not None:

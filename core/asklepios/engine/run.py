@@ -80,7 +80,13 @@ def _replace_head(built: Built, stage_name: str, device: torch.device) -> None:
     num_classes = built.ctx.data.num_classes
     if not num_classes:
         raise RunError(f"stage {stage_name}: replace_head needs the dataset's number of classes")
-    built.backbone.reset_classifier(num_classes)
+    reset = getattr(built.backbone, "reset_classifier", None)
+    if reset is None:
+        raise RunError(
+            f"stage {stage_name}: replace_head needs a backbone with reset_classifier(); "
+            f"{type(built.backbone).__name__} has none"
+        )
+    reset(num_classes)
     built.backbone.to(device)
 
 
@@ -189,7 +195,7 @@ class _Session:
         if self.dist.is_main:
             write_atomic(stage_dir / "summary.json", json=to_jsonable(summary))
         self.hooks.stage_end(run=self.view, stage=name, summary=summary)
-        return to_jsonable(summary)  # type: ignore[no-any-return]
+        return dict(to_jsonable(summary))
 
     def start(self) -> None:
         """Write the record of a fresh run and call ``run_start``, once, before the first fit."""
