@@ -47,3 +47,55 @@ def test_plugin_files_do_not_import_the_core(path):
     assert _core_imports(path) == [], (
         f"{path.relative_to(ROOT)} imports the core; plugins may import only asklepios_sdk"
     )
+
+
+def _core_import_graph() -> dict[str, set[str]]:
+    """Return first-level module -> the first-level modules it imports (TYPE_CHECKING aside)."""
+    core = ROOT / "core" / "asklepios"
+    edges: dict[str, set[str]] = {}
+    for path in core.rglob("*.py"):
+        rel = path.relative_to(core).with_suffix("").parts
+        unit = rel[0]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for inner in ast.walk(node)
+        }
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+                if node.module == "asklepios":
+                    names = [f"asklepios.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "asklepios" and len(parts) > 1 and parts[1] != unit:
+                    edges.setdefault(unit, set()).add(parts[1])
+    return edges
+
+
+def test_core_modules_import_one_way():
+    edges = _core_import_graph()
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, stack = set(), [start]
+        while stack:
+            for nxt in edges.get(stack.pop(), ()):
+                if nxt == goal:
+                    return True
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return False
+
+    cycles = sorted((a, b) for a, targets in edges.items() for b in targets if reaches(b, a))
+    assert not cycles, f"core modules import each other (directly or through others): {cycles}"
+    assert "plugins" not in edges.get("registry", set()), "the registry must not know the host"
+    assert "engine" not in edges.get("build", set()), "build sits below the engine"

@@ -197,7 +197,7 @@ class BatchTransform(nn.Module):
         return dict(shapes)
 
 
-class ShardedSampler(torch.utils.data.Sampler[int]):
+class ShardedSampler(torch.utils.data.Sampler[int], ABC):
     """A sampler whose epoch order is drawn globally, then split across ranks.
 
     Subclasses implement :meth:`epoch_indices`: the full order for one epoch, the same on every rank
