@@ -190,3 +190,30 @@ def test_lifecycle_plugins_take_part_without_being_named(tmp_path: Path, fake_si
     assert seen[0][0] == "run_start"
     steps = [step for name, step in seen if name == "step_end"]
     assert steps == list(range(1, len(steps) + 1)) and steps
+
+
+def test_a_lifecycle_plugin_that_fails_to_load_is_reported_not_dropped(tmp_path, capsys):
+    import types
+
+    from asklepios_sdk import hookimpl
+
+    @hookimpl
+    def run_start(run):
+        raise AssertionError("a plugin that failed to load must take no part")
+
+    @hookimpl
+    def run_strat(run):  # misspelled: pluggy's check_pending rejects the module
+        pass
+
+    broken = types.ModuleType("asklepios_logger.hooks")
+    broken.run_start, broken.run_strat = run_start, run_strat
+    host = probe_host()
+    host.strict = False
+    host.add_plugin(broken, "logger", version="2.0", distribution="asklepios-logger")
+    config = validate_config(make_config(tmp_path), host=host)
+    run_experiment(config, host=host, quiet=True)
+    err = capsys.readouterr().err
+    assert "warning: plugin 'logger' (asklepios-logger 2.0) failed to load" in err
+    assert "run_strat" in err and "takes no part in this run" in err
+    record = json.loads((only_run_dir(tmp_path) / "record.json").read_text())
+    assert len(record["plugin_problems"]) == 1 and "run_strat" in record["plugin_problems"][0]
