@@ -4,8 +4,8 @@ Two-stage pipelines that keep the encoder frozen (linear probes, CLIP feature sy
 nearly all their time re-encoding the same images. :func:`cached_features` encodes a split once and
 stores the features, with the labels and every other numeric per-sample field, in a safetensors file
 named by a sha256 of what determines them: the backbone (id and params), its weights (sha256 of the
-file), the input transform and the dataset (id, split, fingerprint). Writes are atomic (temporary
-file + ``os.replace``), so an interrupted run never leaves a truncated entry behind.
+file), the input transform and the dataset (id, split, fingerprint). Writes are atomic
+(:func:`asklepios_sdk.io.write_atomic`), so an interrupted run never leaves a truncated entry.
 
 The dataset wrapper ``core.clip_features`` applies this to every split of a dataset with the
 built-in ``core.open_clip`` backbone and adds the text features of named prompt sets for the class
@@ -17,23 +17,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from asklepios_sdk import ComponentError, DataFacts, DatasetWrapper, Params
-from pydantic import Field, field_validator
+from asklepios_sdk import BuildContext, ComponentError, DataFacts, DatasetWrapper
+from asklepios_sdk.io import write_atomic
 from torch import Tensor
 
-from asklepios.builtins.open_clip import OpenCLIPBackbone, OpenCLIPParams, build_open_clip
+from asklepios.builtins.open_clip import OpenCLIPBackbone
+from asklepios.builtins.params import ClipFeaturesParams
 
 __all__ = [
     "ClipFeatures",
-    "ClipFeaturesParams",
     "FeatureCache",
     "FeatureSplit",
     "cached_features",
@@ -108,17 +106,12 @@ class FeatureCache:
         """Write entry ``key`` atomically and return its path."""
         from safetensors.torch import save_file
 
-        self.root.mkdir(parents=True, exist_ok=True)
-        target = self.path(key)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{key[:16]}-", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp, dict(metadata))
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return target
+        cpu = {name: value.contiguous().cpu() for name, value in tensors.items()}
+
+        def write(tmp: Path) -> None:
+            save_file(cpu, str(tmp), dict(metadata))
+
+        return write_atomic(self.path(key), write=write)
 
 
 def extract_features(
@@ -185,33 +178,6 @@ class FeatureSplit(torch.utils.data.Dataset):
         return {key: value[index] for key, value in self.tensors.items()}
 
 
-class ClipFeaturesParams(Params):
-    """Params of ``core.clip_features``."""
-
-    clip: OpenCLIPParams = Field(
-        default_factory=OpenCLIPParams, description="The frozen core.open_clip encoder."
-    )
-    cache_dir: str = Field("~/.cache/asklepios/features", description="Feature cache directory.")
-    batch_size: int = Field(64, ge=1, description="Images encoded per forward pass.")
-    device: str = Field("cpu", description="Device used for encoding ('cpu', 'cuda', 'cuda:N').")
-    num_workers: int = Field(0, ge=0, description="DataLoader workers reading images to encode.")
-    prompt_sets: dict[str, list[str]] = Field(
-        default_factory=lambda: {"source": ["a photo of a {}."]},
-        description="Named lists of templates ('{}' = class name); each set is averaged.",
-    )
-    dataset_key: str | None = Field(
-        None, description="Identity of the wrapped dataset in the cache key (default: fingerprint)."
-    )
-
-    @field_validator("prompt_sets")
-    @classmethod
-    def _templates_have_placeholders(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        for name, templates in value.items():
-            if not templates or any("{}" not in t for t in templates):
-                raise ValueError(f"prompt set {name!r}: every template needs a '{{}}' placeholder")
-        return value
-
-
 def _fingerprint(inner: Any, split: str, data: torch.utils.data.Dataset) -> dict[str, Any]:
     """Describe a split without reading it all: type, size, labels and two sample images."""
     digest = hashlib.sha256()
@@ -238,9 +204,9 @@ class ClipFeatures(DatasetWrapper):
         ctx: the build context (unused beyond the seed of a random-init encoder).
     """
 
-    def __init__(self, params: ClipFeaturesParams, ctx: Any = None) -> None:
+    def __init__(self, params: ClipFeaturesParams, ctx: BuildContext | None = None) -> None:
         self.params = params
-        self.seed = int(getattr(ctx, "seed", 0))
+        self.seed = int(ctx.seed) if ctx is not None else 0
         self.cache = FeatureCache(params.cache_dir)
         self._encoder: OpenCLIPBackbone | None = None
         self._splits: dict[str, FeatureSplit] = {}
@@ -254,10 +220,8 @@ class ClipFeatures(DatasetWrapper):
 
     def _encoder_for(self, facts: DataFacts) -> OpenCLIPBackbone:
         if self._encoder is None:
-            from asklepios_sdk import BuildContext
-
             torch.manual_seed(self.seed)  # a random-init encoder is reproducible from the seed
-            encoder = build_open_clip(
+            encoder = OpenCLIPBackbone(
                 self.params.clip.model_copy(update={"inputs": "image"}), BuildContext(data=facts)
             )
             self._encoder = encoder.to(self.params.device).eval()

@@ -7,19 +7,21 @@ import pytest
 import torch
 from asklepios.builtins.datasets import (
     CsvDataset,
-    CsvDatasetParams,
     DigitsDataset,
-    DigitsDatasetParams,
     ImageFolderDataset,
-    ImageFolderDatasetParams,
     MedMNISTDataset,
-    MedMNISTDatasetParams,
     TabularDataset,
-    TabularDatasetParams,
     long_tail_counts,
 )
+from asklepios.builtins.params import (
+    CsvDatasetParams,
+    DigitsDatasetParams,
+    ImageFolderDatasetParams,
+    MedMNISTDatasetParams,
+    TabularDatasetParams,
+)
 from asklepios.builtins.samplers import RandomSampler, SequentialSampler
-from asklepios_sdk import BuildContext, ComponentError
+from asklepios_sdk import BuildContext, ComponentError, EmptyParams
 
 
 def test_long_tail_profile_is_geometric() -> None:
@@ -132,8 +134,8 @@ def test_builtin_samplers_follow_seed_and_epoch() -> None:
     from asklepios_sdk import DataFacts
 
     ctx = BuildContext(data=DataFacts(num_samples=9), seed=1)
-    sampler = RandomSampler(None, ctx)
+    sampler = RandomSampler(EmptyParams(), ctx)
     first = list(sampler)
     sampler.set_epoch(1)
     assert sorted(first) == list(range(9)) and list(sampler) != first
-    assert list(SequentialSampler(None, ctx)) == list(range(9))
+    assert list(SequentialSampler(EmptyParams(), ctx)) == list(range(9))

@@ -5,15 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from asklepios.builtins.losses import (
-    BCELoss,
-    BCELossParams,
-    CrossEntropyLoss,
-    CrossEntropyLossParams,
-    MSELoss,
-    MSELossParams,
-    class_weights,
-)
+from asklepios.builtins.losses import BCELoss, CrossEntropyLoss, MSELoss, class_weights
+from asklepios.builtins.params import BCELossParams, CrossEntropyLossParams, MSELossParams
 from asklepios_sdk import BuildContext, ComponentError, DataFacts
 
 CTX = BuildContext(data=DataFacts(num_classes=3, class_counts=(6, 3, 1), num_samples=10))

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 from asklepios.builtins import augmentations as aug
-from asklepios.builtins.backbones import (
-    MLPBackbone,
+from asklepios.builtins import params
+from asklepios.builtins.backbones import MLPBackbone, TimmBackbone
+from asklepios.builtins.evaluators import ClassificationEvaluator
+from asklepios.builtins.params import (
+    ClassificationEvaluatorParams,
     MLPBackboneParams,
-    TimmBackbone,
     TimmBackboneParams,
 )
-from asklepios.builtins.evaluators import ClassificationEvaluator, ClassificationEvaluatorParams
 from asklepios_sdk import BuildContext, ComponentError, DataFacts
 
 IMAGES = BuildContext(data=DataFacts(num_classes=4, in_channels=3, image_size=(16, 16)))
@@ -58,23 +59,23 @@ def test_mlp_infers_width_and_needs_classes() -> None:
 def test_augmentations_change_only_the_image_and_pickle() -> None:
     sample = {"image": torch.rand(3, 20, 24), "label": torch.tensor(2)}
     transforms = [
-        aug.Resize(aug.ResizeParams(size=[16, 18])),
-        aug.RandomResizedCrop(aug.RandomResizedCropParams(size=12)),
-        aug.CenterCrop(aug.CenterCropParams(size=10)),
-        aug.HorizontalFlip(aug.FlipParams(p=1.0)),
-        aug.VerticalFlip(aug.FlipParams(p=1.0)),
-        aug.Rotation(aug.RotationParams(degrees=20)),
-        aug.ColorJitter(aug.ColorJitterParams(brightness=0.3, saturation=0.2)),
-        aug.Normalize(aug.NormalizeParams()),
+        aug.Resize(params.ResizeParams(size=[16, 18])),
+        aug.RandomResizedCrop(params.RandomResizedCropParams(size=12)),
+        aug.CenterCrop(params.CenterCropParams(size=10)),
+        aug.HorizontalFlip(params.HorizontalFlipParams(p=1.0)),
+        aug.VerticalFlip(params.VerticalFlipParams(p=1.0)),
+        aug.Rotation(params.RotationParams(degrees=20)),
+        aug.ColorJitter(params.ColorJitterParams(brightness=0.3, saturation=0.2)),
+        aug.Normalize(params.NormalizeParams()),
     ]
     out = sample
     for transform in transforms:
         out = pickle.loads(pickle.dumps(transform))(out)
         assert out["label"] is sample["label"]
     assert out["image"].shape == (3, 10, 10)
-    flipped = aug.HorizontalFlip(aug.FlipParams(p=1.0))(sample)["image"]
+    flipped = aug.HorizontalFlip(params.HorizontalFlipParams(p=1.0))(sample)["image"]
     torch.testing.assert_close(flipped, sample["image"].flip(-1))
-    norm = aug.Normalize(aug.NormalizeParams(mean=[0.5] * 3, std=[0.25] * 3))(sample)["image"]
+    norm = aug.Normalize(params.NormalizeParams(mean=[0.5] * 3, std=[0.25] * 3))(sample)["image"]
     torch.testing.assert_close(norm, (sample["image"] - 0.5) / 0.25)
 
 
@@ -82,16 +83,16 @@ def test_to_tensor_converts_arrays_and_pil() -> None:
     from PIL import Image
 
     array = np.arange(12, dtype=np.uint8).reshape(2, 2, 3) * 20
-    out = aug.ToTensor(aug.ToTensorParams())({"image": array})["image"]
+    out = aug.ToTensor(params.ToTensorParams())({"image": array})["image"]
     assert out.shape == (3, 2, 2) and out.dtype == torch.float32
     assert float(out[2, 1, 1]) == pytest.approx(220 / 255)
-    pil = aug.ToTensor(aug.ToTensorParams())({"image": Image.fromarray(array)})["image"]
+    pil = aug.ToTensor(params.ToTensorParams())({"image": Image.fromarray(array)})["image"]
     torch.testing.assert_close(pil, out)
 
 
 def test_normalize_checks_channels() -> None:
     with pytest.raises(ComponentError, match="1 channels"):
-        aug.Normalize(aug.NormalizeParams(), BuildContext(data=DataFacts(in_channels=1)))
+        aug.Normalize(params.NormalizeParams(), BuildContext(data=DataFacts(in_channels=1)))
 
 
 def test_classification_evaluator_matches_sklearn_and_syncs_as_cat_states() -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from asklepios import features as feat
+from asklepios.builtins.params import ClipFeaturesParams
 from asklepios_sdk import DataFacts, Dataset
 
 TINY = {
@@ -87,6 +89,22 @@ def test_cache_round_trip_atomic_and_corruption_tolerant(tmp_path):
     assert len(calls) == 1
 
 
+def test_cache_write_interrupted_leaves_no_entry(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    def crash(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    cache = feat.FeatureCache(tmp_path / "c")
+    cache.save("old", {"features": torch.zeros(2, 3)}, {})
+    monkeypatch.setattr(safetensors.torch, "save_file", crash)
+    with pytest.raises(KeyboardInterrupt):
+        cache.save("k", {"features": torch.ones(2, 3)}, {})
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["old.safetensors"]
+    assert cache.load("k") is None
+
+
 def test_extract_features_keeps_numeric_fields():
     split = TinyImages().split("train")
     weight = torch.randn(3 * 32 * 32, 5)
@@ -98,7 +116,7 @@ def test_extract_features_keeps_numeric_fields():
 
 
 def test_clip_features_wrapper_caches_splits_and_text(tmp_path, monkeypatch):
-    params = feat.ClipFeaturesParams(
+    params = ClipFeaturesParams(
         clip={"model": "tiny", "model_cfg": TINY, "random_init": True},
         cache_dir=str(tmp_path),
         prompt_sets={"source": ["a photo of a {}."], "sketch": ["a sketch of a {}.", "{} doodle"]},
@@ -120,7 +138,7 @@ def test_clip_features_wrapper_caches_splits_and_text(tmp_path, monkeypatch):
     def no_encoder(*args, **kwargs):
         raise AssertionError("the cache should have been hit")
 
-    monkeypatch.setattr(feat, "build_open_clip", no_encoder)
+    monkeypatch.setattr(feat, "OpenCLIPBackbone", no_encoder)
     again = feat.ClipFeatures(params).wrap(inner)
     torch.testing.assert_close(again.split("train")[1]["image"], sample["image"])
     assert np.allclose(np.asarray(again.facts().extras["text_features"]["source"]), text["source"])

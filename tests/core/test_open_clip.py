@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from asklepios.builtins.open_clip import OpenCLIPParams, build_open_clip, resolve_cached_weights
+from asklepios.builtins.open_clip import OpenCLIPBackbone, resolve_cached_weights
+from asklepios.builtins.params import OpenCLIPBackboneParams
 from asklepios_sdk import BuildContext, DataFacts, WeightsError
 from pydantic import ValidationError
 
@@ -21,7 +22,7 @@ CTX = BuildContext(data=DataFacts(num_classes=3, class_names=("cat", "dog", "bir
 def _build(**overrides):
     torch.manual_seed(0)
     params = {"model": "tiny", "model_cfg": TINY, "random_init": True, **overrides}
-    return build_open_clip(OpenCLIPParams(**params), CTX)
+    return OpenCLIPBackbone(OpenCLIPBackboneParams(**params), CTX)
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +93,8 @@ def test_local_file_weights_load_exactly(tmp_path, tiny):
             torch.save(state, path)
         else:
             save_file(state, path)
-        loaded = build_open_clip(
-            OpenCLIPParams(model="tiny", model_cfg=TINY, pretrained_file=str(path)), CTX
+        loaded = OpenCLIPBackbone(
+            OpenCLIPBackboneParams(model="tiny", model_cfg=TINY, pretrained_file=str(path)), CTX
         )
         batch = reference.example_batch(CTX, 2)
         torch.testing.assert_close(loaded(batch)["features"], reference(batch)["features"])
@@ -101,18 +102,22 @@ def test_local_file_weights_load_exactly(tmp_path, tiny):
 
 def test_weight_errors_are_clear(tmp_path):
     with pytest.raises(WeightsError, match="random_init"):
-        build_open_clip(OpenCLIPParams(model="tiny", model_cfg=TINY), CTX)
+        OpenCLIPBackbone(OpenCLIPBackboneParams(model="tiny", model_cfg=TINY), CTX)
     with pytest.raises(WeightsError, match="does not exist"):
-        build_open_clip(
-            OpenCLIPParams(model="tiny", model_cfg=TINY, pretrained_file=str(tmp_path / "x.pt")),
+        OpenCLIPBackbone(
+            OpenCLIPBackboneParams(
+                model="tiny", model_cfg=TINY, pretrained_file=str(tmp_path / "x.pt")
+            ),
             CTX,
         )
-    other = build_open_clip(OpenCLIPParams(model="other", model_cfg=OTHER, random_init=True), CTX)
+    other = OpenCLIPBackbone(
+        OpenCLIPBackboneParams(model="other", model_cfg=OTHER, random_init=True), CTX
+    )
     path = tmp_path / "other.pt"
     torch.save(other.clip.state_dict(), path)
     with pytest.raises(WeightsError, match="matches the checkpoint"):
-        params = OpenCLIPParams(model="tiny", model_cfg=TINY, pretrained_file=str(path))
-        build_open_clip(params, CTX)
+        params = OpenCLIPBackboneParams(model="tiny", model_cfg=TINY, pretrained_file=str(path))
+        OpenCLIPBackbone(params, CTX)
 
 
 def test_cached_tag_never_downloads(tmp_path):
@@ -135,11 +140,11 @@ def test_cached_tag_never_downloads(tmp_path):
 
 def test_params_validation():
     with pytest.raises(ValidationError, match="not both"):
-        OpenCLIPParams(pretrained_file="a.pt", pretrained="openai")
+        OpenCLIPBackboneParams(pretrained_file="a.pt", pretrained="openai")
     with pytest.raises(ValidationError, match="class_prompts"):
-        OpenCLIPParams(class_prompts=["no placeholder"])
+        OpenCLIPBackboneParams(class_prompts=["no placeholder"])
     with pytest.raises(Exception, match="unknown architecture"):
-        build_open_clip(OpenCLIPParams(model="NoSuchNet", random_init=True), CTX)
+        OpenCLIPBackbone(OpenCLIPBackboneParams(model="NoSuchNet", random_init=True), CTX)
     with pytest.raises(Exception, match="lacks"):
-        params = OpenCLIPParams(model="x", model_cfg={"embed_dim": 4}, random_init=True)
-        build_open_clip(params, CTX)
+        params = OpenCLIPBackboneParams(model="x", model_cfg={"embed_dim": 4}, random_init=True)
+        OpenCLIPBackbone(params, CTX)

@@ -12,27 +12,30 @@ from typing import Any
 
 import numpy as np
 import torch
-from asklepios_sdk import BuildContext, ComponentError, Params, SampleTransform
-from pydantic import Field, PositiveInt
+from asklepios_sdk import BuildContext, ComponentError, SampleTransform
 from torchvision.transforms import v2
+
+from asklepios.builtins.params import (
+    CenterCropParams,
+    ColorJitterParams,
+    HorizontalFlipParams,
+    NormalizeParams,
+    RandomResizedCropParams,
+    ResizeParams,
+    RotationParams,
+    ToTensorParams,
+    VerticalFlipParams,
+)
 
 __all__ = [
     "CenterCrop",
-    "CenterCropParams",
     "ColorJitter",
-    "ColorJitterParams",
-    "FlipParams",
     "HorizontalFlip",
     "Normalize",
-    "NormalizeParams",
     "RandomResizedCrop",
-    "RandomResizedCropParams",
     "Resize",
-    "ResizeParams",
     "Rotation",
-    "RotationParams",
     "ToTensor",
-    "ToTensorParams",
     "VerticalFlip",
 ]
 
@@ -49,12 +52,6 @@ class _ImageTransform(SampleTransform):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.transform!r})"
-
-
-class ToTensorParams(Params):
-    """Params of ``core.to_tensor``."""
-
-    scale: bool = Field(True, description="Scale integer images to [0, 1].")
 
 
 class ToTensor(_ImageTransform):
@@ -93,29 +90,12 @@ class _SizedTransform(_ImageTransform):
         return out
 
 
-class ResizeParams(Params):
-    """Params of ``core.resize``."""
-
-    size: PositiveInt | list[PositiveInt] = Field(
-        description="Output size, int or [height, width]."
-    )
-    antialias: bool = True
-
-
 class Resize(_SizedTransform):
     """Resize the image to ``size`` with bilinear interpolation."""
 
     def __init__(self, params: ResizeParams, ctx: BuildContext | None = None) -> None:
         self.size = _size(params.size)
         self.transform = v2.Resize(_size(params.size), antialias=params.antialias)
-
-
-class RandomResizedCropParams(Params):
-    """Params of ``core.random_resized_crop``."""
-
-    size: PositiveInt | list[PositiveInt]
-    scale: tuple[float, float] = (0.08, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
 
 
 class RandomResizedCrop(_SizedTransform):
@@ -128,12 +108,6 @@ class RandomResizedCrop(_SizedTransform):
         )
 
 
-class CenterCropParams(Params):
-    """Params of ``core.center_crop``."""
-
-    size: PositiveInt | list[PositiveInt]
-
-
 class CenterCrop(_SizedTransform):
     """Crop the centre of the image to ``size``."""
 
@@ -142,31 +116,18 @@ class CenterCrop(_SizedTransform):
         self.transform = v2.CenterCrop(_size(params.size))
 
 
-class FlipParams(Params):
-    """Params of ``core.hflip`` and ``core.vflip``."""
-
-    p: float = Field(0.5, ge=0, le=1, description="Probability of flipping.")
-
-
 class HorizontalFlip(_ImageTransform):
     """Flip the image left-right with probability ``p``."""
 
-    def __init__(self, params: FlipParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: HorizontalFlipParams, ctx: BuildContext | None = None) -> None:
         self.transform = v2.RandomHorizontalFlip(params.p)
 
 
 class VerticalFlip(_ImageTransform):
     """Flip the image top-bottom with probability ``p``."""
 
-    def __init__(self, params: FlipParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: VerticalFlipParams, ctx: BuildContext | None = None) -> None:
         self.transform = v2.RandomVerticalFlip(params.p)
-
-
-class RotationParams(Params):
-    """Params of ``core.rotation``."""
-
-    degrees: float = Field(15.0, ge=0, description="Rotate by an angle in [-degrees, degrees].")
-    fill: float = 0.0
 
 
 class Rotation(_ImageTransform):
@@ -174,15 +135,6 @@ class Rotation(_ImageTransform):
 
     def __init__(self, params: RotationParams, ctx: BuildContext | None = None) -> None:
         self.transform = v2.RandomRotation(params.degrees, fill=params.fill)
-
-
-class ColorJitterParams(Params):
-    """Params of ``core.color_jitter`` (0 leaves that property unchanged)."""
-
-    brightness: float = Field(0.0, ge=0)
-    contrast: float = Field(0.0, ge=0)
-    saturation: float = Field(0.0, ge=0)
-    hue: float = Field(0.0, ge=0, le=0.5)
 
 
 class ColorJitter(_ImageTransform):
@@ -195,13 +147,6 @@ class ColorJitter(_ImageTransform):
             saturation=params.saturation or None,
             hue=params.hue or None,
         )
-
-
-class NormalizeParams(Params):
-    """Params of ``core.normalize`` (defaults: ImageNet statistics)."""
-
-    mean: list[float] = Field(default_factory=lambda: [0.485, 0.456, 0.406])
-    std: list[float] = Field(default_factory=lambda: [0.229, 0.224, 0.225])
 
 
 class Normalize(_ImageTransform):

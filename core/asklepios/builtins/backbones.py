@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
-from asklepios_sdk import Backbone, Batch, BuildContext, ComponentError, Params
-from pydantic import Field, PositiveInt
+from asklepios_sdk import Backbone, Batch, BuildContext, ComponentError
 from torch import Tensor, nn
 
-__all__ = ["MLPBackbone", "MLPBackboneParams", "TimmBackbone", "TimmBackboneParams"]
+from asklepios.builtins.params import MLPBackboneParams, TimmBackboneParams
+
+__all__ = ["MLPBackbone", "TimmBackbone"]
 
 
 def _num_classes(value: int | None, ctx: BuildContext, component: str) -> int:
@@ -22,23 +23,10 @@ def _num_classes(value: int | None, ctx: BuildContext, component: str) -> int:
     return int(num_classes)
 
 
-class TimmBackboneParams(Params):
-    """Params of ``core.timm``."""
-
-    model_name: str = Field("resnet18", description="Any name from timm.list_models().")
-    num_classes: PositiveInt | None = Field(None, description="Default: the dataset's classes.")
-    in_chans: PositiveInt | None = Field(None, description="Default: the dataset's channels, or 3.")
-    pretrained_file: str | None = Field(
-        None, description="Local weights file loaded by timm (adapts head and input channels)."
-    )
-    drop_rate: float = Field(0.0, ge=0, lt=1, description="Dropout before the classifier.")
-    kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Extra keyword arguments for timm.create_model."
-    )
-
-
 class TimmBackbone(Backbone):
     """Wrap a timm model: logits from its classifier, features from its pooled pre-logits."""
+
+    model: Any  # a timm model: forward_features, forward_head, reset_classifier, num_features
 
     def __init__(self, params: TimmBackboneParams, ctx: BuildContext) -> None:
         import timm  # imported on construction: registering and validating need only the params
@@ -70,18 +58,6 @@ class TimmBackbone(Backbone):
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier with a freshly initialised one of ``num_classes`` outputs."""
         self.model.reset_classifier(num_classes)
-
-
-class MLPBackboneParams(Params):
-    """Params of ``core.mlp``."""
-
-    hidden: list[PositiveInt] = Field(default_factory=lambda: [128], description="Hidden widths.")
-    dropout: float = Field(0.0, ge=0, lt=1)
-    activation: Literal["relu", "gelu", "silu", "tanh"] = "relu"
-    num_classes: PositiveInt | None = Field(None, description="Default: the dataset's classes.")
-    in_features: PositiveInt | None = Field(
-        None, description="Input width; default: the dataset's features or C*H*W of its images."
-    )
 
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {

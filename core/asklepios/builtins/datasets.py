@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
-from asklepios_sdk import BuildContext, ComponentError, DataFacts, Dataset, Params
-from pydantic import Field, PositiveInt, model_validator
+from asklepios_sdk import BuildContext, ComponentError, DataFacts, Dataset
 
 from asklepios.builtins._data import (
     FileSplit,
@@ -18,18 +16,20 @@ from asklepios.builtins._data import (
     list_class_folder,
     stratified_split,
 )
+from asklepios.builtins.params import (
+    CsvDatasetParams,
+    DigitsDatasetParams,
+    ImageFolderDatasetParams,
+    MedMNISTDatasetParams,
+    TabularDatasetParams,
+)
 
 __all__ = [
     "CsvDataset",
-    "CsvDatasetParams",
     "DigitsDataset",
-    "DigitsDatasetParams",
     "ImageFolderDataset",
-    "ImageFolderDatasetParams",
     "MedMNISTDataset",
-    "MedMNISTDatasetParams",
     "TabularDataset",
-    "TabularDatasetParams",
     "long_tail_counts",
 ]
 
@@ -67,19 +67,6 @@ class _SplitDataset(Dataset):
         return self._labels.get(name)
 
 
-class DigitsDatasetParams(Params):
-    """Params of ``core.digits``."""
-
-    image_size: PositiveInt = Field(8, description="Upscale the 8x8 digits to this size.")
-    channels: Literal[1, 3] = Field(1, description="Repeat the grey channel to 3 when 3.")
-    imbalance_ratio: float = Field(
-        1.0, ge=1, description="Head/tail size ratio of the training split (1 = as bundled)."
-    )
-    test_per_class: PositiveInt = Field(40, description="Balanced held-out test size per class.")
-    val_per_class: PositiveInt = Field(15, description="Balanced validation size per class.")
-    seed: int = Field(0, description="Seed of the split (independent of the run's seed).")
-
-
 class DigitsDataset(_SplitDataset):
     """Scikit-learn's bundled 8x8 handwritten digits, optionally upscaled and long-tailed.
 
@@ -112,18 +99,18 @@ class DigitsDataset(_SplitDataset):
                 f"(the smallest class has {smallest} samples)"
             )
         sizes = long_tail_counts(smallest - held, 10, params.imbalance_ratio)
-        index = {"train": [], "val": [], "test": []}
+        index: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
         for c, idx in per_class.items():
             index["test"].append(idx[: params.test_per_class])
             index["val"].append(idx[params.test_per_class : held])
             index["train"].append(idx[held : held + sizes[c]])
+        chosen_by_split = {name: np.sort(np.concatenate(parts)) for name, parts in index.items()}
         self._splits, self._labels = {}, {}
-        for name, parts in index.items():
-            chosen = np.sort(np.concatenate(parts))
+        for name, chosen in chosen_by_split.items():
             self._labels[name] = labels[chosen]
             self._splits[name] = TensorSplit(images[chosen], torch.as_tensor(labels[chosen]))
         self._facts = classification_facts(
-            self._labels["train"],
+            labels[chosen_by_split["train"]],
             10,
             [str(d) for d in range(10)],
             params.channels,
@@ -132,19 +119,6 @@ class DigitsDataset(_SplitDataset):
 
     def facts(self) -> DataFacts:
         return self._facts
-
-
-class ImageFolderDatasetParams(Params):
-    """Params of ``core.image_folder``."""
-
-    root: str = Field(description="Folder with train/val/test sub-folders, or class folders.")
-    mode: Literal["RGB", "L"] = Field("RGB", description="PIL mode images are converted to.")
-    image_size: PositiveInt | list[PositiveInt] | None = Field(
-        None, description="Resize every image on load (needed for batching mixed sizes)."
-    )
-    val_fraction: float = Field(0.1, ge=0, lt=1, description="When root has only class folders.")
-    test_fraction: float = Field(0.2, ge=0, lt=1, description="When root has only class folders.")
-    seed: int = 0
 
 
 def _pair(size: int | list[int] | None) -> tuple[int, int] | None:
@@ -191,23 +165,6 @@ class ImageFolderDataset(_SplitDataset):
 
     def facts(self) -> DataFacts:
         return self._facts
-
-
-class CsvDatasetParams(Params):
-    """Params of ``core.csv``."""
-
-    path: str = Field(description="CSV manifest with one row per image.")
-    root: str | None = Field(None, description="Folder relative image paths start from.")
-    path_column: str = "path"
-    label_column: str = "label"
-    split_column: str | None = Field(
-        None, description="Column with train/val/test per row; default: split by fractions."
-    )
-    mode: Literal["RGB", "L"] = "RGB"
-    image_size: PositiveInt | list[PositiveInt] | None = None
-    val_fraction: float = Field(0.1, ge=0, lt=1)
-    test_fraction: float = Field(0.2, ge=0, lt=1)
-    seed: int = 0
 
 
 def _read_csv(path: Path, component: str) -> tuple[list[str], list[dict[str, str]]]:
@@ -310,13 +267,6 @@ MEDMNIST_HELP = (
 )
 
 
-class MedMNISTDatasetParams(Params):
-    """Params of ``core.medmnist``."""
-
-    path: str = Field(description="Local MedMNIST .npz file, e.g. ~/.medmnist/pathmnist.npz.")
-    as_rgb: bool = Field(False, description="Repeat grey images to 3 channels.")
-
-
 class MedMNISTDataset(_SplitDataset):
     """A MedMNIST v2 ``.npz`` file from local disk (train/val/test images and labels).
 
@@ -345,6 +295,7 @@ class MedMNISTDataset(_SplitDataset):
             )
         multilabel = data["train_labels"].ndim == 2 and data["train_labels"].shape[1] > 1
         self._splits, self._labels = {}, {}
+        train_images = torch.empty(0)
         for name in SPLITS:
             images = torch.from_numpy(np.ascontiguousarray(data[f"{name}_images"]))
             images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
@@ -354,9 +305,11 @@ class MedMNISTDataset(_SplitDataset):
             labels = raw if multilabel else raw.reshape(-1)
             self._splits[name] = TensorSplit(images.contiguous(), torch.from_numpy(labels))
             self._labels[name] = None if multilabel else labels
+            if name == "train":
+                train_images = images
         train = data["train_labels"].astype(np.int64)
-        channels = int(self._splits["train"].images.shape[1])
-        size = tuple(int(v) for v in self._splits["train"].images.shape[2:4])
+        channels = int(train_images.shape[1])
+        size = (int(train_images.shape[2]), int(train_images.shape[3]))
         if multilabel:
             self._facts = DataFacts(
                 task="multilabel",
@@ -372,28 +325,6 @@ class MedMNISTDataset(_SplitDataset):
 
     def facts(self) -> DataFacts:
         return self._facts
-
-
-class TabularDatasetParams(Params):
-    """Params of ``core.tabular``."""
-
-    path: str = Field(description="CSV file with one row per sample.")
-    target: str = Field(description="Column to predict.")
-    features: list[str] | None = Field(None, description="Feature columns; default: all others.")
-    task: Literal["auto", "classification", "regression"] = Field(
-        "auto", description="auto: classification when the target is not numeric or integer."
-    )
-    split_column: str | None = None
-    standardize: bool = Field(True, description="Scale features by training mean and std.")
-    val_fraction: float = Field(0.1, ge=0, lt=1)
-    test_fraction: float = Field(0.2, ge=0, lt=1)
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _target_not_a_feature(self) -> TabularDatasetParams:
-        if self.features is not None and self.target in self.features:
-            raise ValueError(f"target {self.target!r} is also listed in features")
-        return self
 
 
 class TabularDataset(_SplitDataset):

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from asklepios_sdk import Batch, BuildContext, ComponentError, Evaluator, Params
-from pydantic import Field, PositiveInt
+from asklepios_sdk import Batch, BuildContext, ComponentError, Evaluator
 from torch import Tensor
 from torchmetrics.functional.classification import (
     multiclass_accuracy,
@@ -17,15 +16,9 @@ from torchmetrics.functional.classification import (
 )
 from torchmetrics.utilities import dim_zero_cat
 
-__all__ = ["ClassificationEvaluator", "ClassificationEvaluatorParams"]
+from asklepios.builtins.params import ClassificationEvaluatorParams
 
-
-class ClassificationEvaluatorParams(Params):
-    """Params of ``core.classification``."""
-
-    num_classes: PositiveInt | None = Field(None, description="Default: the dataset's classes.")
-    ece_bins: PositiveInt = Field(15, description="Bins of the expected calibration error.")
-    confusion_matrix: bool = Field(True, description="Report the confusion matrix (for plots).")
+__all__ = ["ClassificationEvaluator"]
 
 
 class ClassificationEvaluator(Evaluator):
@@ -38,6 +31,8 @@ class ClassificationEvaluator(Evaluator):
     Probabilities and targets are ``cat`` states, so every rank's samples take part after sync.
     """
 
+    probs: list[Tensor]  # "cat" states, registered with add_state
+    target: list[Tensor]
     name: ClassVar[str] = "classification"
     higher_is_better = True
     key_directions: ClassVar[Mapping[str, bool]] = {"ece": False}

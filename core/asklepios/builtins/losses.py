@@ -11,19 +11,12 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import Batch, BuildContext, ComponentError, Loss, LossOutput, Params
-from pydantic import Field
+from asklepios_sdk import Batch, BuildContext, ComponentError, Loss, LossOutput
 from torch import Tensor
 
-__all__ = [
-    "BCELoss",
-    "BCELossParams",
-    "CrossEntropyLoss",
-    "CrossEntropyLossParams",
-    "MSELoss",
-    "MSELossParams",
-    "class_weights",
-]
+from asklepios.builtins.params import BCELossParams, CrossEntropyLossParams, MSELossParams
+
+__all__ = ["BCELoss", "CrossEntropyLoss", "MSELoss", "class_weights"]
 
 
 def class_weights(
@@ -59,21 +52,14 @@ def _mixed(per_target: Callable[[Tensor], Tensor], batch: Batch) -> Tensor:
     return loss.mean()
 
 
-class CrossEntropyLossParams(Params):
-    """Params of ``core.cross_entropy``."""
-
-    class_weights: Literal["balanced"] | list[float] | None = Field(
-        None, description="Per-class weights, or 'balanced' for n / (K * n_k)."
-    )
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-
-
 class CrossEntropyLoss(Loss):
     """Cross-entropy on ``logits`` with optional class weights and label smoothing.
 
     With weights ``w`` the batch loss is ``sum_i w[y_i] * l_i / sum_i w[y_i]`` (PyTorch's
     weighted mean), so the weights change the balance, not the scale.
     """
+
+    weight: Tensor  # buffer: the class weights, empty when unweighted
 
     def __init__(self, params: CrossEntropyLossParams, ctx: BuildContext) -> None:
         super().__init__()
@@ -99,18 +85,14 @@ class CrossEntropyLoss(Loss):
         return LossOutput(total, {"ce": total.detach()})
 
 
-class BCELossParams(Params):
-    """Params of ``core.bce``."""
-
-    pos_weight: list[float] | None = Field(None, description="Weight of positives per output.")
-
-
 class BCELoss(Loss):
     """Binary cross-entropy with logits, for binary or multi-label targets.
 
     Integer class labels with ``K > 1`` logits become one-hot targets; a single logit column
     takes the label as the positive-class indicator.
     """
+
+    pos_weight: Tensor  # buffer: the weights of positives, empty when unweighted
 
     def __init__(self, params: BCELossParams, ctx: BuildContext) -> None:
         super().__init__()
@@ -132,13 +114,6 @@ class BCELoss(Loss):
 
         total = _mixed(per_target, batch)
         return LossOutput(total, {"bce": total.detach()})
-
-
-class MSELossParams(Params):
-    """Params of ``core.mse``."""
-
-    output_key: str = Field("logits", description="Model output holding the prediction.")
-    target_key: str = Field("label", description="Batch key holding the regression target.")
 
 
 class MSELoss(Loss):

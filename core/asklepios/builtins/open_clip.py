@@ -17,63 +17,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import Backbone, BuildContext, ComponentError, Params, WeightsError
-from pydantic import ConfigDict, Field, model_validator
+from asklepios_sdk import Backbone, BuildContext, ComponentError, WeightsError
 from torch import Tensor, nn
 
-__all__ = ["OpenCLIPBackbone", "OpenCLIPParams", "build_open_clip", "resolve_cached_weights"]
+from asklepios.builtins.params import OpenCLIPBackboneParams
 
-
-class OpenCLIPParams(Params):
-    """Params of ``core.open_clip``."""
-
-    model: str = Field(
-        "ViT-B-32",
-        description="open_clip architecture name (open_clip.list_models()), or 'local-dir:PATH'.",
-    )
-    model_config = ConfigDict(protected_namespaces=())
-
-    model_cfg: dict[str, Any] | None = Field(
-        None,
-        description="Custom architecture {embed_dim, vision_cfg, text_cfg}; 'model' is a label.",
-    )
-    pretrained_file: str | None = Field(
-        None, description="Local open_clip / OpenAI checkpoint (.pt, .bin, .safetensors)."
-    )
-    pretrained: str | None = Field(
-        None, description="open_clip pretrained tag, used only if already in the local cache."
-    )
-    cache_dir: str | None = Field(
-        None, description="Cache directory searched for 'pretrained' (default: open_clip's)."
-    )
-    random_init: bool = Field(
-        False, description="Allow random weights when no checkpoint is given (tests, smoke runs)."
-    )
-    frozen: bool = Field(True, description="Freeze both towers and keep them in eval mode.")
-    inputs: Literal["image", "features"] = Field(
-        "image", description="'features': the batch carries cached image features, not images."
-    )
-    preprocess: bool = Field(
-        True, description="Resize images to the model's size and apply its mean/std on the device."
-    )
-    class_prompts: list[str] = Field(
-        default_factory=lambda: ["a photo of a {}."],
-        description="Templates for the zero-shot logits ('{}' is the class name), averaged.",
-    )
-
-    @model_validator(mode="after")
-    def _one_weight_source(self) -> OpenCLIPParams:
-        if self.pretrained_file and self.pretrained:
-            raise ValueError(
-                "give either 'pretrained_file' or 'pretrained' (a cached tag), not both"
-            )
-        if not self.class_prompts or any("{}" not in t for t in self.class_prompts):
-            raise ValueError("every entry of 'class_prompts' needs a '{}' for the class name")
-        return self
+__all__ = ["OpenCLIPBackbone", "load_open_clip_weights", "resolve_cached_weights"]
 
 
 def _cache_candidates(model: str, tag: str, cache_dir: str | None) -> list[Path]:
@@ -132,7 +85,7 @@ def resolve_cached_weights(model: str, tag: str, cache_dir: str | None = None) -
     )
 
 
-def _create_model(params: OpenCLIPParams) -> tuple[nn.Module, Any, dict[str, Any]]:
+def _create_model(params: OpenCLIPBackboneParams) -> tuple[nn.Module, Any, dict[str, Any]]:
     """Construct the open_clip model (random init), its tokenizer and preprocess config."""
     import open_clip
 
@@ -197,27 +150,44 @@ def load_open_clip_weights(model: nn.Module, path: str | Path) -> None:
 
 
 class OpenCLIPBackbone(Backbone):
-    """Wrap an open_clip model: unit-norm image features, zero-shot logits, text tower access.
+    """Wrap any open_clip model, weights from a local file or cache, frozen by default.
+
+    The model maps images (or, with ``inputs: features``, cached image features) to unit-norm
+    image ``features`` and zero-shot ``logits`` against the class names of the data facts, and
+    exposes the text tower (:meth:`encode_text`, :meth:`encode_prompts`,
+    :meth:`encode_token_embeddings`), the tokenizer and the logit scale to adapters.
 
     Args:
-        model: the open_clip ``CLIP`` / ``CustomTextCLIP`` module.
-        tokenizer: its tokenizer (callable ``list[str] -> LongTensor``).
-        preprocess: ``{"size", "mean", "std"}`` of the image tower.
-        class_names: names used for the zero-shot logits (``None``: ``"class i"``).
-        num_classes: number of classes when ``class_names`` is ``None``.
-        params: the validated params (frozen, inputs, preprocess, class_prompts).
+        params: the validated params (architecture, weight source, frozen, inputs, preprocess,
+            class_prompts).
+        ctx: the build context; its data facts give the class names (or ``num_classes``, named
+            ``"class i"``) of the zero-shot logits.
+
+    Raises:
+        ComponentError: unknown architecture or incomplete ``model_cfg``.
+        WeightsError: no weight source and no ``random_init``, or weights that do not load.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        tokenizer: Any,
-        preprocess: dict[str, Any],
-        params: OpenCLIPParams,
-        class_names: Sequence[str] | None = None,
-        num_classes: int | None = None,
-    ) -> None:
+    clip: Any  # open_clip's CLIP / CustomTextCLIP (untyped)
+    pixel_mean: Tensor
+    pixel_std: Tensor
+    class_text: Tensor
+
+    def __init__(self, params: OpenCLIPBackboneParams, ctx: BuildContext) -> None:
         super().__init__()
+        model, tokenizer, preprocess = _create_model(params)
+        if params.pretrained_file:
+            load_open_clip_weights(model, params.pretrained_file)
+        elif params.pretrained:
+            load_open_clip_weights(
+                model, resolve_cached_weights(params.model, params.pretrained, params.cache_dir)
+            )
+        elif not params.random_init:
+            raise WeightsError(
+                f"core.open_clip: no weights for {params.model!r}: set 'pretrained_file' to a "
+                "local checkpoint, or 'pretrained' to a tag already in your open_clip cache; set "
+                "'random_init: true' only for tests and smoke runs"
+            )
         self.clip = model
         self.tokenizer = tokenizer
         self.params = params
@@ -226,8 +196,9 @@ class OpenCLIPBackbone(Backbone):
         self.image_size = (size, size) if isinstance(size, int) else tuple(size)
         self.register_buffer("pixel_mean", torch.tensor(preprocess["mean"]).view(1, -1, 1, 1))
         self.register_buffer("pixel_std", torch.tensor(preprocess["std"]).view(1, -1, 1, 1))
-        if class_names is None and num_classes:
-            class_names = [f"class {i}" for i in range(num_classes)]
+        class_names = ctx.data.class_names
+        if class_names is None and ctx.data.num_classes:
+            class_names = tuple(f"class {i}" for i in range(ctx.data.num_classes))
         self.class_names = tuple(class_names) if class_names else None
         self.feature_dim = int(self._embed_dim())
         self.register_buffer("class_text", torch.empty(0), persistent=False)
@@ -380,28 +351,3 @@ class OpenCLIPBackbone(Backbone):
         if self.class_names:
             batch["label"] = torch.randint(0, len(self.class_names), (batch_size,), generator=gen)
         return batch
-
-
-def build_open_clip(params: OpenCLIPParams, ctx: BuildContext) -> OpenCLIPBackbone:
-    """Build any open_clip architecture, weights from a local file or cache, frozen by default."""
-    model, tokenizer, preprocess = _create_model(params)
-    if params.pretrained_file:
-        load_open_clip_weights(model, params.pretrained_file)
-    elif params.pretrained:
-        load_open_clip_weights(
-            model, resolve_cached_weights(params.model, params.pretrained, params.cache_dir)
-        )
-    elif not params.random_init:
-        raise WeightsError(
-            f"core.open_clip: no weights for {params.model!r}: set 'pretrained_file' to a local "
-            "checkpoint, or 'pretrained' to a tag already in your open_clip cache; set "
-            "'random_init: true' only for tests and smoke runs"
-        )
-    return OpenCLIPBackbone(
-        model,
-        tokenizer,
-        preprocess,
-        params,
-        class_names=ctx.data.class_names,
-        num_classes=ctx.data.num_classes,
-    )

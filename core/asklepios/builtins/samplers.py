@@ -11,8 +11,7 @@ __all__ = ["RandomSampler", "SequentialSampler"]
 class RandomSampler(ShardedSampler):
     """Shuffle the training split each epoch from ``seed + epoch``, sharded across ranks."""
 
-    def __init__(self, params: EmptyParams | None = None, ctx: BuildContext | None = None) -> None:
-        ctx = ctx or BuildContext()
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
         super().__init__(
             ctx.data.num_samples, seed=ctx.seed, rank=ctx.rank, world_size=ctx.world_size
         )
@@ -24,8 +23,7 @@ class RandomSampler(ShardedSampler):
 class SequentialSampler(ShardedSampler):
     """Visit the training split in dataset order every epoch, sharded across ranks."""
 
-    def __init__(self, params: EmptyParams | None = None, ctx: BuildContext | None = None) -> None:
-        ctx = ctx or BuildContext()
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
         super().__init__(
             ctx.data.num_samples, seed=ctx.seed, rank=ctx.rank, world_size=ctx.world_size
         )

@@ -10,7 +10,7 @@ __all__ = ["SupervisedTrainer"]
 class SupervisedTrainer(Trainer):
     """Run one supervised step: forward under autocast, loss terms, backward and optimiser step."""
 
-    def __init__(self, params: EmptyParams | None = None, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
         self.params = params
 
     def train_step(self, step: StepContext, batch: Batch) -> LossOutput:
