@@ -115,7 +115,8 @@ def _built_data(args: argparse.Namespace) -> Any:
     """Return the training split and context only (what the hand-written loop shares)."""
     from types import SimpleNamespace
 
-    from asklepios.builtins.datasets import DigitsDataset, DigitsDatasetParams
+    from asklepios.builtins.datasets import DigitsDataset
+    from asklepios.builtins.params import DigitsDatasetParams
     from asklepios_sdk import BuildContext
 
     dataset = DigitsDataset(DigitsDatasetParams(image_size=args.size, channels=3))
@@ -130,11 +131,12 @@ def _plain_runner(args: argparse.Namespace, built: Any) -> Any:
     import torch.nn.functional as F
     from asklepios.builtins.samplers import RandomSampler
     from asklepios.engine.distributed import resolve_device
+    from asklepios_sdk import EmptyParams
 
     device = resolve_device(args.device)
     torch.manual_seed(0)
     model = _plain_model(args).to(device)
-    sampler = RandomSampler(None, built.ctx)
+    sampler = RandomSampler(EmptyParams(), built.ctx)
     loader = torch.utils.data.DataLoader(
         built.train_split,
         batch_size=args.batch_size,
@@ -239,7 +241,8 @@ def _torchrun(args: argparse.Namespace, nproc: int) -> float:
         env = {**os.environ, "OMP_NUM_THREADS": threads}
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=True)
         seconds = json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
-    from asklepios.builtins.datasets import DigitsDataset, DigitsDatasetParams
+    from asklepios.builtins.datasets import DigitsDataset
+    from asklepios.builtins.params import DigitsDatasetParams
 
     samples = DigitsDataset(DigitsDatasetParams()).facts().num_samples * args.epochs
     return samples / seconds

@@ -24,7 +24,7 @@ from asklepios.build import build_experiment
 from asklepios.builtins.samplers import RandomSampler
 from asklepios.config import validate_config
 from asklepios.sampling import EvalShardSampler, ShardingWrapper, ensure_sharded
-from asklepios_sdk import BuildContext, DataFacts
+from asklepios_sdk import BuildContext, DataFacts, EmptyParams
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -70,9 +70,11 @@ def _run_one_and_two(
 
 def test_sharded_sampler_gives_disjoint_shards_covering_the_epoch() -> None:
     ctx = BuildContext(data=DataFacts(num_samples=101), seed=7)
-    shards = [list(RandomSampler(None, ctx.replace(rank=r, world_size=2))) for r in range(2)]
+    shards = [
+        list(RandomSampler(EmptyParams(), ctx.replace(rank=r, world_size=2))) for r in range(2)
+    ]
     assert len(shards[0]) == len(shards[1]) == 51
-    single = list(RandomSampler(None, ctx))
+    single = list(RandomSampler(EmptyParams(), ctx))
     assert sorted(set(shards[0]) | set(shards[1])) == list(range(101))
     assert shards[0] == single[0::2] and shards[1][:50] == single[1::2]
     assert len(set(shards[0]) & set(shards[1])) == 1  # only the padding repeats an index
