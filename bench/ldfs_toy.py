@@ -19,16 +19,19 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from asklepios_ldfs.augmentations import (
-    FeatureSynthesis,
+from asklepios_ldfs.augmentations import FeatureSynthesis, TextNoise
+from asklepios_ldfs.datasets import ToyClipSpace
+from asklepios_ldfs.heads import FeatureBackbone
+from asklepios_ldfs.losses import SynthesisObjective
+from asklepios_ldfs.params import (
+    FeatureBackboneParams,
     FeatureSynthesisParams,
-    TextNoise,
+    LDFSSynthesizerParams,
+    SynthesisObjectiveParams,
     TextNoiseParams,
+    ToyClipSpaceParams,
 )
-from asklepios_ldfs.datasets import ToyClipSpace, ToyClipSpaceParams
-from asklepios_ldfs.heads import FeatureBackbone, FeatureBackboneParams
-from asklepios_ldfs.losses import SynthesisObjective, SynthesisObjectiveParams
-from asklepios_ldfs.synthesizer import LDFSSynthesizer, SynthesizerParams
+from asklepios_ldfs.synthesizer import LDFSSynthesizer
 from asklepios_sdk import BuildContext
 
 METHODS = {
@@ -46,7 +49,7 @@ METHODS = {
 
 def train_stage1(data, ctx, method, steps, batch_size=128):
     synth_params, loss_params, sigma = METHODS[method]
-    model = LDFSSynthesizer(SynthesizerParams(**synth_params), ctx).wrap(
+    model = LDFSSynthesizer(LDFSSynthesizerParams(**synth_params), ctx).wrap(
         FeatureBackbone(FeatureBackboneParams(), ctx)
     )
     objective = SynthesisObjective(SynthesisObjectiveParams(**loss_params), ctx)

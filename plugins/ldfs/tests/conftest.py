@@ -6,8 +6,9 @@ import tempfile
 from pathlib import Path
 
 from _stub import StubClip
-from asklepios_ldfs.datasets import ToyClipSpace, ToyClipSpaceParams
-from asklepios_ldfs.heads import FeatureBackbone, FeatureBackboneParams
+from asklepios_ldfs.datasets import ToyClipSpace
+from asklepios_ldfs.heads import FeatureBackbone
+from asklepios_ldfs.params import FeatureBackboneParams, ToyClipSpaceParams
 from asklepios_ldfs.synthesizer import SynthesisNet, save_synthesizer, text_tables
 from asklepios_sdk import BuildContext
 from asklepios_sdk.testing import Conformance, Override

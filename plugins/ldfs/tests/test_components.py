@@ -7,30 +7,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 from asklepios_ldfs import _functional as fn
-from asklepios_ldfs.augmentations import (
-    FeatureSynthesis,
+from asklepios_ldfs.augmentations import FeatureSynthesis, TextNoise, synthesizer_path
+from asklepios_ldfs.datasets import ToyClipSpace
+from asklepios_ldfs.heads import FeatureBackbone
+from asklepios_ldfs.losses import PairwiseRegularizer, SynthesisObjective, TextGuidedLoss
+from asklepios_ldfs.metrics import DomainAccuracy
+from asklepios_ldfs.params import (
+    DomainAccuracyParams,
+    FeatureBackboneParams,
     FeatureSynthesisParams,
-    TextNoise,
-    TextNoiseParams,
-    synthesizer_path,
-)
-from asklepios_ldfs.datasets import ToyClipSpace, ToyClipSpaceParams
-from asklepios_ldfs.heads import FeatureBackbone, FeatureBackboneParams
-from asklepios_ldfs.losses import (
-    PairwiseParams,
-    PairwiseRegularizer,
-    SynthesisObjective,
+    LDFSSynthesizerParams,
+    PairwiseRegularizerParams,
     SynthesisObjectiveParams,
-    TextGuidedLoss,
-    TextGuidedParams,
+    TextGuidedLossParams,
+    TextNoiseParams,
+    ToyClipSpaceParams,
 )
-from asklepios_ldfs.metrics import DomainAccuracy, DomainAccuracyParams
-from asklepios_ldfs.synthesizer import (
-    LDFSSynthesizer,
-    SynthesizerParams,
-    load_synthesizer,
-    save_synthesizer,
-)
+from asklepios_ldfs.synthesizer import LDFSSynthesizer, load_synthesizer, save_synthesizer
 from asklepios_sdk import BuildContext, ComponentError, WeightsError
 
 
@@ -42,7 +35,7 @@ def toy():
 
 def synthesizer(ctx, **params):
     torch.manual_seed(0)
-    return LDFSSynthesizer(SynthesizerParams(**params), ctx).wrap(
+    return LDFSSynthesizer(LDFSSynthesizerParams(**params), ctx).wrap(
         FeatureBackbone(FeatureBackboneParams(), ctx)
     )
 
@@ -123,7 +116,7 @@ def test_text_guided_loss_matches_numpy(toy):
     model = synthesizer(ctx, zero_init_last=False)
     batch = batch_of(data)
     out = model(batch)
-    loss = TextGuidedLoss(TextGuidedParams(), ctx)(out, batch)
+    loss = TextGuidedLoss(TextGuidedLossParams(), ctx)(out, batch)
     f = out["features"].detach().numpy().astype(np.float64)
     syn = out["synthetic"][:, 0, 0].detach().numpy().astype(np.float64)
     y = batch["label"].numpy()
@@ -150,19 +143,19 @@ def test_text_guided_variants(toy):
     batch = batch_of(data)
     out = model(batch)
     lads = TextGuidedLoss(
-        TextGuidedParams(cc_temperature=None, cc_classes="source", class_weighted=True), ctx
+        TextGuidedLossParams(cc_temperature=None, cc_classes="source", class_weighted=True), ctx
     )(out, batch)
     weights = 1.0 / torch.tensor(ctx.data.class_counts, dtype=torch.float32)
     expected = fn.class_consistency_loss(
         out["synthetic"][:, :, 0], out["text_source"][:1], batch["label"], None, weights
     )
     torch.testing.assert_close(lads.terms["class_consistency"], expected)
-    inst = TextGuidedLoss(TextGuidedParams(anchor="instance", alpha=1.0), ctx)(out, batch)
+    inst = TextGuidedLoss(TextGuidedLossParams(anchor="instance", alpha=1.0), ctx)(out, batch)
     direction = (out["text_target"][0] - out["text_source"][0])[batch["label"]]
     expected = fn.instance_anchor_loss(out["features"], out["synthetic"][:, 0, 0], direction)
     torch.testing.assert_close(inst.total, expected)
     with pytest.raises(ComponentError, match=r"ldfs\.synthesizer"):
-        TextGuidedLoss(TextGuidedParams(), ctx)({"logits": torch.zeros(2, 2)}, batch)
+        TextGuidedLoss(TextGuidedLossParams(), ctx)({"logits": torch.zeros(2, 2)}, batch)
 
 
 def test_pairwise_regularizer_modes_and_objective(toy):
@@ -171,18 +164,19 @@ def test_pairwise_regularizer_modes_and_objective(toy):
     batch = batch_of(data)
     out = model(batch)
     syn = out["synthetic"][:, :, 0]
-    pair = PairwiseRegularizer(PairwiseParams(weight=2.0, diversity_weight=0.1))(out, batch)
+    pair_params = PairwiseRegularizerParams(weight=2.0, diversity_weight=0.1)
+    pair = PairwiseRegularizer(pair_params, ctx)(out, batch)
     expected = fn.pairwise_similarity_loss(out["features"], syn)
     torch.testing.assert_close(pair.terms["pairwise"], expected)
     div = fn.diversity_loss(out["synthetic"], out["synthetic_b"], out["noise"], out["noise_b"])
     torch.testing.assert_close(pair.total, 2.0 * expected + 0.1 * div)
-    nn_self = PairwiseRegularizer(PairwiseParams(pair_mode="nn_self"))(out, batch)
+    nn_self = PairwiseRegularizer(PairwiseRegularizerParams(pair_mode="nn_self"))(out, batch)
     torch.testing.assert_close(nn_self.total, fn.nn_self_loss(out["features"], syn))
     total = SynthesisObjective(SynthesisObjectiveParams(), ctx)(out, batch)
     assert set(total.terms) == {"directional", "class_consistency", "pairwise"}
     plain = synthesizer(ctx)(batch)
     with pytest.raises(ComponentError, match="diversity_pair"):
-        PairwiseRegularizer(PairwiseParams(diversity_weight=0.1))(plain, batch)
+        PairwiseRegularizer(PairwiseRegularizerParams(diversity_weight=0.1))(plain, batch)
 
 
 def test_feature_synthesis_ratio_fresh_noise_and_file(toy, tmp_path):

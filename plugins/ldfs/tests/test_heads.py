@@ -6,19 +6,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _stub import StubClip
-from asklepios_ldfs.augmentations import FeatureSynthesis, FeatureSynthesisParams
-from asklepios_ldfs.datasets import ToyClipSpace, ToyClipSpaceParams
-from asklepios_ldfs.heads import (
-    ClipAdapterHead,
-    ClipAdapterParams,
-    CoOpHead,
-    CoOpParams,
-    FeatureBackbone,
+from asklepios_ldfs.augmentations import FeatureSynthesis
+from asklepios_ldfs.datasets import ToyClipSpace
+from asklepios_ldfs.heads import ClipAdapterHead, CoOpHead, FeatureBackbone, LinearProbe
+from asklepios_ldfs.params import (
+    ClipAdapterHeadParams,
+    CoOpHeadParams,
     FeatureBackboneParams,
-    LinearProbe,
+    FeatureSynthesisParams,
+    LDFSSynthesizerParams,
     LinearProbeParams,
+    ToyClipSpaceParams,
 )
-from asklepios_ldfs.synthesizer import LDFSSynthesizer, SynthesizerParams
+from asklepios_ldfs.synthesizer import LDFSSynthesizer
 from asklepios_sdk import BuildContext, ComponentError
 
 
@@ -51,7 +51,7 @@ def test_linear_probe_zero_shot_init_and_wise(toy):
 
 def test_clip_adapter_ratio_zero_is_zero_shot(toy):
     data, ctx = toy
-    head = ClipAdapterHead(ClipAdapterParams(ratio=0.0), ctx).wrap(
+    head = ClipAdapterHead(ClipAdapterHeadParams(ratio=0.0), ctx).wrap(
         FeatureBackbone(FeatureBackboneParams(), ctx)
     )
     features = data.split("train").features[:6]
@@ -65,7 +65,7 @@ def test_clip_adapter_ratio_zero_is_zero_shot(toy):
 def test_coop_prompts_and_errors(toy):
     _, ctx = toy
     stub = StubClip(64)
-    head = CoOpHead(CoOpParams(n_ctx=3, logit_scale=10.0), ctx).wrap(stub)
+    head = CoOpHead(CoOpHeadParams(n_ctx=3, logit_scale=10.0), ctx).wrap(stub)
     assert head.context.shape == (3, StubClip.width)
     assert sum(p.numel() for p in head.parameters() if p.requires_grad) == 3 * StubClip.width
     text = head.class_text()
@@ -77,16 +77,16 @@ def test_coop_prompts_and_errors(toy):
     prompts = [f"X X X {name}." for name in ctx.data.class_names]
     direct = stub.encode_token_embeddings(stub.token_embedding(stub.tokenize(prompts)), head.tokens)
     torch.testing.assert_close(head.class_text(), direct)
-    init = CoOpHead(CoOpParams(ctx_init="a photo of a"), ctx).wrap(stub)
+    init = CoOpHead(CoOpHeadParams(ctx_init="a photo of a"), ctx).wrap(stub)
     assert init.context.shape == (4, StubClip.width)
     with pytest.raises(ComponentError, match="text tower"):
-        CoOpHead(CoOpParams(), ctx).wrap(FeatureBackbone(FeatureBackboneParams(), ctx))
+        CoOpHead(CoOpHeadParams(), ctx).wrap(FeatureBackbone(FeatureBackboneParams(), ctx))
 
 
 def test_check6_one_synthetic_tensor_feeds_three_heads(toy):
     data, ctx = toy
     torch.manual_seed(0)
-    synthesizer = LDFSSynthesizer(SynthesizerParams(zero_init_last=False, num_draws=1), ctx)
+    synthesizer = LDFSSynthesizer(LDFSSynthesizerParams(zero_init_last=False, num_draws=1), ctx)
     augment = FeatureSynthesis(FeatureSynthesisParams(synthesizer_file="unused"), ctx)
     augment.attach(synthesizer.net)
     train = data.split("train")
@@ -95,8 +95,8 @@ def test_check6_one_synthetic_tensor_feeds_three_heads(toy):
     assert batch["image"].shape == (n * 2, 64) and int(batch["synthetic"].sum()) == n
     heads = {
         "linear_probe": LinearProbe(LinearProbeParams(init="random", logit_scale=10.0), ctx),
-        "clip_adapter": ClipAdapterHead(ClipAdapterParams(logit_scale=10.0), ctx),
-        "coop": CoOpHead(CoOpParams(n_ctx=4, logit_scale=10.0), ctx),
+        "clip_adapter": ClipAdapterHead(ClipAdapterHeadParams(logit_scale=10.0), ctx),
+        "coop": CoOpHead(CoOpHeadParams(n_ctx=4, logit_scale=10.0), ctx),
     }
     for name, head in heads.items():
         inner = StubClip(64) if name == "coop" else FeatureBackbone(FeatureBackboneParams(), ctx)

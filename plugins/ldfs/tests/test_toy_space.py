@@ -6,11 +6,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from asklepios_ldfs.augmentations import TextNoise, TextNoiseParams
-from asklepios_ldfs.datasets import ToyClipSpace, ToyClipSpaceParams
-from asklepios_ldfs.heads import FeatureBackbone, FeatureBackboneParams
-from asklepios_ldfs.losses import SynthesisObjective, SynthesisObjectiveParams
-from asklepios_ldfs.synthesizer import LDFSSynthesizer, SynthesizerParams
+from asklepios_ldfs.augmentations import TextNoise
+from asklepios_ldfs.datasets import ToyClipSpace
+from asklepios_ldfs.heads import FeatureBackbone
+from asklepios_ldfs.losses import SynthesisObjective
+from asklepios_ldfs.params import (
+    FeatureBackboneParams,
+    LDFSSynthesizerParams,
+    SynthesisObjectiveParams,
+    TextNoiseParams,
+    ToyClipSpaceParams,
+)
+from asklepios_ldfs.synthesizer import LDFSSynthesizer
 from asklepios_sdk import BuildContext
 
 LADS_LOSS = {
@@ -48,7 +55,7 @@ def train_synthesizer(seed, arch="ldfs", steps=300, batch_size=128):
     torch.manual_seed(seed)
     data = ToyClipSpace(ToyClipSpaceParams(seed=seed))
     ctx = BuildContext(data=data.facts(), seed=seed)
-    model = LDFSSynthesizer(SynthesizerParams(arch=arch), ctx).wrap(
+    model = LDFSSynthesizer(LDFSSynthesizerParams(arch=arch), ctx).wrap(
         FeatureBackbone(FeatureBackboneParams(), ctx)
     )
     objective = SynthesisObjective(

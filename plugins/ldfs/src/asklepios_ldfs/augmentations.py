@@ -9,42 +9,30 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import BatchTransform, BuildContext, ComponentError, Params
-from pydantic import Field, model_validator
+from asklepios_sdk import BatchTransform, BuildContext, ComponentError
 
 from asklepios_ldfs._functional import normalize, text_noise
+from asklepios_ldfs.params import FeatureSynthesisParams, TextNoiseParams
 from asklepios_ldfs.synthesizer import SynthesisNet, load_synthesizer
 
 __all__ = [
     "FeatureSynthesis",
-    "FeatureSynthesisParams",
     "TextNoise",
-    "TextNoiseParams",
     "synthesizer_path",
 ]
 
 
-class TextNoiseParams(Params):
-    """Params of ``ldfs.text_noise``."""
-
-    sigma: float = Field(0.1, ge=0, description="Noise level (reconstructed default 0.1).")
-    convention: Literal["norm_relative", "per_dimension"] = Field(
-        "norm_relative",
-        description="norm_relative: eps ~ N(0, I/d), sigma = noise/signal norm; per_dimension: "
-        "eps ~ N(0, I), sigma = per-dimension std (CapDec).",
-    )
-
-
 class TextNoise(BatchTransform):
-    """Add fresh norm-relative noise to every text table each step (reconstructed, §2.5).
+    """Add fresh noise to every text table each step (reconstructed, §2.5).
 
     Writes ``batch["text_features"] = {set: normalise(t + sigma * eps)}`` for every set in the data
     facts' ``extras["text_features"]``; ``ldfs.synthesizer`` hands them to the stage-1 losses.
+    The noise is norm-relative by default (``eps ~ N(0, I/d)``) or per dimension (CapDec).
     """
 
     def __init__(self, params: TextNoiseParams, ctx: BuildContext) -> None:
@@ -73,33 +61,13 @@ class TextNoise(BatchTransform):
         return {**batch, "text_features": noised}
 
 
-class FeatureSynthesisParams(Params):
-    """Params of ``ldfs.feature_synthesis``."""
-
-    synthesizer_file: str | None = Field(
-        None, description="Synthesiser file written by stage 1 (<run>/ldfs/synthesizer-<stage>)."
-    )
-    from_stage: str | None = Field(
-        None, description="Name of the stage-1 stage of this run whose synthesiser to use."
-    )
-    num_draws: int = Field(1, ge=1, description="Noise draws M per image and domain (K*M synth).")
-    include_real: bool = Field(True, description="Keep the real features (real : synthetic 1:KM).")
-    feature_key: str = Field("image", description="Batch key holding the real features.")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> FeatureSynthesisParams:
-        if (self.synthesizer_file is None) == (self.from_stage is None):
-            raise ValueError("give exactly one of 'synthesizer_file' and 'from_stage'")
-        return self
-
-
 def synthesizer_path(output_dir: str | Path, stage: str) -> Path:
     """Return where the ``stage_end`` hook stores the synthesiser of ``stage``."""
     return Path(output_dir) / "ldfs" / f"synthesizer-{stage}.safetensors"
 
 
 class FeatureSynthesis(BatchTransform):
-    """Append synthetic features from the frozen stage-1 synthesiser, fresh noise every call.
+    """Append features of the frozen stage-1 synthesiser, with fresh noise every call.
 
     The batch grows from ``B`` to ``B * (1 + K * M)`` rows (``B * K * M`` without the reals):
     labels and every other per-sample tensor are copied from the source row, ``synthetic`` marks
@@ -168,8 +136,12 @@ class FeatureSynthesis(BatchTransform):
                 original = torch.zeros(b, dtype=torch.bool, device=real.device)
             elif name == "synthetic_domain":
                 original = torch.full((b,), -1, dtype=torch.long, device=real.device)
-            both = isinstance(value, torch.Tensor) and isinstance(original, torch.Tensor)
-            if both and value.shape[0] == b * copies and original.shape[:1] == (b,):
+            if (
+                isinstance(value, torch.Tensor)
+                and isinstance(original, torch.Tensor)
+                and value.shape[0] == b * copies
+                and original.shape[:1] == (b,)
+            ):
                 merged[name] = torch.cat([original.to(value.dtype), value])
                 continue
             merged[name] = value

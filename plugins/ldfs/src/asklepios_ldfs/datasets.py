@@ -12,26 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from asklepios_sdk import BuildContext, ComponentError, DataFacts, Dataset, Params
-from pydantic import Field
+from asklepios_sdk import BuildContext, ComponentError, DataFacts, Dataset
 
-__all__ = ["ToyClipSpace", "ToyClipSpaceParams", "make_toy_space"]
+from asklepios_ldfs.params import ToyClipSpaceParams
+
+__all__ = ["ToyClipSpace", "make_toy_space"]
 
 BLOCK = 16
-
-
-class ToyClipSpaceParams(Params):
-    """Params of ``ldfs.toy_clip_space``."""
-
-    num_classes: int = Field(5, ge=2, description="Classes C.")
-    samples_per_class: int = Field(200, ge=1, description="Source training images per class.")
-    eval_per_class: int = Field(100, ge=1, description="Images per class and domain in val/test.")
-    eta: float = Field(1.0, ge=0, description="Image noise level.")
-    gap_norm: float = Field(0.5, ge=0, description="Norm of the modality-gap vector g.")
-    target_domains: list[str] = Field(
-        default_factory=lambda: ["sketch"], description="Names of the unseen target domains."
-    )
-    seed: int = Field(0, description="Seed of the space (class, style and gap vectors, samples).")
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -66,7 +53,13 @@ def make_toy_space(params: ToyClipSpaceParams) -> dict[str, np.ndarray]:
     }
 
 
-def _images(space, params, rng, domain: int, per_class: int) -> tuple[np.ndarray, np.ndarray]:
+def _images(
+    space: dict[str, np.ndarray],
+    params: ToyClipSpaceParams,
+    rng: np.random.Generator,
+    domain: int,
+    per_class: int,
+) -> tuple[np.ndarray, np.ndarray]:
     c = params.num_classes
     labels = np.repeat(np.arange(c), per_class)
     noise = rng.normal(0, 1.0 / np.sqrt(BLOCK), (labels.size, 4 * BLOCK))
@@ -93,7 +86,7 @@ class _Split(torch.utils.data.Dataset):
 
 
 class ToyClipSpace(Dataset):
-    """Generate the toy CLIP feature space: source-only train/val, source + unseen in test.
+    """Generate the toy CLIP feature space: source train/val, source + unseen test.
 
     Samples are ``{"image": f (d,), "label", "domain"}`` (domain 0 = source, ``k`` = the k-th
     target). The facts carry ``extras["text_features"]`` (``source`` and one set per target
@@ -121,14 +114,17 @@ class ToyClipSpace(Dataset):
         )
 
     def split(self, name: str) -> torch.utils.data.Dataset:
+        return self._split(name)
+
+    def labels(self, name: str) -> np.ndarray:
+        return self._split(name).labels.numpy()
+
+    def _split(self, name: str) -> _Split:
         if name not in self.splits:
             raise ComponentError(
                 f"ldfs.toy_clip_space: no split {name!r}; have {sorted(self.splits)}"
             )
         return self.splits[name]
-
-    def labels(self, name: str) -> np.ndarray:
-        return self.split(name).labels.numpy()
 
     def text_features(self) -> dict[str, np.ndarray]:
         """Return the toy text tables ``{set name: (C, d)}``."""

@@ -9,24 +9,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import Adapter, Backbone, BuildContext, ComponentError, Params
-from pydantic import Field
+from asklepios_sdk import Adapter, Backbone, BuildContext, ComponentError
 from torch import Tensor, nn
 
+from asklepios_ldfs.params import (
+    ClipAdapterHeadParams,
+    CoOpHeadParams,
+    FeatureBackboneParams,
+    LinearProbeParams,
+)
+
 __all__ = [
+    "ClassTextSource",
     "ClipAdapterHead",
-    "ClipAdapterParams",
     "CoOpHead",
-    "CoOpParams",
     "FeatureBackbone",
-    "FeatureBackboneParams",
     "LinearProbe",
-    "LinearProbeParams",
     "PromptTextEncoder",
 ]
 
@@ -42,6 +45,13 @@ class PromptTextEncoder(Protocol):
     def encode_token_embeddings(self, embeddings: Tensor, tokens: Tensor) -> Tensor: ...
 
 
+@runtime_checkable
+class ClassTextSource(Protocol):
+    """A module that holds a zero-shot text classifier (``core.open_clip`` implements it)."""
+
+    def class_text_features(self) -> Tensor: ...
+
+
 def _facts_text(ctx: BuildContext, text_set: str) -> Tensor | None:
     sets = ctx.data.extras.get("text_features") or {}
     if text_set not in sets:
@@ -55,7 +65,7 @@ def _class_text(ctx: BuildContext, model: nn.Module | None, text_set: str, who: 
     if table is not None:
         return table
     for module in model.modules() if model is not None else ():
-        if hasattr(module, "class_text_features"):
+        if isinstance(module, ClassTextSource):
             with torch.no_grad():
                 return module.class_text_features().detach().float().cpu()
     raise ComponentError(
@@ -71,15 +81,10 @@ def _feature_dim(ctx: BuildContext, model: nn.Module) -> int:
     return dim
 
 
-class FeatureBackboneParams(Params):
-    """Params of ``ldfs.features``."""
-
-    text_set: str = Field("source", description="Text set of the zero-shot logits (if present).")
-    logit_scale: float = Field(100.0, gt=0, description="Multiplier of the zero-shot cosines.")
-
-
 class FeatureBackbone(Backbone):
-    """Pass cached image features through, unit-normalised; zero-shot logits when text exists."""
+    """Pass cached unit features through; zero-shot logits when text features exist."""
+
+    class_text: Tensor
 
     def __init__(self, params: FeatureBackboneParams, ctx: BuildContext) -> None:
         super().__init__()
@@ -101,22 +106,14 @@ class FeatureBackbone(Backbone):
         return out
 
 
-class LinearProbeParams(Params):
-    """Params of ``ldfs.linear_probe``."""
-
-    init: Literal["zeroshot", "random"] = Field(
-        "zeroshot", description="Initialise the weights with the class text features (mlpzs)."
-    )
-    text_set: str = Field("source", description="Text set of the zero-shot initialisation.")
-    logit_scale: float = Field(100.0, gt=0, description="Multiplier of f . W^T.")
-    bias: bool = True
-    wise_beta: float | None = Field(
-        None, ge=0, le=1, description="WiSE: evaluate with (1-beta) W_zs + beta W_ft; null = off."
-    )
-
-
 class LinearProbe(Adapter):
-    """Classify unit features linearly: zero-shot initialisation, optional WiSE interpolation."""
+    """Classify unit features linearly, zero-shot initialised, with optional WiSE.
+
+    ``init: zeroshot`` starts from the class text features; ``wise_beta`` evaluates with the
+    WiSE interpolation ``(1 - beta) W_zs + beta W_ft`` (training always uses ``W_ft``).
+    """
+
+    zeroshot: Tensor
 
     def __init__(self, params: LinearProbeParams, ctx: BuildContext) -> None:
         super().__init__()
@@ -138,6 +135,7 @@ class LinearProbe(Adapter):
                 f"{self.num_classes}"
             )
         if p.init == "zeroshot":
+            assert text is not None  # needs_text above
             weight = text.clone()
         else:
             weight = torch.empty(self.num_classes, dim)
@@ -165,22 +163,17 @@ class LinearProbe(Adapter):
         return out
 
 
-class ClipAdapterParams(Params):
-    """Params of ``ldfs.clip_adapter``."""
-
-    ratio: float = Field(0.2, ge=0, le=1, description="Residual ratio (CLIP-Adapter: 0.2).")
-    reduction: int = Field(4, ge=1, description="Bottleneck reduction of the adapter MLP.")
-    text_set: str = Field("source", description="Text set of the (fixed) classifier.")
-    logit_scale: float = Field(100.0, gt=0, description="Multiplier of the cosine logits.")
-
-
 class ClipAdapterHead(Adapter):
-    """Adapt features with CLIP-Adapter: ``f' = ratio A(f) + (1 - ratio) f``, ``100 cos(f', T)``.
+    """Adapt features with a CLIP-Adapter residual MLP; logits are scaled text cosines.
 
-    ``A`` is ``Linear(d, d/r) -> ReLU -> Linear(d/r, d) -> ReLU`` without biases (Gao et al. 2021).
+    ``f' = ratio A(f) + (1 - ratio) f``, logits ``logit_scale * cos(f', T)`` (100 by default);
+    ``A`` is ``Linear(d, d/r) -> ReLU -> Linear(d/r, d) -> ReLU`` without biases (Gao et al.
+    2021).
     """
 
-    def __init__(self, params: ClipAdapterParams, ctx: BuildContext) -> None:
+    class_text: Tensor
+
+    def __init__(self, params: ClipAdapterHeadParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
         self.ctx = ctx
@@ -208,19 +201,6 @@ class ClipAdapterHead(Adapter):
         return out
 
 
-class CoOpParams(Params):
-    """Params of ``ldfs.coop``."""
-
-    n_ctx: int = Field(16, ge=1, description="Number of learned context tokens (CoOp: 16).")
-    ctx_init: str | None = Field(
-        None, description="Initialise the context from these words (e.g. 'a photo of a')."
-    )
-    init_std: float = Field(0.02, gt=0, description="Std of the random context initialisation.")
-    logit_scale: float | None = Field(
-        None, gt=0, description="Multiplier of the cosines; null = the CLIP model's own."
-    )
-
-
 class CoOpHead(Adapter):
     """Learn CoOp context tokens before each class name, through the frozen text tower.
 
@@ -228,7 +208,11 @@ class CoOpHead(Adapter):
     ``C`` prompts and logits are ``scale * f . t_c`` (Zhou et al., IJCV 2022).
     """
 
-    def __init__(self, params: CoOpParams, ctx: BuildContext) -> None:
+    tokens: Tensor
+    prefix: Tensor
+    suffix: Tensor
+
+    def __init__(self, params: CoOpHeadParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
         count = int(ctx.data.num_classes or 0)

@@ -1,4 +1,8 @@
-"""Registration hooks of plugin ``ldfs``; each imports its family module inside the function."""
+"""Hooks of plugin ``ldfs``: one ``register`` call per component, and the ``stage_end`` hook.
+
+The registration hooks import the params models only; every target is a lazy
+``"module:Class"`` reference, imported when the component is built.
+"""
 
 from __future__ import annotations
 
@@ -24,59 +28,67 @@ __all__ = [
 @hookimpl
 def register_backbones(register: Register) -> None:
     """Register ``ldfs.features`` (cached unit features passed through)."""
-    from asklepios_ldfs import heads
+    from asklepios_ldfs import params as p
 
-    register("features", heads.FeatureBackbone, heads.FeatureBackboneParams)
+    register("features", "asklepios_ldfs.heads:FeatureBackbone", p.FeatureBackboneParams)
 
 
 @hookimpl
 def register_adapters(register: Register) -> None:
     """Register the stage-1 synthesiser and the stage-2 heads."""
-    from asklepios_ldfs import heads, synthesizer
+    from asklepios_ldfs import params as p
 
-    register("synthesizer", synthesizer.LDFSSynthesizer, synthesizer.SynthesizerParams)
-    register("linear_probe", heads.LinearProbe, heads.LinearProbeParams)
-    register("clip_adapter", heads.ClipAdapterHead, heads.ClipAdapterParams)
-    register("coop", heads.CoOpHead, heads.CoOpParams)
+    register("synthesizer", "asklepios_ldfs.synthesizer:LDFSSynthesizer", p.LDFSSynthesizerParams)
+    register("linear_probe", "asklepios_ldfs.heads:LinearProbe", p.LinearProbeParams)
+    register("clip_adapter", "asklepios_ldfs.heads:ClipAdapterHead", p.ClipAdapterHeadParams)
+    register("coop", "asklepios_ldfs.heads:CoOpHead", p.CoOpHeadParams)
 
 
 @hookimpl
 def register_losses(register: Register) -> None:
     """Register the text-guided loss, the pairwise regulariser and their sum."""
-    from asklepios_ldfs import losses
+    from asklepios_ldfs import params as p
 
-    register("text_guided_loss", losses.TextGuidedLoss, losses.TextGuidedParams)
-    register("pairwise_regularizer", losses.PairwiseRegularizer, losses.PairwiseParams)
-    register("synthesis_objective", losses.SynthesisObjective, losses.SynthesisObjectiveParams)
+    register("text_guided_loss", "asklepios_ldfs.losses:TextGuidedLoss", p.TextGuidedLossParams)
+    register(
+        "pairwise_regularizer",
+        "asklepios_ldfs.losses:PairwiseRegularizer",
+        p.PairwiseRegularizerParams,
+    )
+    register(
+        "synthesis_objective",
+        "asklepios_ldfs.losses:SynthesisObjective",
+        p.SynthesisObjectiveParams,
+    )
 
 
 @hookimpl
 def register_augmentations(register: Register) -> None:
     """Register ``ldfs.text_noise`` and ``ldfs.feature_synthesis`` (per-batch)."""
-    from asklepios_ldfs import augmentations
+    from asklepios_ldfs import params as p
 
-    register("text_noise", augmentations.TextNoise, augmentations.TextNoiseParams)
+    register("text_noise", "asklepios_ldfs.augmentations:TextNoise", p.TextNoiseParams)
     register(
         "feature_synthesis",
-        augmentations.FeatureSynthesis,
-        augmentations.FeatureSynthesisParams,
+        "asklepios_ldfs.augmentations:FeatureSynthesis",
+        p.FeatureSynthesisParams,
     )
 
 
 @hookimpl
 def register_evaluators(register: Register) -> None:
     """Register ``ldfs.domain_accuracy``."""
-    from asklepios_ldfs import metrics
+    from asklepios_ldfs import params as p
 
-    register("domain_accuracy", metrics.DomainAccuracy, metrics.DomainAccuracyParams)
+    register("domain_accuracy", "asklepios_ldfs.metrics:DomainAccuracy", p.DomainAccuracyParams)
 
 
 @hookimpl
 def register_datasets(register: Register) -> None:
     """Register ``ldfs.toy_clip_space``."""
-    from asklepios_ldfs import datasets
+    from asklepios_ldfs import params as p
 
-    register("toy_clip_space", datasets.ToyClipSpace, datasets.ToyClipSpaceParams)
+    register("toy_clip_space", "asklepios_ldfs.datasets:ToyClipSpace", p.ToyClipSpaceParams)
 
 
 @hookimpl

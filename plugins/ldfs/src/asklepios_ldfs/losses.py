@@ -11,25 +11,25 @@ References:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import BuildContext, ComponentError, Loss, LossOutput, Params
-from pydantic import Field
+from asklepios_sdk import BuildContext, ComponentError, Loss, LossOutput
 from torch import Tensor
 
 from asklepios_ldfs import _functional as fn
+from asklepios_ldfs.params import (
+    PairwiseRegularizerParams,
+    SynthesisObjectiveParams,
+    TextGuidedLossParams,
+)
 
 __all__ = [
-    "PairwiseParams",
     "PairwiseRegularizer",
     "SynthesisObjective",
-    "SynthesisObjectiveParams",
     "TextGuidedLoss",
-    "TextGuidedParams",
     "example_synthesis_outputs",
 ]
 
@@ -68,36 +68,18 @@ def example_synthesis_outputs(
     return outputs, batch
 
 
-class TextGuidedParams(Params):
-    """Params of ``ldfs.text_guided_loss``."""
-
-    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the directional term.")
-    cc_temperature: float | None = Field(
-        0.01, gt=0, description="Temperature of the class-consistency logits; null = LADS (none)."
-    )
-    cc_classes: Literal["target", "source"] = Field(
-        "target",
-        description="Class text of the CE: target-domain prompts (LDFS) or source prompts (LADS).",
-    )
-    class_weighted: bool = Field(False, description="Weight the CE by 1/class count (LADS).")
-    anchor: Literal["direction", "instance"] = Field(
-        "direction", description="'instance': pull f~ to normalise(f + dt) (reconstructed reading)."
-    )
-    loss_type: Literal["cosine", "mse", "mae"] = Field(
-        "cosine", description="Form of the directional term (LADS LOSS_TYPE)."
-    )
-    eps: float = Field(1e-8, gt=0, description="Added to the normaliser of f~ - f.")
-
-
 class TextGuidedLoss(Loss):
-    """Combine directional and class-consistency terms: ``alpha L_dir + (1 - alpha) L_cc``.
+    """Combine the directional and class-consistency terms on the synthetic features.
 
+    ``total = alpha L_dir + (1 - alpha) L_cc``;
     ``L_dir = mean_i,k [1 - cos(f~_ik - f_i, t^k_y - t^{s_j*}_y)]`` (or the instance anchor),
     ``L_cc = CE(cos(f~_ik, T_k) / tau, y_i)`` with ``T_k`` the class text of domain ``k``.
     The LADS loss is ``cc_temperature: null, cc_classes: source, class_weighted: true``.
     """
 
-    def __init__(self, params: TextGuidedParams, ctx: BuildContext) -> None:
+    class_weights: Tensor | None
+
+    def __init__(self, params: TextGuidedLossParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
         weights = None
@@ -142,30 +124,16 @@ class TextGuidedLoss(Loss):
         return example_synthesis_outputs(ctx, batch_size)
 
 
-class PairwiseParams(Params):
-    """Params of ``ldfs.pairwise_regularizer``."""
-
-    weight: float = Field(1.0, ge=0, description="lambda_pair (reconstructed default 1.0).")
-    pair_mode: Literal["pairwise", "nn_self", "anchor"] = Field(
-        "pairwise", description="L_pair (LDFS, reconstructed) or the LADS nn_self / anchor terms."
-    )
-    nn_logit_scale: float = Field(
-        math.exp(0.007), gt=0, description="Logit scale of nn_self (LADS: exp(0.007))."
-    )
-    diversity_weight: float = Field(
-        0.0, ge=0, description="Weight of the mode-seeking diversity term (off by default; 0.1)."
-    )
-
-
 class PairwiseRegularizer(Loss):
-    """Keep synthetic features coherent in CLIP space: ``weight * L_pair + w_div * L_div``.
+    """Preserve the pairwise geometry of CLIP space in the synthetic features.
 
+    ``total = weight * L_pair + diversity_weight * L_div``;
     ``L_pair = mean_{i != j} (cos(f~_i, f~_j) - cos(f_i, f_j))^2`` per domain and draw;
     ``L_div = -mean ||f~(z1) - f~(z2)|| / ||z1 - z2||`` (needs ``diversity_pair`` on the
     synthesiser).
     """
 
-    def __init__(self, params: PairwiseParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: PairwiseRegularizerParams, ctx: BuildContext | None = None) -> None:
         super().__init__()
         self.params = params
 
@@ -180,7 +148,7 @@ class PairwiseRegularizer(Loss):
             term = fn.nn_self_loss(real, flat, p.nn_logit_scale)
         else:
             term = fn.anchor_loss(real, flat)
-        terms = {p.pair_mode: term}
+        terms: dict[str, Tensor] = {p.pair_mode: term}
         total = p.weight * term
         if p.diversity_weight > 0:
             if "synthetic_b" not in outputs:
@@ -202,15 +170,12 @@ class PairwiseRegularizer(Loss):
         return example_synthesis_outputs(ctx, batch_size)
 
 
-class SynthesisObjectiveParams(Params):
-    """Params of ``ldfs.synthesis_objective``."""
-
-    text_guided: TextGuidedParams = Field(default_factory=TextGuidedParams)
-    pairwise: PairwiseParams = Field(default_factory=PairwiseParams)
-
-
 class SynthesisObjective(Loss):
-    """Sum ``ldfs.text_guided_loss`` and ``ldfs.pairwise_regularizer`` (the stage-1 objective)."""
+    """Sum the text-guided loss and the pairwise regulariser (the stage-1 objective).
+
+    Terms: those of ``ldfs.text_guided_loss`` and ``ldfs.pairwise_regularizer``, with their params
+    under ``text_guided`` and ``pairwise``.
+    """
 
     def __init__(self, params: SynthesisObjectiveParams, ctx: BuildContext) -> None:
         super().__init__()

@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from asklepios_sdk import BuildContext, ComponentError, Evaluator, Params
-from pydantic import Field
+from asklepios_sdk import BuildContext, ComponentError, Evaluator
 from torch import Tensor
 
-__all__ = ["DomainAccuracy", "DomainAccuracyParams", "domain_counts"]
+from asklepios_ldfs.params import DomainAccuracyParams
+
+__all__ = ["DomainAccuracy", "domain_counts"]
 
 
 def domain_counts(
@@ -23,18 +24,8 @@ def domain_counts(
     return correct[:num_domains], total[:num_domains]
 
 
-class DomainAccuracyParams(Params):
-    """Params of ``ldfs.domain_accuracy``."""
-
-    domains: list[str] | None = Field(
-        None, description="Domain names by id; default: the data facts' extras['domains']."
-    )
-    domain_key: str = Field("domain", description="Batch key of the per-sample domain id.")
-    source: int = Field(0, ge=0, description="Id of the source (seen) domain.")
-
-
 class DomainAccuracy(Evaluator):
-    """Report top-1 accuracy per domain present, their ``mean`` and the ``unseen_mean``.
+    """Report top-1 accuracy per domain, their mean and the mean over unseen domains.
 
     Keys: one per domain name seen in the evaluated split, ``mean`` over those, and
     ``unseen_mean`` over the non-source ones (when any was seen).
@@ -42,6 +33,8 @@ class DomainAccuracy(Evaluator):
 
     name = "domain_accuracy"
     higher_is_better = True
+    correct: Tensor
+    total: Tensor
 
     def __init__(self, params: DomainAccuracyParams, ctx: BuildContext) -> None:
         super().__init__()

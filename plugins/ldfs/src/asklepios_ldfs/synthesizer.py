@@ -14,56 +14,27 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import Adapter, BuildContext, ComponentError, Params, WeightsError
-from pydantic import Field
+from asklepios_sdk import Adapter, BuildContext, ComponentError, WeightsError
+from asklepios_sdk.io import write_atomic
 from torch import Tensor, nn
 
 from asklepios_ldfs._functional import normalize, select_source
+from asklepios_ldfs.params import LDFSSynthesizerParams
 
 __all__ = [
     "LDFSSynthesizer",
     "SynthesisNet",
-    "SynthesizerParams",
     "load_synthesizer",
     "save_synthesizer",
     "text_tables",
 ]
-
-
-class SynthesizerParams(Params):
-    """Params of ``ldfs.synthesizer``."""
-
-    arch: Literal["ldfs", "lads"] = Field(
-        "ldfs", description="'ldfs': instance-conditional stochastic (reconstructed); 'lads': MLP."
-    )
-    per_domain_net: bool = Field(
-        False, description="One network per target domain instead of one shared network."
-    )
-    d_z: int = Field(64, ge=1, description="Width of the noise input z (ldfs).")
-    hidden_dim: int = Field(384, ge=1, description="Hidden width of the MLP (LADS: 384).")
-    num_draws: int = Field(1, ge=1, description="Noise draws M per image and domain.")
-    zero_init_last: bool = Field(
-        True, description="Zero-initialise the last layer so that ldfs starts as the identity."
-    )
-    source_sets: list[str] = Field(
-        default_factory=lambda: ["source"],
-        description="Text sets of the source domain (several: the most similar per image, j*).",
-    )
-    domains: list[str] | None = Field(
-        None, description="Text sets of the target domains; default: every non-source set."
-    )
-    diversity_pair: bool = Field(
-        False, description="Also draw a second z per sample (needed by the diversity term)."
-    )
 
 
 def text_tables(
@@ -110,9 +81,13 @@ class SynthesisNet(nn.Module):
     Args:
         text_source: ``(S, C, d)`` clean source text features.
         text_target: ``(K, C, d)`` clean target-domain text features.
-        arch, per_domain_net, d_z, hidden_dim, zero_init_last: see :class:`SynthesizerParams`.
+        arch, per_domain_net, d_z, hidden_dim, zero_init_last: see
+            :class:`~asklepios_ldfs.params.LDFSSynthesizerParams`.
         domains: names of the K target domains (kept in the saved file).
     """
+
+    text_source: Tensor
+    text_target: Tensor
 
     def __init__(
         self,
@@ -162,10 +137,11 @@ class SynthesisNet(nn.Module):
         return self.text_target[:, labels].transpose(0, 1) - source.unsqueeze(1)
 
     def _mlp(self, inputs: Tensor) -> Tensor:
-        w1, b1, w2, b2 = self.w1, self.b1, self.w2, self.b2
+        weights: tuple[Tensor, ...] = (self.w1, self.b1, self.w2, self.b2)
         k = inputs.shape[1]
-        if w1.shape[0] != k:
-            w1, b1, w2, b2 = (p.expand(k, *p.shape[1:]) for p in (w1, b1, w2, b2))
+        if weights[0].shape[0] != k:
+            weights = tuple(p.expand(k, *p.shape[1:]) for p in weights)
+        w1, b1, w2, b2 = weights
         hidden = torch.relu(torch.einsum("bkmi,kih->bkmh", inputs, w1) + b1[None, :, None])
         return torch.einsum("bkmh,khd->bkmd", hidden, w2) + b2[None, :, None]
 
@@ -195,7 +171,7 @@ class SynthesisNet(nn.Module):
 
 
 class LDFSSynthesizer(Adapter):
-    """Synthesise target-domain features from frozen image features (stage-1 trainable module).
+    """Synthesise target-domain features from frozen image features (stage 1).
 
     Outputs, besides the wrapped model's: ``features`` (unit real, ``(B, d)``), ``synthetic``
     (``(B, K, M, d)``), ``noise``, ``text_source`` / ``text_target`` (the noised tables from
@@ -203,7 +179,7 @@ class LDFSSynthesizer(Adapter):
     ``diversity_pair``, ``synthetic_b`` / ``noise_b``.
     """
 
-    def __init__(self, params: SynthesizerParams, ctx: BuildContext) -> None:
+    def __init__(self, params: LDFSSynthesizerParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
         source, target, names = text_tables(ctx, params.source_sets, params.domains)
@@ -259,18 +235,9 @@ def save_synthesizer(net: SynthesisNet, path: str | Path) -> Path:
     """Write ``net`` (weights, text tables, architecture) to a safetensors file atomically."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, {"ldfs_synthesizer": json.dumps(net.config)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    metadata = {"ldfs_synthesizer": json.dumps(net.config)}
+    return write_atomic(path, write=lambda tmp: save_file(tensors, str(tmp), metadata))
 
 
 def load_synthesizer(path: str | Path) -> SynthesisNet:
