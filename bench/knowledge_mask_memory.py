@@ -37,19 +37,18 @@ def run_one(variant: str, frames: int, size: int, ngf: int, repeats: int) -> dic
     """Train ``repeats`` videos with one variant; return peak memory growth and time per video."""
     import torch
     import torch.nn.functional as F
-    from asklepios_knowledge_mask.generator import (
-        FundusVideoGenerator,
-        GeneratorParams,
-        step_target,
-    )
-    from asklepios_knowledge_mask.patchnce import MaskedPatchNCE, PatchNCEParams
+    from asklepios_knowledge_mask.generator import FundusVideoGenerator, step_target
+    from asklepios_knowledge_mask.params import FundusVideoGeneratorParams, MaskedPatchNCEParams
+    from asklepios_knowledge_mask.patchnce import MaskedPatchNCE
     from asklepios_knowledge_mask.perceptual import gradient_variance
+    from asklepios_sdk import BuildContext
 
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = FundusVideoGenerator(GeneratorParams(ngf=ngf)).to(device)
+    ctx = BuildContext(device=device.type)
+    model = FundusVideoGenerator(FundusVideoGeneratorParams(ngf=ngf), ctx).to(device)
     channels = tuple(model.netG.layer_channels((0, 4, 8, 12, 16)))
-    nce = MaskedPatchNCE(PatchNCEParams(channels=channels)).to(device)
+    nce = MaskedPatchNCE(MaskedPatchNCEParams(channels=channels), ctx).to(device)
     opt = torch.optim.Adam([*model.parameters(), *nce.parameters()], lr=2e-4, betas=(0.5, 0.999))
     cf = torch.rand(1, 3, size, size, device=device) * 2 - 1
     video = (torch.rand(1, frames, 1, size, size, device=device) * 2 - 1).expand(-1, -1, 3, -1, -1)

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from asklepios_sdk import BuildContext
 from asklepios_sdk.testing import Conformance, Override
 from safetensors.torch import save_file
 from torchvision.models.vgg import cfgs, make_layers
@@ -45,10 +46,11 @@ def _tiny_csv() -> str:
     return str(csv)
 
 
-def _tiny_generator(ctx: object) -> torch.nn.Module:
-    from asklepios_knowledge_mask.generator import FundusVideoGenerator, GeneratorParams
+def _tiny_generator(ctx: BuildContext) -> torch.nn.Module:
+    from asklepios_knowledge_mask.generator import FundusVideoGenerator
+    from asklepios_knowledge_mask.params import FundusVideoGeneratorParams
 
-    return FundusVideoGenerator(GeneratorParams(ngf=4, n_blocks=1))
+    return FundusVideoGenerator(FundusVideoGeneratorParams(ngf=4, n_blocks=1), ctx)
 
 
 asklepios_conformance = Conformance(

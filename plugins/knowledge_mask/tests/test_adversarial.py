@@ -7,15 +7,20 @@ from typing import Any
 
 import pytest
 import torch
-from asklepios_knowledge_mask.adversarial import (
-    AdversarialParams,
-    AdversarialTrainer,
+from asklepios_knowledge_mask.adversarial import AdversarialTrainer
+from asklepios_knowledge_mask.discriminator import feature_matching
+from asklepios_knowledge_mask.generator import FundusVideoGenerator
+from asklepios_knowledge_mask.params import (
+    AdversarialTrainerParams,
+    FundusVideoGeneratorParams,
+    KnowledgeAwareDiscriminatorParams,
+    MaskedPatchNCEParams,
 )
-from asklepios_knowledge_mask.discriminator import DiscriminatorParams, feature_matching
-from asklepios_knowledge_mask.generator import FundusVideoGenerator, GeneratorParams
-from asklepios_knowledge_mask.patchnce import PatchNCEParams
-from asklepios_sdk import ComponentError
+from asklepios_sdk import BuildContext, ComponentError
 from torch import nn
+
+CTX = BuildContext()
+"""The build context of the components built here: CPU, seed 0, one process."""
 
 
 def _graph_size(tensor: torch.Tensor) -> int:
@@ -69,14 +74,14 @@ def _setup(
     mode: str = "fixed", frames: int = 5, size: int = 32, ngf: int = 4, **extra: Any
 ) -> tuple[Any, ...]:
     torch.manual_seed(0)
-    model = FundusVideoGenerator(GeneratorParams(ngf=ngf, n_blocks=2))
-    params = AdversarialParams(
+    model = FundusVideoGenerator(FundusVideoGeneratorParams(ngf=ngf, n_blocks=2), CTX)
+    params = AdversarialTrainerParams(
         mode=mode,
-        discriminator=DiscriminatorParams(ndf=8),
-        nce=PatchNCEParams(num_patches=32, nc=16),
+        discriminator=KnowledgeAwareDiscriminatorParams(ndf=8),
+        nce=MaskedPatchNCEParams(num_patches=32, nc=16),
         **extra,
     )
-    trainer = AdversarialTrainer(params)
+    trainer = AdversarialTrainer(params, CTX)
     groups = trainer.optimizer_groups(model)
     step = RecordingStep(model, groups)
     gen = torch.Generator().manual_seed(1)
@@ -99,7 +104,7 @@ def test_optimizer_groups_are_disjoint_and_named() -> None:
     assert {id(p) for p in groups["main"]} == g_params
     _, faithful, _, _ = _setup("faithful")
     assert "projection" not in faithful.optimizer_groups(
-        FundusVideoGenerator(GeneratorParams(ngf=4))
+        FundusVideoGenerator(FundusVideoGeneratorParams(ngf=4), CTX)
     )
 
 
@@ -210,4 +215,4 @@ def test_missing_mask_is_a_clear_error() -> None:
 
 def test_multi_process_runs_are_refused() -> None:
     with pytest.raises(ComponentError, match="one process"):
-        AdversarialTrainer(AdversarialParams(), world_size=2)
+        AdversarialTrainer(AdversarialTrainerParams(), BuildContext(world_size=2))

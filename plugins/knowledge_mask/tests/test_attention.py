@@ -6,18 +6,26 @@ from contextlib import nullcontext
 
 import pytest
 import torch
-from asklepios_knowledge_mask.adversarial import AdversarialParams, AdversarialTrainer
-from asklepios_knowledge_mask.attention import KnowledgeAttention, KnowledgeAttentionParams
-from asklepios_knowledge_mask.discriminator import DiscriminatorParams
-from asklepios_knowledge_mask.generator import FundusVideoGenerator, GeneratorParams
-from asklepios_knowledge_mask.patchnce import PatchNCEParams
-from asklepios_sdk import ComponentError
+from asklepios_knowledge_mask.adversarial import AdversarialTrainer
+from asklepios_knowledge_mask.attention import KnowledgeAttention
+from asklepios_knowledge_mask.generator import FundusVideoGenerator
+from asklepios_knowledge_mask.params import (
+    AdversarialTrainerParams,
+    FundusVideoGeneratorParams,
+    KnowledgeAttentionParams,
+    KnowledgeAwareDiscriminatorParams,
+    MaskedPatchNCEParams,
+)
+from asklepios_sdk import BuildContext, ComponentError
+
+CTX = BuildContext()
+"""The build context of the components built here: CPU, seed 0, one process."""
 
 
 def _wrapped(mode: str = "spatial_gate") -> tuple[FundusVideoGenerator, KnowledgeAttention]:
     torch.manual_seed(0)
-    generator = FundusVideoGenerator(GeneratorParams(ngf=4, n_blocks=1))
-    adapter = KnowledgeAttention(KnowledgeAttentionParams(mode=mode, head_channels=8))
+    generator = FundusVideoGenerator(FundusVideoGeneratorParams(ngf=4, n_blocks=1), CTX)
+    adapter = KnowledgeAttention(KnowledgeAttentionParams(mode=mode, head_channels=8), CTX)
     return generator, adapter.wrap(generator)
 
 
@@ -91,9 +99,11 @@ class _Step:
 def test_trainer_adds_mask_bce_and_trains_gamma() -> None:
     _, wrapped = _wrapped()
     trainer = AdversarialTrainer(
-        AdversarialParams(
-            discriminator=DiscriminatorParams(ndf=8), nce=PatchNCEParams(num_patches=16, nc=8)
-        )
+        AdversarialTrainerParams(
+            discriminator=KnowledgeAwareDiscriminatorParams(ndf=8),
+            nce=MaskedPatchNCEParams(num_patches=16, nc=8),
+        ),
+        CTX,
     )
     groups = trainer.optimizer_groups(wrapped)
     assert any(p is wrapped.gamma for p in groups["main"])
@@ -108,14 +118,14 @@ def test_trainer_adds_mask_bce_and_trains_gamma() -> None:
 def test_faithful_mode_refuses_the_reconstruction() -> None:
     _, wrapped = _wrapped()
     with pytest.raises(ComponentError, match="faithful"):
-        AdversarialTrainer(AdversarialParams(mode="faithful")).optimizer_groups(wrapped)
+        AdversarialTrainer(AdversarialTrainerParams(mode="faithful"), CTX).optimizer_groups(wrapped)
 
 
 def test_predicted_mask_schedule_uses_k_hat_once_ramped() -> None:
     torch.manual_seed(0)
-    generator = FundusVideoGenerator(GeneratorParams(ngf=4, n_blocks=1))
+    generator = FundusVideoGenerator(FundusVideoGeneratorParams(ngf=4, n_blocks=1), CTX)
     params = KnowledgeAttentionParams(head_channels=8, predicted_mask_schedule=True)
-    wrapped = KnowledgeAttention(params).wrap(generator)
+    wrapped = KnowledgeAttention(params, CTX).wrap(generator)
     with torch.no_grad():
         wrapped.gamma.fill_(0.7)
     batch = _batch()

@@ -7,16 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from asklepios_knowledge_mask.datasets import (
-    FFAVideoDataset,
-    FFAVideoParams,
-    SyntheticFFAVideo,
+from asklepios_knowledge_mask.datasets import FFAVideoDataset, SyntheticFFAVideo, select_frames
+from asklepios_knowledge_mask.masks import FOVPreprocess, KnowledgeMask
+from asklepios_knowledge_mask.params import (
+    FFAVideoDatasetParams,
+    FOVPreprocessParams,
+    KnowledgeMaskParams,
     SyntheticFFAVideoParams,
-    select_frames,
 )
-from asklepios_knowledge_mask.masks import FOVPreprocess, FOVPreprocessParams, KnowledgeMask
-from asklepios_sdk import ComponentError
+from asklepios_sdk import BuildContext, ComponentError
 from PIL import Image
+
+CTX = BuildContext()
+"""The build context of the components built here: CPU, seed 0, one process."""
 
 
 def test_select_frames_properties() -> None:
@@ -60,7 +63,7 @@ def _write_csv(tmp_path: Path) -> Path:
 
 
 def test_csv_dataset_phases_split_and_items(tmp_path: Path) -> None:
-    data = FFAVideoDataset(FFAVideoParams(csv_path=str(_write_csv(tmp_path))))
+    data = FFAVideoDataset(FFAVideoDatasetParams(csv_path=str(_write_csv(tmp_path))), CTX)
     assert set(data.table["Phase"]) == {"V", "E", "L"}  # A, C dropped; AV renamed V
     eyes = {name: set(data.eyes[name]) for name in ("train", "val", "test")}
     assert sum(len(e) for e in eyes.values()) == 40
@@ -75,22 +78,24 @@ def test_csv_dataset_phases_split_and_items(tmp_path: Path) -> None:
     assert item["meta"]["levels"] == sorted(item["meta"]["levels"])
     again = data.split("val")[0]
     assert torch.equal(again["video"], item["video"])  # evaluation frames are fixed
-    out = KnowledgeMask()(FOVPreprocess(FOVPreprocessParams(size=16, random_crop=False))(item))
+    out = KnowledgeMask(KnowledgeMaskParams(), CTX)(
+        FOVPreprocess(FOVPreprocessParams(size=16, random_crop=False), CTX)(item)
+    )
     assert out["knowledge_mask"].shape == (1, 16, 16)
     assert data.facts().task == "generation" and data.facts().num_samples == len(eyes["train"])
 
 
 def test_csv_errors(tmp_path: Path) -> None:
     with pytest.raises(ComponentError, match="does not exist"):
-        FFAVideoDataset(FFAVideoParams(csv_path=str(tmp_path / "none.csv")))
+        FFAVideoDataset(FFAVideoDatasetParams(csv_path=str(tmp_path / "none.csv")), CTX)
     bad = tmp_path / "bad.csv"
     bad.write_text("pid_eye,Phase\nx,E\n")
     with pytest.raises(ComponentError, match="lacks columns"):
-        FFAVideoDataset(FFAVideoParams(csv_path=str(bad)))
+        FFAVideoDataset(FFAVideoDatasetParams(csv_path=str(bad)), CTX)
 
 
 def test_synthetic_dataset_is_labelled_and_deterministic() -> None:
-    data = SyntheticFFAVideo(SyntheticFFAVideoParams(size=48, num_frames=4))
+    data = SyntheticFFAVideo(SyntheticFFAVideoParams(size=48, num_frames=4), CTX)
     assert data.facts().extras["synthetic"] is True
     train = data.split("train")
     assert len(train) == 4 and len(data.split("val")) == 1 and len(data.split("test")) == 1
@@ -99,5 +104,5 @@ def test_synthetic_dataset_is_labelled_and_deterministic() -> None:
     assert a["image"].shape == (3, 48, 48) and a["video"].shape == (4, 3, 48, 48)
     assert not torch.equal(train[0]["image"], train[1]["image"])  # another orientation
     params = FOVPreprocessParams(size=32, random_crop=False, flip_p=0.0)
-    out = KnowledgeMask()(FOVPreprocess(params)(a))
+    out = KnowledgeMask(KnowledgeMaskParams(), CTX)(FOVPreprocess(params, CTX)(a))
     assert 0.0 < float(out["knowledge_mask"].mean()) < 0.9  # vessels and leakage change

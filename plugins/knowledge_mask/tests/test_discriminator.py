@@ -8,12 +8,16 @@ import numpy as np
 import pytest
 import torch
 from asklepios_knowledge_mask.discriminator import (
-    DiscriminatorParams,
     KnowledgeAwareDiscriminator,
     MultiscaleDiscriminator,
     feature_matching,
     lsgan,
 )
+from asklepios_knowledge_mask.params import KnowledgeAwareDiscriminatorParams
+from asklepios_sdk import BuildContext
+
+CTX = BuildContext()
+"""The build context of the components built here: CPU, seed 0, one process."""
 
 
 def _conv_out(size: int, stride: int) -> int:
@@ -62,7 +66,7 @@ def test_lsgan_and_feature_matching_against_numpy() -> None:
 
 
 def test_knowledge_aware_use_is_the_same_network_on_masked_pairs() -> None:
-    d = KnowledgeAwareDiscriminator(DiscriminatorParams(ndf=8))
+    d = KnowledgeAwareDiscriminator(KnowledgeAwareDiscriminatorParams(ndf=8), CTX)
     pair = torch.randn(1, 6, 32, 32)
     mask = (torch.rand(1, 1, 32, 32) > 0.5).float()
     masked = d({"image": pair, "knowledge_mask": mask})

@@ -9,7 +9,6 @@ import pytest
 import torch
 from asklepios_knowledge_mask.generator import (
     FundusVideoGenerator,
-    GeneratorParams,
     GlobalGenerator,
     context_window,
     generate_video,
@@ -18,8 +17,12 @@ from asklepios_knowledge_mask.generator import (
     step_target,
     target_indices,
 )
-from asklepios_sdk import ComponentError
+from asklepios_knowledge_mask.params import FundusVideoGeneratorParams
+from asklepios_sdk import BuildContext, ComponentError
 from torch import nn
+
+CTX = BuildContext()
+"""The build context of the components built here: CPU, seed 0, one process."""
 
 
 def _expected_generator_params(ngf: int, n_down: int = 4, n_blocks: int = 9) -> int:
@@ -125,7 +128,7 @@ def test_generate_video_feeds_generated_context() -> None:
 
 
 def test_backbone_step_and_video_modes() -> None:
-    gen = FundusVideoGenerator(GeneratorParams(ngf=4, n_blocks=1))
+    gen = FundusVideoGenerator(FundusVideoGeneratorParams(ngf=4, n_blocks=1), CTX)
     cf = torch.rand(2, 3, 32, 32) * 2 - 1
     step = gen({"image": cf, "context": cf})
     assert step["logits"].shape == (2, 3, 32, 32) and step["features"].shape == (2, 64)
@@ -135,4 +138,4 @@ def test_backbone_step_and_video_modes() -> None:
     with pytest.raises(ComponentError, match="num_frames"):
         gen({"image": cf})
     with pytest.raises(ComponentError, match="input_nc"):
-        FundusVideoGenerator(GeneratorParams(output_nc=1))
+        FundusVideoGenerator(FundusVideoGeneratorParams(output_nc=1), CTX)

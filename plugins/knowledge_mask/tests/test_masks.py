@@ -6,15 +6,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from asklepios_knowledge_mask.masks import (
-    FOVPreprocess,
-    FOVPreprocessParams,
-    KnowledgeMask,
-    cross_element,
-    fov_mask,
-)
+from asklepios_knowledge_mask.masks import FOVPreprocess, KnowledgeMask, cross_element, fov_mask
+from asklepios_knowledge_mask.params import FOVPreprocessParams, KnowledgeMaskParams
 from asklepios_knowledge_mask.synthetic import retina_photo, synthetic_fundus_video
-from asklepios_sdk import ComponentError
+from asklepios_sdk import BuildContext, ComponentError
+
+CTX = BuildContext()
+"""The build context of the components built here: CPU, seed 0, one process."""
 
 
 def _square_frames() -> tuple[np.ndarray, np.ndarray]:
@@ -31,7 +29,7 @@ def test_knowledge_mask_exact_count_and_dtype() -> None:
     rng = np.random.default_rng(0)
     middle = rng.integers(0, 256, (512, 512), dtype=np.uint8)  # must be ignored
     video = torch.from_numpy(np.stack([early, middle, late]))[:, None].expand(-1, 3, -1, -1)
-    out = KnowledgeMask()({"video": video.contiguous()})
+    out = KnowledgeMask(KnowledgeMaskParams(), CTX)({"video": video.contiguous()})
     k = out["knowledge_mask"]
     expected = np.abs(early.astype(np.int64) - late.astype(np.int64)) > 45
     assert k.shape == (1, 512, 512) and k.dtype == torch.float32
@@ -46,8 +44,8 @@ def test_knowledge_mask_from_normalised_float_frames_equals_uint8() -> None:
     early, late = _square_frames()
     video8 = torch.from_numpy(np.stack([early, late]))[:, None].expand(-1, 3, -1, -1)
     videof = video8.to(torch.float32) / 127.5 - 1.0
-    k8 = KnowledgeMask()({"video": video8.contiguous()})["knowledge_mask"]
-    kf = KnowledgeMask()({"video": videof})["knowledge_mask"]
+    k8 = KnowledgeMask(KnowledgeMaskParams(), CTX)({"video": video8.contiguous()})["knowledge_mask"]
+    kf = KnowledgeMask(KnowledgeMaskParams(), CTX)({"video": videof})["knowledge_mask"]
     assert torch.equal(k8, kf)
 
 
@@ -65,7 +63,7 @@ def test_knowledge_mask_after_crop_and_resize_uses_first_and_last_frame() -> Non
     frames[3][disk & (xx < 48)] = 100  # late-bright left half
     sample = {"image": torch.from_numpy(cf), "video": torch.from_numpy(frames)}
     params = FOVPreprocessParams(size=out_size, random_crop=False, flip_p=0.0)
-    out = KnowledgeMask()(FOVPreprocess(params)(sample))
+    out = KnowledgeMask(KnowledgeMaskParams(), CTX)(FOVPreprocess(params, CTX)(sample))
     # independent path: FOV = dilated disk clipped to the image; crop its box, resize first/last
     fov = fov_mask(cf[1], frames)
     rows, cols = np.flatnonzero(fov.any(1)), np.flatnonzero(fov.any(0))
@@ -115,7 +113,9 @@ def _raw_sample(size: int = 64, frames: int = 4) -> dict[str, torch.Tensor]:
 
 
 def test_fov_preprocess_shapes_ranges_and_zeroing() -> None:
-    out = FOVPreprocess(FOVPreprocessParams(size=32, random_crop=False, flip_p=0.0))(_raw_sample())
+    out = FOVPreprocess(FOVPreprocessParams(size=32, random_crop=False, flip_p=0.0), CTX)(
+        _raw_sample()
+    )
     assert out["image"].shape == (3, 32, 32) and out["video"].shape == (4, 3, 32, 32)
     for key in ("image", "video"):
         assert out[key].min() >= -1.0 and out[key].max() <= 1.0
@@ -129,8 +129,8 @@ def test_fov_preprocess_shapes_ranges_and_zeroing() -> None:
 def test_flip_together_by_default_cf_only_when_faithful(mode: str) -> None:
     base = FOVPreprocessParams(size=32, random_crop=False, flip_p=0.0, mode=mode)
     flip = base.model_copy(update={"flip_p": 1.0})
-    plain = FOVPreprocess(base)(_raw_sample())
-    flipped = FOVPreprocess(flip)(_raw_sample())
+    plain = FOVPreprocess(base, CTX)(_raw_sample())
+    flipped = FOVPreprocess(flip, CTX)(_raw_sample())
     assert torch.equal(flipped["image"], plain["image"].flip(-1))
     video_expected = plain["video"].flip(-1) if mode == "fixed" else plain["video"]
     assert torch.equal(flipped["video"], video_expected)
@@ -139,9 +139,9 @@ def test_flip_together_by_default_cf_only_when_faithful(mode: str) -> None:
 def test_random_crop_is_shared_and_seeded() -> None:
     params = FOVPreprocessParams(size=32, random_crop=True, flip_p=0.0)
     torch.manual_seed(3)
-    a = FOVPreprocess(params)(_raw_sample())
+    a = FOVPreprocess(params, CTX)(_raw_sample())
     torch.manual_seed(3)
-    b = FOVPreprocess(params)(_raw_sample())
+    b = FOVPreprocess(params, CTX)(_raw_sample())
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["video"], b["video"])
     # one box for all images: CF and every frame are zero outside the same (resized) FOV
     outside = a["fov_mask"][0] == 0
@@ -151,10 +151,12 @@ def test_random_crop_is_shared_and_seeded() -> None:
 
 def test_bad_inputs_raise_clear_errors() -> None:
     with pytest.raises(ComponentError, match="uint8"):
-        FOVPreprocess()({"image": torch.zeros(3, 8, 8), "video": torch.zeros(2, 8, 8)})
+        FOVPreprocess(FOVPreprocessParams(), CTX)(
+            {"image": torch.zeros(3, 8, 8), "video": torch.zeros(2, 8, 8)}
+        )
     with pytest.raises(ComponentError, match="empty"):
-        FOVPreprocess()(
+        FOVPreprocess(FOVPreprocessParams(), CTX)(
             {"image": torch.zeros(3, 8, 8, dtype=torch.uint8), "video": torch.zeros(2, 8, 8).byte()}
         )
     with pytest.raises(ComponentError, match="'video'"):
-        KnowledgeMask()({"image": torch.zeros(3, 8, 8)})
+        KnowledgeMask(KnowledgeMaskParams(), CTX)({"image": torch.zeros(3, 8, 8)})

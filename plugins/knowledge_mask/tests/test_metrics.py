@@ -11,14 +11,17 @@ import pytest
 import torch
 from asklepios_knowledge_mask.metrics import (
     VideoMetrics,
-    VideoMetricsParams,
     frechet_distance,
     psnr_per_frame,
     ssim_valid,
 )
-from asklepios_sdk import WeightsError
+from asklepios_knowledge_mask.params import VideoMetricsParams
+from asklepios_sdk import BuildContext, WeightsError
 from scipy import linalg, ndimage
 from torch import nn
+
+CTX = BuildContext()
+"""The build context of the components built here: CPU, seed 0, one process."""
 
 
 def _numpy_ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
@@ -52,13 +55,13 @@ def test_psnr_conventions_on_constant_images() -> None:
     fake01 = torch.full((1, 3, 16, 16), 0.35)
     standard = 20 * math.log10(1 / math.sqrt(0.1**2))  # hand-computed: 20 dB
     assert float(psnr_per_frame(fake01, real01)) == pytest.approx(standard, abs=1e-4)
-    metric = VideoMetrics(VideoMetricsParams(value_range="faithful"))
+    metric = VideoMetrics(VideoMetricsParams(value_range="faithful"), CTX)
     video_real = (real01 * 2 - 1)[:, None]
     video_fake = (fake01 * 2 - 1)[:, None]
     metric.update({"video": video_fake}, {"video": video_real})
     faithful = float(metric.compute()["psnr"])
     assert faithful == pytest.approx(standard - 20 * math.log10(2), abs=1e-4)
-    metric = VideoMetrics()
+    metric = VideoMetrics(VideoMetricsParams(), CTX)
     metric.update({"video": video_fake}, {"video": video_real})
     assert float(metric.compute()["psnr"]) == pytest.approx(standard, abs=1e-4)
 
@@ -66,7 +69,7 @@ def test_psnr_conventions_on_constant_images() -> None:
 def test_identical_videos_hit_the_cap_and_ssim_one() -> None:
     video = torch.rand(2, 4, 3, 16, 16) * 2 - 1
     for value_range in ("standard", "faithful"):
-        metric = VideoMetrics(VideoMetricsParams(value_range=value_range))
+        metric = VideoMetrics(VideoMetricsParams(value_range=value_range), CTX)
         metric.update({"video": video}, {"video": video.clone()})
         result = metric.compute()
         assert float(result["psnr"]) == 100.0
@@ -131,7 +134,7 @@ def _videos(n: int, frames: int, seed: int) -> torch.Tensor:
 
 
 def test_dataset_level_fvd_over_all_videos(i3d_file: Path) -> None:
-    metric = VideoMetrics(VideoMetricsParams(i3d_path=str(i3d_file), i3d_size=16))
+    metric = VideoMetrics(VideoMetricsParams(i3d_path=str(i3d_file), i3d_size=16), CTX)
     real, fake = _videos(4, 5, 0), _videos(4, 5, 1)
     metric.update({"video": fake[:2]}, {"video": real[:2]})
     metric.update({"video": fake[2:]}, {"video": real[2:]})
@@ -147,10 +150,10 @@ def test_dataset_level_fvd_over_all_videos(i3d_file: Path) -> None:
 
 def test_per_video_fvd_in_faithful_mode(i3d_file: Path) -> None:
     params = VideoMetricsParams(i3d_path=str(i3d_file), i3d_size=16, value_range="faithful")
-    short = VideoMetrics(params)
+    short = VideoMetrics(params, CTX)
     short.update({"video": _videos(1, 9, 0)}, {"video": _videos(1, 9, 1)})
     assert math.isnan(float(short.compute()["fvd"]))  # fewer than 10 frames: dropped
-    metric = VideoMetrics(params)
+    metric = VideoMetrics(params, CTX)
     real, fake = _videos(1, 11, 2), _videos(1, 11, 3)
     metric.update({"video": fake}, {"video": real})
     detector = _load(i3d_file)
@@ -164,13 +167,13 @@ def test_per_video_fvd_in_faithful_mode(i3d_file: Path) -> None:
 
 def test_missing_weight_files_raise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(WeightsError, match="i3d_torchscript"):
-        VideoMetrics(VideoMetricsParams(i3d_path=str(tmp_path / "nope.pt")))
+        VideoMetrics(VideoMetricsParams(i3d_path=str(tmp_path / "nope.pt")), CTX)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(WeightsError, match="AlexNet"):
-        VideoMetrics(VideoMetricsParams(lpips=True))
+        VideoMetrics(VideoMetricsParams(lpips=True), CTX)
 
 
 def test_key_directions_follow_the_configured_metrics(i3d_file: Path) -> None:
-    assert VideoMetrics().key_directions == {}
-    metric = VideoMetrics(VideoMetricsParams(i3d_path=str(i3d_file), i3d_size=16))
+    assert VideoMetrics(VideoMetricsParams(), CTX).key_directions == {}
+    metric = VideoMetrics(VideoMetricsParams(i3d_path=str(i3d_file), i3d_size=16), CTX)
     assert not metric.is_higher_better("fvd") and metric.is_higher_better("psnr")

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 from asklepios_knowledge_mask.generator import GlobalGenerator
-from asklepios_knowledge_mask.patchnce import (
-    MaskedPatchNCE,
-    PatchNCEParams,
-    PatchSampleF,
-    info_nce,
-)
+from asklepios_knowledge_mask.params import MaskedPatchNCEParams
+from asklepios_knowledge_mask.patchnce import MaskedPatchNCE, PatchSampleF, info_nce
+from asklepios_sdk import BuildContext
+
+CTX = BuildContext()
+"""The build context of the components built here: CPU, seed 0, one process."""
 
 TAU = 0.07
 
@@ -69,7 +69,9 @@ def test_info_nce_matches_numpy_and_is_permutation_invariant() -> None:
 def _tiny_loss(mode: str = "fixed") -> tuple[MaskedPatchNCE, GlobalGenerator]:
     netG = GlobalGenerator(ngf=4, n_blocks=1)
     channels = tuple(netG.layer_channels([0, 4, 8, 12, 16]))
-    loss = MaskedPatchNCE(PatchNCEParams(channels=channels, num_patches=64, nc=16, mode=mode))
+    loss = MaskedPatchNCE(
+        MaskedPatchNCEParams(channels=channels, num_patches=64, nc=16, mode=mode), CTX
+    )
     return loss, netG
 
 
@@ -79,10 +81,10 @@ def test_all_zero_mask_gives_closed_form_per_layer() -> None:
     # that the L2 normalisation can amplify; the head-level check below covers constant maps there.
     netG = GlobalGenerator(ngf=4, n_blocks=1)
     layers = (0, 4)
-    params = PatchNCEParams(
+    params = MaskedPatchNCEParams(
         nce_layers=layers, channels=tuple(netG.layer_channels(layers)), num_patches=64, nc=16
     )
-    loss = MaskedPatchNCE(params)
+    loss = MaskedPatchNCE(params, CTX)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     fake = torch.rand(1, 3, 32, 32) * 2 - 1
     zero = torch.zeros(1, 1, 32, 32)

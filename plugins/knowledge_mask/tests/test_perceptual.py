@@ -7,15 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from asklepios_knowledge_mask.perceptual import (
-    GradientVariance,
-    VGGPerceptual,
-    VGGPerceptualParams,
-    gradient_variance,
-)
-from asklepios_sdk import WeightsError
+from asklepios_knowledge_mask.params import GradientVarianceParams, VGGPerceptualParams
+from asklepios_knowledge_mask.perceptual import GradientVariance, VGGPerceptual, gradient_variance
+from asklepios_sdk import BuildContext, WeightsError
 from safetensors.torch import save_file
 from torchvision.models.vgg import cfgs, make_layers
+
+CTX = BuildContext()
+"""The build context of the components built here: CPU, seed 0, one process."""
 
 
 def _numpy_patch_vars(x: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +54,7 @@ def test_gradient_variance_properties_and_weight() -> None:
     base = float(gradient_variance(x.detach(), y))
     # variances scale with c^2, their squared differences with c^4
     assert float(gradient_variance(2 * x.detach(), 2 * y)) == pytest.approx(16 * base, rel=1e-5)
-    loss = GradientVariance()
+    loss = GradientVariance(GradientVarianceParams(), CTX)
     out = loss({"logits": x}, {"target": torch.rand(1, 3, 24, 24)})
     term = float(out.terms["gradient_variance"].detach())
     assert float(out.total.detach()) == pytest.approx(5.0 * term)
@@ -74,7 +73,7 @@ def vgg_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.M
 
 def test_vgg_perceptual_against_direct_computation(vgg_file: tuple[Path, torch.nn.Module]) -> None:
     path, features = vgg_file
-    loss = VGGPerceptual(VGGPerceptualParams(weights_path=str(path)))
+    loss = VGGPerceptual(VGGPerceptualParams(weights_path=str(path)), CTX)
     gen = torch.Generator().manual_seed(1)
     fake = (torch.rand(1, 3, 32, 32, generator=gen) * 2 - 1).requires_grad_(True)
     real = torch.rand(1, 3, 32, 32, generator=gen) * 2 - 1
@@ -96,8 +95,8 @@ def test_vgg_perceptual_against_direct_computation(vgg_file: tuple[Path, torch.n
 
 def test_vgg_weights_errors(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="does not exist"):
-        VGGPerceptual(VGGPerceptualParams(weights_path=str(tmp_path / "missing.pth")))
+        VGGPerceptual(VGGPerceptualParams(weights_path=str(tmp_path / "missing.pth")), CTX)
     bad = tmp_path / "bad.pt"
     torch.save({"features.0.weight": torch.zeros(1)}, bad)
     with pytest.raises(WeightsError, match="lacks VGG19 keys"):
-        VGGPerceptual(VGGPerceptualParams(weights_path=str(bad)))
+        VGGPerceptual(VGGPerceptualParams(weights_path=str(bad)), CTX)

@@ -1,33 +1,19 @@
-"""The README's component table lists exactly the registered components, with their kinds."""
+"""The README's component table is generated from the registrations and must stay in sync."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from asklepios_knowledge_mask import hooks
+from asklepios_sdk.testing import COMPONENT_TABLE_HEADER, component_table_rows
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-KINDS = {
-    "register_augmentations": "augmentation",
-    "register_backbones": "backbone",
-    "register_losses": "loss",
-    "register_trainers": "trainer",
-    "register_adapters": "adapter",
-    "register_evaluators": "evaluator",
-    "register_datasets": "dataset",
-}
 
 
-def test_component_table_matches_registrations() -> None:
-    registered: dict[str, str] = {}
-    for hook, kind in KINDS.items():
-
-        def register(
-            name: str, factory: object, params: object = None, doc: object = None, _kind: str = kind
-        ) -> None:
-            registered[f"knowledge_mask.{name}"] = _kind
-
-        getattr(hooks, hook)(register)
-    rows = re.findall(r"^\| `(knowledge_mask\.\w+)` \| (\w+)", README.read_text(), re.MULTILINE)
-    assert dict(rows) == registered
+def test_readme_component_table_is_exactly_the_registrations() -> None:
+    text = README.read_text()
+    rows = component_table_rows("asklepios_knowledge_mask.hooks", "knowledge_mask")
+    assert rows, "the plugin registers no components"
+    table = "\n".join([*COMPONENT_TABLE_HEADER, *rows]) + "\n"
+    assert table in text, "README component table is stale; regenerate it:\n" + table
+    after = text.split(table, 1)[1]
+    assert not after.startswith("|"), "README component table has rows for no component"

@@ -19,20 +19,14 @@ References:
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from asklepios_sdk import BuildContext, ComponentError, LossOutput, Params, StepContext, Trainer
-from pydantic import Field
+from asklepios_sdk import BuildContext, ComponentError, LossOutput, StepContext, Trainer
 from torch import Tensor, nn
 
 from asklepios_knowledge_mask.attention import KnowledgeAttention
-from asklepios_knowledge_mask.discriminator import (
-    DiscriminatorParams,
-    MultiscaleDiscriminator,
-    feature_matching,
-    lsgan,
-)
+from asklepios_knowledge_mask.discriminator import MultiscaleDiscriminator, feature_matching, lsgan
 from asklepios_knowledge_mask.generator import (
     FundusVideoGenerator,
     context_window,
@@ -40,51 +34,20 @@ from asklepios_knowledge_mask.generator import (
     sampling_probability,
     step_target,
 )
-from asklepios_knowledge_mask.patchnce import MaskedPatchNCE, PatchNCEParams
-from asklepios_knowledge_mask.perceptual import (
-    GradientVarianceParams,
-    VGGPerceptual,
-    VGGPerceptualParams,
-    gradient_variance,
-)
+from asklepios_knowledge_mask.params import AdversarialTrainerParams
+from asklepios_knowledge_mask.patchnce import MaskedPatchNCE
+from asklepios_knowledge_mask.perceptual import VGGPerceptual, gradient_variance
 
-__all__ = ["AUX_NAME", "AdversarialParams", "AdversarialTrainer"]
+__all__ = ["AUX_NAME", "AdversarialTrainer"]
 
 AUX_NAME = "knowledge_mask_adversarial"
 """Name under which the trainer attaches D, the projection heads and its counter to the model."""
 
 
-class AdversarialParams(Params):
-    """Params of :class:`AdversarialTrainer` (defaults: Fundus2Video's ``train.py``)."""
-
-    mode: Literal["fixed", "faithful"] = Field(
-        "fixed",
-        description="fixed: train the NCE heads and match masked with masked D features; "
-        "faithful: heads frozen at init, unmasked-fake vs masked-real feature matching.",
-    )
-    discriminator: DiscriminatorParams = Field(default_factory=DiscriminatorParams)
-    nce: PatchNCEParams | None = Field(
-        default_factory=PatchNCEParams,
-        description="Mask-enhanced PatchNCE ('channels' and 'mode' are set from the generator and "
-        "'mode'); null disables it.",
-    )
-    vgg: VGGPerceptualParams | None = Field(
-        None, description="VGG19 perceptual term; needs a local weights file; null leaves it out."
-    )
-    gradient_variance: GradientVarianceParams | None = Field(
-        default_factory=GradientVarianceParams, description="Gradient-variance term (G_seg)."
-    )
-    gan_weight: float = Field(2.0, ge=0, description="Weight of G_GAN in L_G.")
-    knowledge_aware: bool = Field(True, description="Masked D terms (temp_loss = 1).")
-    gan_temp_weight: float = Field(1.0, ge=0, description="Weight of G_GAN_temp in L_G.")
-    feature_matching: bool = Field(True, description="D feature matching (not no_ganFeat_loss).")
-    feat_weight: float = Field(10.0, ge=0, description="lambda_feat of feature matching.")
-    sampling_ramp: int = Field(1000, ge=0, description="Videos after which context is generated.")
-    sampling_every: int = Field(100, ge=1, description="Videos per step of the sampling ramp.")
-
-
 class _Aux(nn.Module):
     """What the trainer adds to the model: D, the PatchNCE heads and the videos-seen counter."""
+
+    videos_seen: Tensor  # a buffer: declared so that it is not typed Tensor | Module
 
     def __init__(self, discriminator: nn.Module, nce: MaskedPatchNCE | None) -> None:
         super().__init__()
@@ -105,7 +68,8 @@ class AdversarialTrainer(Trainer):
     ``image`` (CF, ``(B, 3, H, W)``), ``video`` (``(B, M, 3, H, W)``) and ``knowledge_mask``.
     """
 
-    def __init__(self, params: AdversarialParams | None = None, world_size: int = 1) -> None:
+    def __init__(self, params: AdversarialTrainerParams, ctx: BuildContext) -> None:
+        world_size = ctx.world_size
         if world_size > 1:
             raise ComponentError(
                 "knowledge_mask.adversarial runs in one process only: its discriminator and "
@@ -113,11 +77,12 @@ class AdversarialTrainer(Trainer):
                 f"their gradients would not be synchronised across {world_size} ranks; run "
                 "without torchrun"
             )
-        self.params = params or AdversarialParams()
+        self.params = params
+        self.ctx = ctx
         self.aux: _Aux | None = None
         self.vgg: VGGPerceptual | None = None
-        if self.params.vgg is not None:
-            self.vgg = VGGPerceptual(self.params.vgg)
+        if params.vgg is not None:
+            self.vgg = VGGPerceptual(params.vgg, ctx)
 
     def build_aux(self, model: nn.Module) -> _Aux:
         """Create D and the projection heads for ``model`` and attach them to it (once)."""
@@ -139,7 +104,7 @@ class AdversarialTrainer(Trainer):
         if p.nce is not None:
             channels = tuple(generator.netG.layer_channels(p.nce.nce_layers))
             nce_params = p.nce.model_copy(update={"channels": channels, "mode": p.mode})
-            nce = MaskedPatchNCE(nce_params)
+            nce = MaskedPatchNCE(nce_params, self.ctx)
         device = next(generator.parameters()).device
         self.aux = _Aux(discriminator, nce).to(device)
         model.add_module(AUX_NAME, self.aux)

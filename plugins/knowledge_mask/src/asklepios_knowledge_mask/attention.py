@@ -23,12 +23,11 @@ adversarial trainer passes), so that training moves towards the inference condit
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import Adapter, BuildContext, ComponentError, Params
-from pydantic import Field
+from asklepios_sdk import Adapter, BuildContext, ComponentError
 from torch import Tensor, nn
 
 from asklepios_knowledge_mask.generator import (
@@ -37,26 +36,9 @@ from asklepios_knowledge_mask.generator import (
     generate_video,
     sampling_probability,
 )
+from asklepios_knowledge_mask.params import KnowledgeAttentionParams
 
-__all__ = ["KnowledgeAttention", "KnowledgeAttentionParams"]
-
-
-class KnowledgeAttentionParams(Params):
-    """Params of :class:`KnowledgeAttention` (reconstructed component)."""
-
-    mode: Literal["spatial_gate", "cross_attention"] = Field(
-        "spatial_gate", description="How the mask modulates the bottleneck features."
-    )
-    head_channels: int = Field(64, ge=1, description="Hidden width of the mask-prediction head.")
-    mask_weight: float = Field(1.0, ge=0, description="lambda_K of BCE(K_hat, K).")
-    attention_dim: int | None = Field(
-        None, ge=1, description="Query/key width of cross_attention (default: channels // 8)."
-    )
-    predicted_mask_schedule: bool = Field(
-        False,
-        description="In training, use the detached predicted mask instead of K with the "
-        "scheduled-sampling probability of the videos seen (batch['videos_seen']).",
-    )
+__all__ = ["KnowledgeAttention"]
 
 
 class KnowledgeAttention(Adapter):
@@ -68,9 +50,9 @@ class KnowledgeAttention(Adapter):
     attention. Outputs follow :class:`FundusVideoGenerator` plus ``mask_pred``.
     """
 
-    def __init__(self, params: KnowledgeAttentionParams | None = None) -> None:
+    def __init__(self, params: KnowledgeAttentionParams, ctx: BuildContext) -> None:
         super().__init__()
-        self.params = params or KnowledgeAttentionParams()
+        self.params = params
         self.gamma = nn.Parameter(torch.zeros(()))
         self.mask_head: nn.Module | None = None
         self.gate: nn.Module | None = None
@@ -122,12 +104,13 @@ class KnowledgeAttention(Adapter):
     def _step(
         self, cf: Tensor, context: Tensor, mask: Tensor | None, use_predicted: bool = False
     ) -> tuple[Tensor, Tensor, Tensor]:
-        if self.mask_head is None:
+        head = self.mask_head
+        if head is None:
             raise ComponentError("knowledge_mask.attention: call wrap(model) before forward")
         predicted: list[Tensor] = []
 
         def hook(feats: Tensor) -> Tensor:
-            logits = self.mask_head(feats)
+            logits = head(feats)
             k_hat = torch.sigmoid(F.interpolate(logits, size=cf.shape[-2:], mode="bilinear"))
             predicted.append(k_hat)
             if mask is None or use_predicted:

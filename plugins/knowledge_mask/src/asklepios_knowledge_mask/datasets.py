@@ -13,16 +13,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from asklepios_sdk import ComponentError, DataFacts, Dataset, Params
-from pydantic import Field
+from asklepios_sdk import BuildContext, ComponentError, DataFacts, Dataset
 
+from asklepios_knowledge_mask.params import FFAVideoDatasetParams, SyntheticFFAVideoParams
 from asklepios_knowledge_mask.synthetic import synthetic_fundus_video
 
 __all__ = [
     "FFAVideoDataset",
-    "FFAVideoParams",
     "SyntheticFFAVideo",
-    "SyntheticFFAVideoParams",
     "grouped_split",
     "select_frames",
 ]
@@ -108,30 +106,15 @@ class _EyeSplit(torch.utils.data.Dataset):
         }
 
 
-class FFAVideoParams(Params):
-    """Params of :class:`FFAVideoDataset`."""
-
-    csv_path: str = Field(
-        description="CSV with pid_eye, orgid, Phase, level_1, co_rigid, fa_rigid."
-    )
-    root: str | None = Field(None, description="Base of relative image paths (default: CSV dir).")
-    drop_phases: tuple[str, ...] = Field(("A", "C"), description="Phases removed (train.py).")
-    rename_phases: dict[str, str] = Field(
-        default_factory=lambda: {"AV": "V"}, description="Phase renaming (train.py)."
-    )
-    per_phase: int = Field(4, ge=1, description="Rows drawn per phase, with replacement.")
-    split_seed: int = Field(7, description="random_state of both GroupShuffleSplit cuts.")
-
-
 class FFAVideoDataset(Dataset):
-    """Read Fundus2Video's CSV of registered CF / FFA frames; one item per eye, grouped splits.
+    """Read Fundus2Video's CSV of registered CF/FFA frames: one item per eye, grouped splits.
 
     Rows of phases ``A`` and ``C`` are dropped and ``AV`` becomes ``V``; the split is grouped by
     ``orgid`` (90 / 5 / 5). Each access draws 4 rows per phase with replacement, drops duplicates
     and sorts by ``level_1`` (evaluation splits draw the same frames every time).
     """
 
-    def __init__(self, params: FFAVideoParams) -> None:
+    def __init__(self, params: FFAVideoDatasetParams, ctx: BuildContext) -> None:
         import pandas as pd
 
         self.params = params
@@ -198,26 +181,15 @@ class _SyntheticSplit(torch.utils.data.Dataset):
         }
 
 
-class SyntheticFFAVideoParams(Params):
-    """Params of :class:`SyntheticFFAVideo`."""
-
-    size: int = Field(96, ge=16, description="Side of the raw square images.")
-    num_frames: int = Field(5, ge=1, description="Frames per SYNTHETIC video.")
-    train: int = Field(4, ge=1, description="Training videos.")
-    val: int = Field(1, ge=1, description="Validation videos.")
-    test: int = Field(1, ge=1, description="Test videos.")
-    seed: int = Field(0, description="Seed of the synthetic leakage and noise.")
-
-
 class SyntheticFFAVideo(Dataset):
-    """SYNTHETIC angiography-like videos from scikit-image's real ``retina`` photo (demo, tests).
+    """Make SYNTHETIC angiography-like videos from scikit-image's real retina photo (demo).
 
     The CF image is the real photograph (in 4 orientations); the "FFA" frames are made from it
     (vessel filling, background flush, one late-brightening leakage blob). Not angiography.
     """
 
-    def __init__(self, params: SyntheticFFAVideoParams | None = None) -> None:
-        self.params = params or SyntheticFFAVideoParams()
+    def __init__(self, params: SyntheticFFAVideoParams, ctx: BuildContext) -> None:
+        self.params = params
 
     def split(self, name: str) -> torch.utils.data.Dataset:
         p = self.params

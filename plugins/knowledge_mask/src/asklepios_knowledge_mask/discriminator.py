@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import Backbone, BuildContext, Params
-from pydantic import Field
+from asklepios_sdk import Backbone, BuildContext
 from torch import Tensor, nn
 
+from asklepios_knowledge_mask.params import KnowledgeAwareDiscriminatorParams
+
 __all__ = [
-    "DiscriminatorParams",
     "KnowledgeAwareDiscriminator",
     "MultiscaleDiscriminator",
     "NLayerDiscriminator",
@@ -116,17 +116,8 @@ def feature_matching(fake: Scales, real: Scales, n_layers: int, weight: float = 
     return value
 
 
-class DiscriminatorParams(Params):
-    """Params of :class:`KnowledgeAwareDiscriminator`."""
-
-    input_nc: int = Field(6, ge=1, description="Channels of the (CF, frames) pair.")
-    ndf: int = Field(64, ge=1, description="Width of the first layer.")
-    n_layers: int = Field(3, ge=1, description="Stride-2 layers per scale (n_layers_D).")
-    num_D: int = Field(2, ge=1, description="Scales.")
-
-
 class KnowledgeAwareDiscriminator(Backbone):
-    """Judge (CF, frames) pairs with a multi-scale PatchGAN, plain or knowledge-mask-multiplied.
+    """Judge (CF, frames) pairs with a multi-scale PatchGAN, plain or knowledge-masked.
 
     ``forward(batch)``: ``batch['image']`` is the 6-channel pair ``[x ; Y]``; with
     ``batch['knowledge_mask']`` the pair is multiplied by it first (the knowledge-aware use).
@@ -134,9 +125,9 @@ class KnowledgeAwareDiscriminator(Backbone):
     full scale averaged over positions) and ``scales`` (every block output of every scale).
     """
 
-    def __init__(self, params: DiscriminatorParams | None = None) -> None:
+    def __init__(self, params: KnowledgeAwareDiscriminatorParams, ctx: BuildContext) -> None:
         super().__init__()
-        self.params = params or DiscriminatorParams()
+        self.params = params
         p = self.params
         self.net = MultiscaleDiscriminator(p.input_nc, p.ndf, p.n_layers, p.num_D)
         self.feature_dim = min(p.ndf * 2**p.n_layers, 512)

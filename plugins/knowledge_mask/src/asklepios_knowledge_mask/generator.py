@@ -16,13 +16,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from asklepios_sdk import Backbone, BuildContext, ComponentError, Params
-from pydantic import Field
+from asklepios_sdk import Backbone, BuildContext, ComponentError
 from torch import Tensor, nn
+
+from asklepios_knowledge_mask.params import FundusVideoGeneratorParams
 
 __all__ = [
     "FundusVideoGenerator",
-    "GeneratorParams",
     "GlobalGenerator",
     "ResnetBlock",
     "context_window",
@@ -152,6 +152,7 @@ class GlobalGenerator(nn.Module):
                 nn.ReLU(),
             ]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7), nn.Tanh()]
+        self.input_nc = input_nc
         self.model = nn.Sequential(*layers)
         self.bottleneck_index = 4 + 3 * n_downsampling + n_blocks - 1
         self.bottleneck_dim = ngf * 2**n_downsampling
@@ -162,7 +163,7 @@ class GlobalGenerator(nn.Module):
     def layer_channels(self, layers: Sequence[int]) -> list[int]:
         """Return the channel count of each requested layer's output."""
         channels: list[int] = []
-        current = self.model[1].in_channels
+        current = self.input_nc
         for layer in self.model:
             if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
                 current = layer.out_channels
@@ -230,19 +231,6 @@ def generate_video(
     return video, torch.stack(features).mean(0)
 
 
-class GeneratorParams(Params):
-    """Params of :class:`FundusVideoGenerator`."""
-
-    input_nc: int = Field(6, ge=1, description="Input channels: CF (3) + context (3).")
-    output_nc: int = Field(3, ge=1, description="Output channels: the 3 frames of a step.")
-    ngf: int = Field(64, ge=1, description="Width of the first layer (8 is enough on a CPU).")
-    n_downsampling: int = Field(4, ge=1, description="Stride-2 convolutions (n_downsample_global).")
-    n_blocks: int = Field(9, ge=1, description="Residual blocks at the bottleneck.")
-    num_frames: int | None = Field(
-        None, ge=1, description="Frames generated at inference; default: len(batch['video'])."
-    )
-
-
 class FundusVideoGenerator(Backbone):
     """Generate an FFA video from a CF photograph with the pix2pixHD sliding-window generator.
 
@@ -254,9 +242,9 @@ class FundusVideoGenerator(Backbone):
     bottleneck averaged over positions (and steps).
     """
 
-    def __init__(self, params: GeneratorParams | None = None) -> None:
+    def __init__(self, params: FundusVideoGeneratorParams, ctx: BuildContext) -> None:
         super().__init__()
-        self.params = params or GeneratorParams()
+        self.params = params
         p = self.params
         if p.output_nc != WINDOW or p.input_nc != 3 + WINDOW:
             raise ComponentError(

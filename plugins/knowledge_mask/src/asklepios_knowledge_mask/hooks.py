@@ -1,7 +1,8 @@
 """Registration hooks of the ``knowledge_mask`` plugin (Fundus2Video).
 
-Only hook functions live here; each imports its family module inside the function body, so importing
-this module loads neither torch nor the components.
+Only hook functions live here. Each imports the light :mod:`asklepios_knowledge_mask.params`
+inside its body and registers lazy ``"module:Class"`` targets, so importing this module or running
+its hooks loads neither torch nor the components.
 """
 
 from __future__ import annotations
@@ -25,127 +26,92 @@ __all__ = [
 ]
 
 
-def _doc(component: type) -> str:
-    """Return the first line of a component class's docstring (its one-line description)."""
-    return (component.__doc__ or component.__name__).strip().splitlines()[0]
-
-
 @hookimpl
 def register_augmentations(register: Register) -> None:
     """Register the field-of-view preprocessing and the knowledge mask (per-sample)."""
-    from asklepios_knowledge_mask import masks
+    from asklepios_knowledge_mask import params as p
 
     register(
-        "fov_preprocess",
-        lambda params, ctx: masks.FOVPreprocess(params),
-        params=masks.FOVPreprocessParams,
-        doc=_doc(masks.FOVPreprocess),
+        "fov_preprocess", "asklepios_knowledge_mask.masks:FOVPreprocess", p.FOVPreprocessParams
     )
-    register(
-        "mask",
-        lambda params, ctx: masks.KnowledgeMask(params),
-        params=masks.KnowledgeMaskParams,
-        doc=_doc(masks.KnowledgeMask),
-    )
+    register("mask", "asklepios_knowledge_mask.masks:KnowledgeMask", p.KnowledgeMaskParams)
 
 
 @hookimpl
 def register_losses(register: Register) -> None:
     """Register the mask-enhanced PatchNCE, gradient-variance and VGG19 perceptual losses."""
-    from asklepios_knowledge_mask import patchnce, perceptual
+    from asklepios_knowledge_mask import params as p
 
-    register(
-        "patchnce",
-        lambda params, ctx: patchnce.MaskedPatchNCE(params),
-        params=patchnce.PatchNCEParams,
-        doc=_doc(patchnce.MaskedPatchNCE),
-    )
+    register("patchnce", "asklepios_knowledge_mask.patchnce:MaskedPatchNCE", p.MaskedPatchNCEParams)
     register(
         "gradient_variance",
-        lambda params, ctx: perceptual.GradientVariance(params),
-        params=perceptual.GradientVarianceParams,
-        doc=_doc(perceptual.GradientVariance),
+        "asklepios_knowledge_mask.perceptual:GradientVariance",
+        p.GradientVarianceParams,
     )
     register(
-        "vgg_perceptual",
-        lambda params, ctx: perceptual.VGGPerceptual(params),
-        params=perceptual.VGGPerceptualParams,
-        doc=_doc(perceptual.VGGPerceptual),
+        "vgg_perceptual", "asklepios_knowledge_mask.perceptual:VGGPerceptual", p.VGGPerceptualParams
     )
 
 
 @hookimpl
 def register_backbones(register: Register) -> None:
     """Register the sliding-window generator and the knowledge-aware discriminator."""
-    from asklepios_knowledge_mask import discriminator, generator
+    from asklepios_knowledge_mask import params as p
 
     register(
         "generator",
-        lambda params, ctx: generator.FundusVideoGenerator(params),
-        params=generator.GeneratorParams,
-        doc=_doc(generator.FundusVideoGenerator),
+        "asklepios_knowledge_mask.generator:FundusVideoGenerator",
+        p.FundusVideoGeneratorParams,
     )
     register(
         "discriminator",
-        lambda params, ctx: discriminator.KnowledgeAwareDiscriminator(params),
-        params=discriminator.DiscriminatorParams,
-        doc=_doc(discriminator.KnowledgeAwareDiscriminator),
+        "asklepios_knowledge_mask.discriminator:KnowledgeAwareDiscriminator",
+        p.KnowledgeAwareDiscriminatorParams,
     )
 
 
 @hookimpl
 def register_trainers(register: Register) -> None:
     """Register the per-window-step adversarial trainer."""
-    from asklepios_knowledge_mask import adversarial
+    from asklepios_knowledge_mask import params as p
 
     register(
         "adversarial",
-        lambda params, ctx: adversarial.AdversarialTrainer(params, ctx.world_size),
-        params=adversarial.AdversarialParams,
-        doc=_doc(adversarial.AdversarialTrainer),
+        "asklepios_knowledge_mask.adversarial:AdversarialTrainer",
+        p.AdversarialTrainerParams,
     )
 
 
 @hookimpl
 def register_adapters(register: Register) -> None:
     """Register the knowledge-boosted attention (a labelled reconstruction, off by default)."""
-    from asklepios_knowledge_mask import attention
+    from asklepios_knowledge_mask import params as p
 
     register(
         "attention",
-        lambda params, ctx: attention.KnowledgeAttention(params),
-        params=attention.KnowledgeAttentionParams,
-        doc=_doc(attention.KnowledgeAttention),
+        "asklepios_knowledge_mask.attention:KnowledgeAttention",
+        p.KnowledgeAttentionParams,
     )
 
 
 @hookimpl
 def register_evaluators(register: Register) -> None:
     """Register the video metrics (PSNR, SSIM, LPIPS, FVD with explicit value ranges)."""
-    from asklepios_knowledge_mask import metrics
+    from asklepios_knowledge_mask import params as p
 
-    register(
-        "video_metrics",
-        lambda params, ctx: metrics.VideoMetrics(params),
-        params=metrics.VideoMetricsParams,
-        doc=_doc(metrics.VideoMetrics),
-    )
+    register("video_metrics", "asklepios_knowledge_mask.metrics:VideoMetrics", p.VideoMetricsParams)
 
 
 @hookimpl
 def register_datasets(register: Register) -> None:
     """Register the CSV video dataset and the SYNTHETIC retina-photo video set."""
-    from asklepios_knowledge_mask import datasets
+    from asklepios_knowledge_mask import params as p
 
     register(
-        "ffa_video",
-        lambda params, ctx: datasets.FFAVideoDataset(params),
-        params=datasets.FFAVideoParams,
-        doc=_doc(datasets.FFAVideoDataset),
+        "ffa_video", "asklepios_knowledge_mask.datasets:FFAVideoDataset", p.FFAVideoDatasetParams
     )
     register(
         "synthetic_ffa_video",
-        lambda params, ctx: datasets.SyntheticFFAVideo(params),
-        params=datasets.SyntheticFFAVideoParams,
-        doc=_doc(datasets.SyntheticFFAVideo),
+        "asklepios_knowledge_mask.datasets:SyntheticFFAVideo",
+        p.SyntheticFFAVideoParams,
     )

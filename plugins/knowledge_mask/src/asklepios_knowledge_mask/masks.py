@@ -13,20 +13,19 @@ References:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import BuildContext, ComponentError, Params, SampleTransform
-from pydantic import Field
+from asklepios_sdk import BuildContext, ComponentError, SampleTransform
 from scipy import ndimage
+
+from asklepios_knowledge_mask.params import FOVPreprocessParams, KnowledgeMaskParams
 
 __all__ = [
     "FOVPreprocess",
-    "FOVPreprocessParams",
     "KnowledgeMask",
-    "KnowledgeMaskParams",
     "cross_element",
     "fov_mask",
     "knowledge_mask",
@@ -125,21 +124,6 @@ def _resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
     return out.round().clamp(0, 255).to(torch.uint8)
 
 
-class FOVPreprocessParams(Params):
-    """Params of :class:`FOVPreprocess`."""
-
-    size: int = Field(512, ge=8, description="Output side (opt.w = 512 in train.py).")
-    random_crop: bool = Field(True, description="Shared random crop (training only).")
-    flip_p: float = Field(0.5, ge=0, le=1, description="Horizontal-flip probability (training).")
-    mode: Literal["fixed", "faithful"] = Field(
-        "fixed",
-        description="fixed: flip CF, frames and masks together; faithful: flip the CF image only.",
-    )
-    cf_threshold: int = Field(11, ge=0, le=255, description="CF green threshold of the FOV mask.")
-    ffa_threshold: int = Field(2, ge=0, le=255, description="FFA green threshold of the FOV mask.")
-    dilation: int = Field(11, ge=1, description="Side of the cross dilation element (odd).")
-
-
 class FOVPreprocess(SampleTransform):
     """Mask to the field of view, crop, resize and normalise a CF image and its FFA frames.
 
@@ -153,8 +137,8 @@ class FOVPreprocess(SampleTransform):
     ``S``, optional horizontal flip.
     """
 
-    def __init__(self, params: FOVPreprocessParams | None = None) -> None:
-        self.params = params or FOVPreprocessParams()
+    def __init__(self, params: FOVPreprocessParams, ctx: BuildContext) -> None:
+        self.params = params
         if self.params.dilation % 2 == 0:
             raise ComponentError(
                 f"knowledge_mask.fov_preprocess: dilation must be odd, got {self.params.dilation}"
@@ -232,26 +216,16 @@ class FOVPreprocess(SampleTransform):
         return {"image": cf, "video": video}
 
 
-class KnowledgeMaskParams(Params):
-    """Params of :class:`KnowledgeMask`."""
-
-    threshold: int = Field(45, ge=0, le=255, description="Strict threshold on |G_first - G_last|.")
-    channel: int = Field(1, ge=0, le=2, description="Channel of the FFA frames (1 = green).")
-    value_range: Literal["[-1,1]", "[0,1]"] = Field(
-        "[-1,1]", description="Range of float video frames (uint8 frames are used as they are)."
-    )
-
-
 class KnowledgeMask(SampleTransform):
-    """Add ``knowledge_mask``: pixels whose 8-bit intensity changes by more than 45 over the video.
+    """Add ``knowledge_mask``: the pixels whose 8-bit value changes by > 45 over the video.
 
     ``K = 1[|G_first - G_last| > 45]`` on the green channel of the earliest and the latest FFA
     frame (``video[0]`` and ``video[-1]``; frames are in time order), taken after the
     field-of-view crop and resize. Output: float ``(1, H, W)`` in ``{0, 1}``.
     """
 
-    def __init__(self, params: KnowledgeMaskParams | None = None) -> None:
-        self.params = params or KnowledgeMaskParams()
+    def __init__(self, params: KnowledgeMaskParams, ctx: BuildContext) -> None:
+        self.params = params
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         p = self.params

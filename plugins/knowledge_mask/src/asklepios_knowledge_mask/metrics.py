@@ -17,18 +17,18 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import BuildContext, ComponentError, Evaluator, Params, WeightsError
-from pydantic import Field
+from asklepios_sdk import BuildContext, ComponentError, Evaluator, WeightsError
 from torch import Tensor
+
+from asklepios_knowledge_mask.params import VideoMetricsParams
 
 __all__ = [
     "VideoMetrics",
-    "VideoMetricsParams",
     "frechet_distance",
     "psnr_per_frame",
     "ssim_valid",
@@ -105,26 +105,6 @@ def frechet_distance(feats1: np.ndarray, feats2: np.ndarray) -> float:
     return value + float(np.trace(s1 + s2 - 2 * np.real(covmean)))
 
 
-class VideoMetricsParams(Params):
-    """Params of :class:`VideoMetrics`."""
-
-    value_range: Literal["standard", "faithful"] = Field(
-        "standard",
-        description="standard: metrics on [0,1], dataset-level FVD; faithful: the code's [-1,1] "
-        "conventions and per-video FVD over clip lengths 10..M.",
-    )
-    i3d_path: str | None = Field(
-        None,
-        description="Local TorchScript I3D (StyleGAN-V's i3d_torchscript.pt) for FVD; never "
-        "downloaded. Without it FVD is not computed.",
-    )
-    lpips: bool = Field(
-        False, description="LPIPS-AlexNet (needs torchvision's alexnet weights in the torch cache)."
-    )
-    min_fvd_frames: int = Field(10, ge=1, description="Shortest clip of the per-video FVD.")
-    i3d_size: int = Field(224, ge=8, description="I3D input side (resize shorter side, crop).")
-
-
 def _i3d_preprocess(videos: Tensor, size: int) -> Tensor:
     """Resize so the shorter side is ``size``, centre-crop, ``(v − 0.5)·2``; ``(B, C, T, S, S)``."""
     b, t, c, h, w = videos.shape
@@ -143,7 +123,7 @@ def _i3d_preprocess(videos: Tensor, size: int) -> Tensor:
 
 
 class VideoMetrics(Evaluator):
-    """Score generated FFA videos against the real ones: PSNR, SSIM, optional LPIPS and FVD.
+    """Score generated FFA videos against real ones: PSNR, SSIM, optional LPIPS and FVD.
 
     ``update(outputs, batch)``: ``outputs['video']`` (generated) and ``batch['video']`` (real),
     both ``(B, M, 3, H, W)`` in ``[-1, 1]``. PSNR/SSIM/LPIPS are averaged over the frames of a
@@ -155,14 +135,26 @@ class VideoMetrics(Evaluator):
     key_directions: ClassVar[dict[str, bool]] = {}
     full_state_update = False
 
-    def __init__(self, params: VideoMetricsParams | None = None, **kwargs: Any) -> None:
+    # metric states (add_state below), declared so that they are not typed Tensor | Module;
+    # the feature lists hold one tensor per update until torchmetrics concatenates them on sync
+    psnr_sum: Tensor
+    ssim_sum: Tensor
+    lpips_sum: Tensor
+    videos: Tensor
+    fvd_sum: Tensor
+    fvd_count: Tensor
+    feats_real: list[Tensor]
+    feats_fake: list[Tensor]
+
+    def __init__(self, params: VideoMetricsParams, ctx: BuildContext, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.params = params or VideoMetricsParams()
+        self.params = params
         p = self.params
         # lower is better for the keys this instance computes (psnr and ssim: higher)
         directions = {"lpips": False} if p.lpips else {}
         if p.i3d_path is not None:
             directions["fvd"] = False
+        # the SDK types key_directions as a ClassVar, but which keys exist depends on params
         self.key_directions = directions  # type: ignore[misc]
         self.i3d: Any = None
         if p.i3d_path is not None:
@@ -274,7 +266,7 @@ class VideoMetrics(Evaluator):
         return {"video": fake * 2 - 1}, {"video": real * 2 - 1}
 
 
-def _cat(state: Any) -> Tensor:
+def _cat(state: list[Tensor] | Tensor) -> Tensor:
     if isinstance(state, Tensor):
         return state
     return torch.cat(state) if state else torch.zeros(0, 0, dtype=torch.float64)

@@ -20,17 +20,17 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import BuildContext, ComponentError, Loss, LossOutput, Params
-from pydantic import Field
+from asklepios_sdk import BuildContext, ComponentError, Loss, LossOutput
 from torch import Tensor, nn
+
+from asklepios_knowledge_mask.params import MaskedPatchNCEParams
 
 __all__ = [
     "MaskedPatchNCE",
-    "PatchNCEParams",
     "PatchSampleF",
     "info_nce",
     "l2_normalize",
@@ -80,6 +80,7 @@ class PatchSampleF(nn.Module):
 
     def __init__(self, channels: Sequence[int], nc: int = 256, init_gain: float = 0.02) -> None:
         super().__init__()
+        self.channels = tuple(channels)
         self.mlps = nn.ModuleList(
             nn.Sequential(nn.Linear(c, nc), nn.ReLU(), nn.Linear(nc, nc)) for c in channels
         )
@@ -110,33 +111,14 @@ class PatchSampleF(nn.Module):
                 count = min(num_patches, flat.shape[1])
                 pid = torch.randperm(flat.shape[1], generator=generator)[:count].to(flat.device)
             sample = flat[:, pid, :].flatten(0, 1)
-            if sample.shape[1] != mlp[0].in_features:
+            if sample.shape[1] != self.channels[index]:
                 raise ComponentError(
                     f"knowledge_mask.patchnce: layer {index} has {sample.shape[1]} channels, its "
-                    f"head expects {mlp[0].in_features}; set 'channels' to the generator's widths"
+                    f"head expects {self.channels[index]}; set 'channels' to the generator's widths"
                 )
             out.append(l2_normalize(mlp(sample)))
             ids.append(pid)
         return out, ids
-
-
-class PatchNCEParams(Params):
-    """Params of :class:`MaskedPatchNCE` (defaults: Fundus2Video / CUT)."""
-
-    nce_layers: tuple[int, ...] = Field((0, 4, 8, 12, 16), description="Generator layer indices.")
-    channels: tuple[int, ...] = Field(
-        (6, 128, 256, 512, 1024),
-        description="Channels of those layers (ngf 64); ngf 8 gives (6, 16, 32, 64, 128).",
-    )
-    num_patches: int = Field(256, ge=1, description="Positions sampled per layer.")
-    nc: int = Field(256, ge=1, description="Width of the projection MLPs (netF_nc).")
-    tau: float = Field(0.07, gt=0, description="Temperature nce_T.")
-    weight: float = Field(1.0, ge=0, description="lambda_NCE.")
-    paired_real: bool = Field(True, description="Add the real-FFA -> fake-FFA term (nce_idt).")
-    mode: Literal["fixed", "faithful"] = Field(
-        "fixed",
-        description="fixed: heads are trained; faithful: heads stay at their random init.",
-    )
 
 
 class MaskedPatchNCE(Loss):
@@ -150,9 +132,9 @@ class MaskedPatchNCE(Loss):
     gradients before stepping).
     """
 
-    def __init__(self, params: PatchNCEParams | None = None) -> None:
+    def __init__(self, params: MaskedPatchNCEParams, ctx: BuildContext) -> None:
         super().__init__()
-        self.params = params or PatchNCEParams()
+        self.params = params
         p = self.params
         if len(p.nce_layers) != len(p.channels):
             raise ComponentError(

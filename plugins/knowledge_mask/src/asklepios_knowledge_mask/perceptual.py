@@ -16,15 +16,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import BuildContext, Loss, LossOutput, Params, WeightsError
-from pydantic import Field
+from asklepios_sdk import BuildContext, Loss, LossOutput, WeightsError
 from torch import Tensor, nn
+
+from asklepios_knowledge_mask.params import GradientVarianceParams, VGGPerceptualParams
 
 __all__ = [
     "GradientVariance",
-    "GradientVarianceParams",
     "VGGPerceptual",
-    "VGGPerceptualParams",
     "gradient_variance",
     "load_state_dict_file",
 ]
@@ -35,7 +34,8 @@ _GREY = (0.2989, 0.5870, 0.1140)
 
 
 def _patch_variances(x: Tensor, patch_size: int) -> tuple[Tensor, Tensor]:
-    grey = sum(w * x[:, i : i + 1] for i, w in enumerate(_GREY))
+    # the same sum, in the same order, as sum(w * x[:, i : i + 1] for i, w in enumerate(_GREY))
+    grey = _GREY[0] * x[:, 0:1] + _GREY[1] * x[:, 1:2] + _GREY[2] * x[:, 2:3]
     kx = torch.tensor(_SOBEL_X, dtype=x.dtype, device=x.device)[None, None]
     ky = torch.tensor(_SOBEL_Y, dtype=x.dtype, device=x.device)[None, None]
     gx = F.unfold(F.conv2d(grey, kx, padding=1), patch_size, stride=patch_size)
@@ -50,13 +50,6 @@ def gradient_variance(output: Tensor, target: Tensor, patch_size: int = 12) -> T
     return F.mse_loss(vx_o, vx_t) + F.mse_loss(vy_o, vy_t)
 
 
-class GradientVarianceParams(Params):
-    """Params of :class:`GradientVariance`."""
-
-    patch_size: int = Field(12, ge=2, description="Side of the non-overlapping patches.")
-    weight: float = Field(5.0, ge=0, description="Weight in the generator objective (5·G_seg).")
-
-
 class GradientVariance(Loss):
     """Match per-patch variances of Sobel gradients of generated and real frames (``G_seg``).
 
@@ -65,9 +58,9 @@ class GradientVariance(Loss):
     (padding 1), unbiased variance in each non-overlapping 12×12 patch (the remainder is dropped).
     """
 
-    def __init__(self, params: GradientVarianceParams | None = None) -> None:
+    def __init__(self, params: GradientVarianceParams, ctx: BuildContext) -> None:
         super().__init__()
-        self.params = params or GradientVarianceParams()
+        self.params = params
 
     def forward(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any]) -> LossOutput:
         value = gradient_variance(outputs["logits"], batch["target"], self.params.patch_size)
@@ -103,19 +96,6 @@ def load_state_dict_file(path: str | Path, what: str) -> dict[str, Tensor]:
     return read_state_dict(file)
 
 
-class VGGPerceptualParams(Params):
-    """Params of :class:`VGGPerceptual`."""
-
-    weights_path: str = Field(
-        description="Local file with torchvision vgg19 weights ('features.N.*' keys, or "
-        "features-only keys 'N.*'); never downloaded."
-    )
-    layer_weights: tuple[float, float, float, float, float] = Field(
-        (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0), description="Weights of relu1_1 ... relu5_1."
-    )
-    weight: float = Field(10.0, ge=0, description="lambda_feat.")
-
-
 _VGG_SLICES = ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30))
 
 
@@ -127,7 +107,7 @@ class VGGPerceptual(Loss):
     normalisation (as the original). Weights come only from ``weights_path``.
     """
 
-    def __init__(self, params: VGGPerceptualParams) -> None:
+    def __init__(self, params: VGGPerceptualParams, ctx: BuildContext) -> None:
         super().__init__()
         from torchvision.models.vgg import cfgs, make_layers
 
