@@ -85,6 +85,14 @@ def test_csv_dataset_phases_split_and_items(tmp_path: Path) -> None:
     assert data.facts().task == "generation" and data.facts().num_samples == len(eyes["train"])
 
 
+def test_per_phase_sets_how_many_frames_each_phase_contributes(tmp_path: Path) -> None:
+    csv = str(_write_csv(tmp_path))
+    one = FFAVideoDataset(FFAVideoDatasetParams(csv_path=csv, per_phase=1), CTX).split("val")[0]
+    assert one["video"].shape[0] == 3  # one draw from each of the phases V, E, L
+    many = FFAVideoDataset(FFAVideoDatasetParams(csv_path=csv, per_phase=30), CTX).split("val")[0]
+    assert many["video"].shape[0] == 9  # 30 draws per phase cover its 3 frames
+
+
 def test_csv_errors(tmp_path: Path) -> None:
     with pytest.raises(ComponentError, match="does not exist"):
         FFAVideoDataset(FFAVideoDatasetParams(csv_path=str(tmp_path / "none.csv")), CTX)

@@ -77,8 +77,11 @@ def _read_rgb(path: Path) -> np.ndarray:
 class _EyeSplit(torch.utils.data.Dataset):
     """The eyes of one split; frames are re-drawn on every access in training."""
 
-    def __init__(self, table: Any, eyes: list[str], root: Path, train: bool, seed: int) -> None:
+    def __init__(
+        self, table: Any, eyes: list[str], root: Path, train: bool, seed: int, per_phase: int
+    ) -> None:
         self.table, self.eyes, self.root, self.train, self.seed = table, eyes, root, train, seed
+        self.per_phase = per_phase
 
     def __len__(self) -> int:
         return len(self.eyes)
@@ -90,7 +93,10 @@ class _EyeSplit(torch.utils.data.Dataset):
             rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
         else:  # evaluation: the same frames every time
             rng = np.random.default_rng([self.seed, index])
-        picked = rows.iloc[select_frames(rows["Phase"].to_numpy(), rows["level_1"].to_numpy(), rng)]
+        chosen = select_frames(
+            rows["Phase"].to_numpy(), rows["level_1"].to_numpy(), rng, self.per_phase
+        )
+        picked = rows.iloc[chosen]
         cf = _read_rgb(self.root / str(picked["co_rigid"].iloc[0]))
         frames = [_read_rgb(self.root / str(p)) for p in picked["fa_rigid"]]
         if any(f.shape != cf.shape for f in frames):
@@ -149,7 +155,12 @@ class FFAVideoDataset(Dataset):
         if name not in self.eyes:
             raise ComponentError(f"knowledge_mask.ffa_video: unknown split {name!r}")
         return _EyeSplit(
-            self.table, self.eyes[name], self.root, name == "train", self.params.split_seed
+            self.table,
+            self.eyes[name],
+            self.root,
+            name == "train",
+            self.params.split_seed,
+            self.params.per_phase,
         )
 
     def facts(self) -> DataFacts:
