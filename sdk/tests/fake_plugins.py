@@ -1,7 +1,9 @@
 """In-memory plugins for the SDK tests: one well-behaved component per kind, plus rule breakers.
 
-The classes live at module level so that they pickle; hook objects are built by ``good_plugin()``
-and ``plugin_with(...)`` and handed to the kit without installing anything.
+The classes live at module level so that they pickle and can be registered lazily
+(``"fake_plugins:FocalLoss"``); their params models live in the light ``fake_params``. Hook objects
+are built by ``good_plugin()`` and ``plugin_with(...)`` and handed to the kit without installing
+anything.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from asklepios_sdk import (
     DataFacts,
     Dataset,
     DatasetWrapper,
+    EmptyParams,
     Evaluator,
     Loss,
     LossOutput,
-    Params,
     SampleTransform,
     ShardedSampler,
     StepContext,
@@ -31,20 +33,35 @@ from asklepios_sdk import (
     hookimpl,
 )
 from asklepios_sdk.registration import REGISTRATION_HOOKS
-from pydantic import Field
+from fake_params import FocalLossParams, LinearBackboneParams, ScaleAdapterParams
 from torch import Tensor, nn
 
-
-class LinearParams(Params):
-    """Params of the tiny linear backbone."""
-
-    hidden: int = Field(4, ge=1, description="Width of the features.")
+__all__ = [
+    "GOOD",
+    "Accuracy",
+    "FocalLoss",
+    "FocalLossParams",
+    "Jitter",
+    "LinearBackbone",
+    "LinearBackboneParams",
+    "MaxReducedAccuracy",
+    "Mixup",
+    "NoiseDataset",
+    "Passthrough",
+    "PlainTrainer",
+    "ScaleAdapter",
+    "ScaleAdapterParams",
+    "ShuffleSampler",
+    "good_plugin",
+    "lazy",
+    "plugin_with",
+]
 
 
 class LinearBackbone(Backbone):
     """Pool the image and map it through two linear layers."""
 
-    def __init__(self, params: LinearParams, ctx: BuildContext) -> None:
+    def __init__(self, params: LinearBackboneParams, ctx: BuildContext) -> None:
         super().__init__()
         self.feature_dim = params.hidden
         self.embed = nn.Linear(ctx.data.in_channels or 3, params.hidden)
@@ -55,16 +72,10 @@ class LinearBackbone(Backbone):
         return {"logits": self.head(features), "features": features}
 
 
-class ScaleParams(Params):
-    """Params of the logit-scaling adapter."""
-
-    init: float = Field(1.0, gt=0, description="Initial scale.")
-
-
 class ScaleAdapter(Adapter):
     """Multiply the wrapped model's logits by a learned scale."""
 
-    def __init__(self, params: ScaleParams, ctx: BuildContext) -> None:
+    def __init__(self, params: ScaleAdapterParams, ctx: BuildContext) -> None:
         super().__init__()
         self.scale = nn.Parameter(torch.tensor(params.init))
 
@@ -74,16 +85,10 @@ class ScaleAdapter(Adapter):
         return out
 
 
-class FocalParams(Params):
-    """Params of the focal loss."""
-
-    gamma: float = Field(2.0, ge=0, description="Focusing parameter.")
-
-
 class FocalLoss(Loss):
     """Down-weight easy examples: mean of -(1 - p_t)^gamma log p_t."""
 
-    def __init__(self, params: FocalParams, ctx: BuildContext) -> None:
+    def __init__(self, params: FocalLossParams, ctx: BuildContext) -> None:
         super().__init__()
         self.gamma = params.gamma
 
@@ -96,7 +101,7 @@ class FocalLoss(Loss):
 class Jitter(SampleTransform):
     """Add Gaussian noise to the image."""
 
-    def __init__(self, params: Any, ctx: BuildContext) -> None:
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
         self.std = 0.1
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +113,7 @@ class Jitter(SampleTransform):
 class Mixup(BatchTransform):
     """Mix pairs of samples with a Beta(1, 1) weight."""
 
-    def __init__(self, params: Any, ctx: BuildContext) -> None:
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
         super().__init__()
 
     def forward(self, batch: Batch) -> Batch:
@@ -124,7 +129,7 @@ class Mixup(BatchTransform):
 class ShuffleSampler(ShardedSampler):
     """Shuffle the dataset every epoch."""
 
-    def __init__(self, params: Any, ctx: BuildContext) -> None:
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
         super().__init__(ctx.data.num_samples, ctx.seed, ctx.rank, ctx.world_size)
 
     def epoch_indices(self, epoch: int, generator: np.random.Generator) -> np.ndarray:
@@ -139,7 +144,7 @@ class Accuracy(Evaluator):
     correct: Tensor
     total: Tensor
 
-    def __init__(self, params: Any, ctx: BuildContext) -> None:
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
         super().__init__()
         self.add_state("correct", torch.tensor(0.0), dist_reduce_fx="sum")
         self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
@@ -155,7 +160,7 @@ class Accuracy(Evaluator):
 class MaxReducedAccuracy(Accuracy):
     """Top-1 accuracy whose sample count combines across ranks by max: wrong under DDP."""
 
-    def __init__(self, params: Any, ctx: BuildContext) -> None:
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
         Evaluator.__init__(self)
         self.add_state("correct", torch.tensor(0.0), dist_reduce_fx="sum")
         self.add_state("total", torch.tensor(0.0), dist_reduce_fx="max")
@@ -176,7 +181,7 @@ class _Images(torch.utils.data.Dataset):
 class NoiseDataset(Dataset):
     """Random 3x8x8 images in two alternating classes."""
 
-    def __init__(self, params: Any, ctx: BuildContext) -> None:
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
         self._splits = {"train": _Images(10), "val": _Images(4), "test": _Images(4)}
 
     def split(self, name: str) -> torch.utils.data.Dataset:
@@ -192,14 +197,14 @@ class NoiseDataset(Dataset):
 class Passthrough(DatasetWrapper):
     """Leave the wrapped dataset as it is."""
 
-    def __init__(self, params: Any, ctx: BuildContext) -> None:
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
         pass
 
 
 class PlainTrainer(Trainer):
     """One forward, loss, backward and step."""
 
-    def __init__(self, params: Any, ctx: BuildContext) -> None:
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
         pass
 
     def train_step(self, step: StepContext, batch: Batch) -> LossOutput:
@@ -210,25 +215,50 @@ class PlainTrainer(Trainer):
         return result
 
 
-GOOD: dict[str, list[tuple[str, Callable[..., Any], type[Params] | None]]] = {
-    "backbone": [("linear", LinearBackbone, LinearParams)],
-    "adapter": [("scale", ScaleAdapter, ScaleParams)],
-    "loss": [("focal", FocalLoss, FocalParams)],
-    "augmentation": [("jitter", Jitter, None), ("mixup", Mixup, None)],
-    "sampler": [("shuffle", ShuffleSampler, None)],
-    "evaluator": [("acc", Accuracy, None)],
-    "dataset": [("noise", NoiseDataset, None), ("passthrough", Passthrough, None)],
-    "trainer": [("plain", PlainTrainer, None)],
+Entry = tuple[Any, ...]
+"""``(name, target, params)`` or ``(name, target, params, doc)``, as passed to ``register``."""
+
+GOOD: dict[str, list[Entry]] = {
+    "backbone": [("linear", "fake_plugins:LinearBackbone", LinearBackboneParams)],
+    "adapter": [("scale", "fake_plugins:ScaleAdapter", ScaleAdapterParams)],
+    "loss": [("focal", "fake_plugins:FocalLoss", FocalLossParams)],
+    "augmentation": [
+        ("jitter", "fake_plugins:Jitter", EmptyParams),
+        ("mixup", "fake_plugins:Mixup", EmptyParams),
+    ],
+    "sampler": [("shuffle", "fake_plugins:ShuffleSampler", EmptyParams)],
+    "evaluator": [("acc", "fake_plugins:Accuracy", EmptyParams)],
+    "dataset": [
+        ("noise", "fake_plugins:NoiseDataset", EmptyParams),
+        ("passthrough", "fake_plugins:Passthrough", EmptyParams),
+    ],
+    "trainer": [("plain", "fake_plugins:PlainTrainer", EmptyParams)],
 }
+"""One well-behaved component per kind, registered the way the contract asks."""
 
 
-def plugin_with(components: Mapping[str, list[tuple[str, Any, Any]]]) -> object:
-    """Return a hook object registering ``{kind: [(name, factory, params)]}``."""
+def lazy(cls: type) -> str:
+    """Return the lazy target ``"module:Qualname"`` of a module-level class."""
+    return f"{cls.__module__}:{cls.__qualname__}"
 
-    def make_hook(entries: list[tuple[str, Any, Any]]) -> Callable[..., None]:
+
+def plugin_with(components: Mapping[str, list[Entry]]) -> object:
+    """Return a hook object calling ``register(*entry)`` for each ``{kind: [entry, ...]}``.
+
+    A module-level class given as the target is registered by its lazy reference (see
+    :func:`lazy`), so tests can name classes while the kit sees the SDK 0.2 form; strings and
+    other callables (functions, local closures) are passed as they are.
+    """
+
+    def target(value: Any) -> Any:
+        if isinstance(value, type) and "<locals>" not in value.__qualname__:
+            return lazy(value)
+        return value
+
+    def make_hook(entries: list[Entry]) -> Callable[..., None]:
         def hook(register: Any) -> None:
-            for name, factory, params in entries:
-                register(name, factory, params)
+            for name, value, *rest in entries:
+                register(name, target(value), *rest)
 
         return hook
 

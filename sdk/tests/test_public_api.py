@@ -51,6 +51,9 @@ SURFACE_1_0 = {
     "read_citation",
 }
 
+SURFACE_1_1 = SURFACE_1_0 | {"AsklepiosDeprecationWarning"}
+"""SDK 0.2: the warning a deprecated form emits (filter it with ``-W error::...``)."""
+
 TESTING_1_0 = {
     "DEFAULT_FACTS",
     "HEAVY_MODULES",
@@ -67,9 +70,15 @@ TESTING_1_0 = {
 }
 
 
+TESTING_1_1 = TESTING_1_0 | {"COMPONENT_TABLE_HEADER", "component_table_rows"}
+
+IO_1_1 = {"write_atomic", "write_dir_atomic"}
+"""``asklepios_sdk.io``, new in SDK 0.2: the one way to write a file or folder atomically."""
+
+
 def test_no_public_name_was_removed_and_all_resolve() -> None:
-    assert set(asklepios_sdk.__all__) >= SURFACE_1_0
-    assert set(asklepios_sdk.testing.__all__) >= TESTING_1_0
+    assert set(asklepios_sdk.__all__) >= SURFACE_1_1
+    assert set(asklepios_sdk.testing.__all__) >= TESTING_1_1
     for name in asklepios_sdk.__all__:
         assert getattr(asklepios_sdk, name) is not None
     for name in asklepios_sdk.testing.__all__:
@@ -78,7 +87,34 @@ def test_no_public_name_was_removed_and_all_resolve() -> None:
 
 def test_plugin_api_is_major_minor() -> None:
     major, minor = (int(part) for part in asklepios_sdk.PLUGIN_API.split("."))
-    assert (major, minor) >= (1, 0)
+    assert (major, minor) >= (1, 1)
+
+
+def test_the_io_module_is_public_and_light() -> None:
+    import asklepios_sdk.io
+
+    assert set(asklepios_sdk.io.__all__) >= IO_1_1
+    for name in asklepios_sdk.io.__all__:
+        assert callable(getattr(asklepios_sdk.io, name))
+    code = (
+        "import sys; from asklepios_sdk.io import write_atomic, write_dir_atomic;"
+        "print(sorted(m for m in ('torch', 'numpy', 'pydantic') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_deprecation_warning_is_an_asklepios_warning_and_a_deprecation_warning() -> None:
+    from asklepios_sdk.errors import AsklepiosDeprecationWarning
+
+    assert asklepios_sdk.AsklepiosDeprecationWarning is AsklepiosDeprecationWarning
+    assert issubclass(AsklepiosDeprecationWarning, asklepios_sdk.AsklepiosWarning)
+    assert issubclass(AsklepiosDeprecationWarning, DeprecationWarning)
+
+
+def test_component_table_header_is_the_table_the_rows_belong_to() -> None:
+    header, rule = asklepios_sdk.testing.COMPONENT_TABLE_HEADER
+    assert header == "| component | kind | what it does |" and rule == "|---|---|---|"
 
 
 def test_importing_the_sdk_and_its_hook_marker_imports_no_torch() -> None:

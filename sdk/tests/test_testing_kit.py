@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from asklepios_sdk import BuildContext, LossOutput, Params, hookimpl
+from asklepios_sdk import BuildContext, EmptyParams, LossOutput, Params, hookimpl
 from asklepios_sdk.testing import (
     RULES,
     Conformance,
@@ -26,10 +26,10 @@ from fake_plugins import (
     GOOD,
     Accuracy,
     FocalLoss,
-    FocalParams,
+    FocalLossParams,
     Jitter,
     LinearBackbone,
-    LinearParams,
+    LinearBackboneParams,
     NoiseDataset,
     PlainTrainer,
     ShuffleSampler,
@@ -42,7 +42,7 @@ from torch import Tensor
 pytest_plugins = ["pytester"]  # runs the kit as a plugin's suite would
 
 
-def _check(kind: str, name: str, factory: Any, params: Any = None, **kwargs: Any) -> Report:
+def _check(kind: str, name: str, factory: Any, params: Any = EmptyParams, **kwargs: Any) -> Report:
     return check_plugin(
         Conformance(plugin_with({kind: [(name, factory, params)]}), plugin_id="fake", **kwargs)
     )
@@ -65,7 +65,8 @@ def test_good_plugin_passes_every_rule_of_every_kind() -> None:
     assert report.failures == []
     checked = {(o.check.component, o.check.rule) for o in report.outcomes if o.status == "passed"}
     kinds_rules = {rule for _, rule in checked}
-    assert kinds_rules == set(RULES) - {"import-light", "evaluator-ddp"}  # in-memory hooks
+    in_memory = {"import-light", "registration-light", "evaluator-ddp"}  # need a hook module
+    assert kinds_rules == set(RULES) - in_memory
     names = {f"fake.{name}" for entries in GOOD.values() for name, _, _ in entries}
     assert {c for c, _ in checked} - {None} == names
     assert max(report.seconds_by_component().values()) < 30  # "seconds per component"
@@ -79,18 +80,20 @@ class NotParams(BaseModel):
 
 
 def _undocumented(params: Any, ctx: BuildContext) -> Any:
-    return FocalLoss(FocalParams(), ctx)
+    return FocalLoss(FocalLossParams(), ctx)
 
 
 def test_registration_rule_names_bad_name_params_and_missing_doc() -> None:
     report = _check("loss", "Bad.Name", FocalLoss, NotParams)
     _assert_fails(report, "fake.Bad.Name", "registration", "snake_case", "subclass of")
-    report = _check("loss", "nodoc", _undocumented, FocalParams)
+    report = _check("loss", "nodoc", _undocumented, FocalLossParams)
     _assert_fails(report, "fake.nodoc", "registration", "one-line doc")
 
 
 def test_duplicate_registration_names_both_factories() -> None:
-    plugin = plugin_with({"loss": [("focal", FocalLoss, FocalParams), ("focal", Jitter, None)]})
+    plugin = plugin_with(
+        {"loss": [("focal", FocalLoss, FocalLossParams), ("focal", Jitter, EmptyParams)]}
+    )
     report = check_plugin(Conformance(plugin, plugin_id="fake"))
     assert any("registered twice" in o.message and "Jitter" in o.message for o in report.failures)
 
@@ -122,14 +125,14 @@ def test_build_rule_reports_factory_error_wrong_type_and_required_params() -> No
 def test_override_params_make_required_params_buildable() -> None:
     def factory(params: RequiredParams, ctx: BuildContext) -> LinearBackbone:
         """Build a linear backbone of the given width."""
-        return LinearBackbone(LinearParams(hidden=params.width), ctx)
+        return LinearBackbone(LinearBackboneParams(hidden=params.width), ctx)
 
     overrides = {"wide": Override(params={"width": 3})}
     report = _check("backbone", "wide", factory, RequiredParams, overrides=overrides)
     assert report.failures == []
 
 
-class LooseParams(FocalParams):
+class LooseParams(FocalLossParams):
     model_config = ConfigDict(extra="allow")
 
 
@@ -137,7 +140,7 @@ class Opaque:
     pass
 
 
-class OpaqueParams(FocalParams):
+class OpaqueParams(FocalLossParams):
     model_config = ConfigDict(arbitrary_types_allowed=True)
     thing: Opaque = Opaque()
 
@@ -149,20 +152,20 @@ def test_params_schema_rule_catches_extra_allowed_and_unexportable_fields() -> N
     _assert_fails(report, "fake.opaque", "params-schema", "model_json_schema")
 
 
-class ShadowingParams(FocalParams):
+class ShadowingParams(FocalLossParams):
     weights: tuple[float, ...] = (1.0, 2.0)
 
 
-def test_params_schema_rule_catches_fields_a_config_cannot_set() -> None:
+def test_registration_rule_catches_fields_a_config_cannot_set() -> None:
     report = _check("loss", "shadowing", FocalLoss, ShadowingParams)
-    _assert_fails(report, "fake.shadowing", "params-schema", "['weights']")
+    _assert_fails(report, "fake.shadowing", "registration", "['weights']", "rename them")
 
 
 class LambdaLoss(FocalLoss):
     """Keep a lambda, which does not pickle."""
 
     def __init__(self, params: Any, ctx: BuildContext) -> None:
-        super().__init__(FocalParams(), ctx)
+        super().__init__(FocalLossParams(), ctx)
         self.fn = lambda x: x
 
 
@@ -177,7 +180,7 @@ class TensorBackbone(LinearBackbone):
     """Return a bare tensor."""
 
     def __init__(self, params: Any, ctx: BuildContext) -> None:
-        super().__init__(LinearParams(), ctx)
+        super().__init__(LinearBackboneParams(), ctx)
 
     def forward(self, batch: dict[str, Any]) -> Any:
         return super().forward(batch)["logits"]
@@ -217,7 +220,7 @@ class NanLoss(FocalLoss):
     """Return NaN."""
 
     def __init__(self, params: Any, ctx: BuildContext) -> None:
-        super().__init__(FocalParams(), ctx)
+        super().__init__(FocalLossParams(), ctx)
 
     def forward(self, outputs: Mapping[str, Tensor], batch: dict[str, Any]) -> LossOutput:
         total = outputs["logits"].sum() * float("nan")
@@ -400,7 +403,7 @@ class WeightedCE(FocalLoss):
 
 def test_trainer_declares_its_batch_and_suite_gives_its_loss() -> None:
     def loss(ctx: BuildContext) -> WeightedCE:
-        return WeightedCE(FocalParams(), ctx)
+        return WeightedCE(FocalLossParams(), ctx)
 
     report = _check("trainer", "w", WeightedTrainer, overrides={"w": Override(loss=loss)})
     assert report.failures == []
@@ -425,11 +428,13 @@ def test_skip_with_reason_and_per_component_data() -> None:
         seen.append(ctx)
         return NanLoss(params, ctx)
 
-    override = Override(data=survival_facts(), skip={"loss-output": "survival loss, own tests"})
+    reason = "survival loss, own tests"
+    skip = {"loss-output": reason, "checkpoint-state": reason}
+    override = Override(data=survival_facts(), skip=skip)
     report = _check("loss", "surv", factory, overrides={"fake.surv": override})
     assert report.failures == []
     skipped = [o for o in report.outcomes if o.status == "skipped" and o.check.component]
-    assert [o.check.rule for o in skipped] == ["loss-output"]
+    assert [o.check.rule for o in skipped] == ["loss-output", "checkpoint-state"]
     assert "survival loss, own tests" in skipped[0].message
     assert seen and all(ctx.data.task == "survival" for ctx in seen)
 
@@ -445,7 +450,7 @@ def test_unknown_rule_in_skip_is_an_error() -> None:
 class Misspelled:
     @hookimpl
     def register_loss(self, register: Any) -> None:
-        register("focal", FocalLoss, FocalParams)
+        register("focal", "fake_plugins:FocalLoss", FocalLossParams)
 
 
 class Raising:
@@ -470,25 +475,20 @@ def test_without_the_core_installed_unknown_hooks_are_still_caught(
     assert check_plugin(Conformance(good_plugin(), plugin_id="fake")).failures == []
 
 
-def _write_plugin(root: Path, name: str, header: str) -> None:
+_LIGHT_HOOKS = """
+@hookimpl
+def register_losses(register):
+    from fake_params import FocalLossParams
+
+    register("focal", "fake_plugins:FocalLoss", FocalLossParams)
+"""
+
+
+def _write_plugin(root: Path, name: str, header: str, hooks: str = _LIGHT_HOOKS) -> None:
     package = root / name
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "hooks.py").write_text(
-        header
-        + textwrap.dedent(
-            """
-            from asklepios_sdk import hookimpl
-
-
-            @hookimpl
-            def register_losses(register):
-                from fake_plugins import FocalLoss, FocalParams
-
-                register("focal", FocalLoss, FocalParams)
-            """
-        )
-    )
+    (package / "hooks.py").write_text(header + "from asklepios_sdk import hookimpl\n\n" + hooks)
 
 
 @pytest.mark.slow
@@ -504,10 +504,10 @@ def test_evaluator_ddp_rule_compares_two_gloo_ranks_with_one_process(
 
             @hookimpl
             def register_evaluators(register):
-                from fake_plugins import Accuracy, MaxReducedAccuracy
+                from asklepios_sdk import EmptyParams
 
-                register("acc", Accuracy)
-                register("max_acc", MaxReducedAccuracy)
+                register("acc", "fake_plugins:Accuracy", EmptyParams)
+                register("max_acc", "fake_plugins:MaxReducedAccuracy", EmptyParams)
             """
         )
     )
@@ -530,6 +530,161 @@ def test_import_light_rule_runs_a_fresh_interpreter(
     report = check_plugin("asklepios_light.hooks")
     assert report.failures == []
     assert any(o.check.rule == "import-light" and o.status == "passed" for o in report.outcomes)
+
+
+# -- the SDK 0.2 rules: registration-light, params-naming, checkpoint-state ----------------------
+
+
+_EAGER_PARAMS_HOOKS = """
+@hookimpl
+def register_losses(register):
+    from fake_plugins import FocalLossParams  # the params model sits next to torch classes
+
+    register("focal", "fake_plugins:FocalLoss", FocalLossParams)
+"""
+
+_HEAVY_PARENT_HOOKS = """
+@hookimpl
+def register_losses(register):
+    from fake_params import FocalLossParams
+
+    register("focal", "heavy_family.losses:FocalLoss", FocalLossParams)
+"""
+
+
+def test_registration_light_rule_catches_heavy_params_and_heavy_parent_packages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    family = tmp_path / "heavy_family"
+    family.mkdir()
+    (family / "__init__.py").write_text("from fake_plugins import FocalLoss  # re-export\n")
+    (family / "losses.py").write_text("from fake_plugins import FocalLoss\n")
+    _write_plugin(tmp_path, "asklepios_eager", "", _EAGER_PARAMS_HOOKS)
+    _write_plugin(tmp_path, "asklepios_parent", "", _HEAVY_PARENT_HOOKS)
+    _write_plugin(tmp_path, "asklepios_lazy", "")
+
+    for module in ("asklepios_eager.hooks", "asklepios_parent.hooks"):
+        report = check_plugin(module)
+        _assert_fails(report, None, "registration-light", "'torch'", "lazy targets")
+        assert report.failed(None, "import-light") is None  # importing the hooks is still light
+    report = check_plugin("asklepios_lazy.hooks")
+    passed = {o.check.name for o in report.outcomes if o.status == "passed"}
+    assert {"plugin::import-light", "plugin::registration-light"} <= passed
+
+
+class GammaParams(Params):
+    """Params named after their field instead of their class."""
+
+    gamma: float = 2.0
+
+
+class SharedFocalLoss(FocalLoss):
+    """Down-weight easy examples, with the focal loss's params under its own name."""
+
+
+class SharedFocalLossParams(FocalLossParams):
+    """Params of :class:`SharedFocalLoss` (the same fields as the focal loss's)."""
+
+
+def _build_focal(params: FocalLossParams, ctx: BuildContext) -> FocalLoss:
+    """Build the focal loss from a factory function (allowed; a class is preferred)."""
+    return FocalLoss(params, ctx)
+
+
+def test_params_naming_rule() -> None:
+    report = _check("loss", "gamma", FocalLoss, GammaParams)
+    _assert_fails(report, "fake.gamma", "params-naming", "name it FocalLossParams")
+    report = _check("loss", "lam", lambda params, ctx: FocalLoss(params, ctx), FocalLossParams)
+    _assert_fails(report, "fake.lam", "params-naming", "lambda")
+    for target, params in [
+        (FocalLoss, FocalLossParams),
+        (SharedFocalLoss, SharedFocalLossParams),  # a shared shape, subclassed under its name
+        (FocalLoss, EmptyParams),  # fine for any class (no params)
+        (_build_focal, FocalLossParams),  # a factory function: its params end in 'Params'
+    ]:
+        report = _check("loss", "ok", target, params)
+        assert report.failed("fake.ok", "params-naming") is None, report.failures
+
+
+class RunningScaleLoss(FocalLoss):
+    """Divide the focal loss by its running mean, kept in a Python float that is not saved."""
+
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
+        super().__init__(FocalLossParams(), ctx)
+        self.running = 1.0
+
+    def forward(self, outputs: Mapping[str, Tensor], batch: dict[str, Any]) -> LossOutput:
+        focal = super().forward(outputs, batch).total
+        self.running = 0.9 * self.running + 0.1 * float(focal.detach())
+        total = focal / self.running
+        return LossOutput(total, {"focal": focal})
+
+
+class BufferRunningScaleLoss(FocalLoss):
+    """Divide the focal loss by its running mean, kept in a buffer that state_dict() saves."""
+
+    running: Tensor
+
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
+        super().__init__(FocalLossParams(), ctx)
+        self.register_buffer("running", torch.tensor(1.0))
+
+    def forward(self, outputs: Mapping[str, Tensor], batch: dict[str, Any]) -> LossOutput:
+        focal = super().forward(outputs, batch).total
+        self.running = 0.9 * self.running + 0.1 * focal.detach()
+        total = focal / self.running
+        return LossOutput(total, {"focal": focal})
+
+
+class ExtraStateRunningScaleLoss(RunningScaleLoss):
+    """Divide the focal loss by its running mean, a float saved through get_extra_state()."""
+
+    def get_extra_state(self) -> Any:
+        return {"running": self.running}
+
+    def set_extra_state(self, state: Any) -> None:
+        self.running = float(state["running"])
+
+
+class RotatingSampler(ShuffleSampler):
+    """Shift the order by the evaluations seen, counted in an attribute that is not saved."""
+
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
+        super().__init__(params, ctx)
+        self.evaluations = 0
+
+    def on_evaluation(self, metrics: Mapping[str, Any]) -> None:
+        self.evaluations += 1
+
+    def epoch_indices(self, epoch: int, generator: np.random.Generator) -> np.ndarray:
+        return np.roll(generator.permutation(self.num_samples), self.evaluations)
+
+
+class SavedRotatingSampler(RotatingSampler):
+    """Shift the order by the evaluations seen, carried through state_dict()."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "evaluations": self.evaluations}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.evaluations = int(state["evaluations"])
+
+
+def test_checkpoint_state_rule_for_losses() -> None:
+    report = _check("loss", "attr", RunningScaleLoss)
+    _assert_fails(report, "fake.attr", "checkpoint-state", "register_buffer", "get_extra_state")
+    assert [o.check.rule for o in report.failures] == ["checkpoint-state"]
+    for good in (BufferRunningScaleLoss, ExtraStateRunningScaleLoss):
+        assert _check("loss", "kept", good).failures == []
+
+
+def test_checkpoint_state_rule_for_samplers() -> None:
+    report = _check("sampler", "attr", RotatingSampler)
+    _assert_fails(report, "fake.attr", "checkpoint-state", "restored sampler", "state_dict")
+    assert [o.check.rule for o in report.failures] == ["checkpoint-state"]
+    assert _check("sampler", "kept", SavedRotatingSampler).failures == []
 
 
 # -- the pytest plugin -------------------------------------------------------------------------
@@ -561,11 +716,11 @@ def test_one_line_opt_in_runs_the_kit_and_names_component_and_rule(
 
             @hookimpl
             def register_losses(register):
-                from fake_plugins import FocalLoss, FocalParams
-                from test_testing_kit import NanLoss
+                from asklepios_sdk import EmptyParams
+                from fake_params import FocalLossParams
 
-                register("focal", FocalLoss, FocalParams)
-                register("broken", NanLoss)
+                register("focal", "fake_plugins:FocalLoss", FocalLossParams)
+                register("broken", "test_testing_kit:NoTermsLoss", EmptyParams)
             """
         )
     )
@@ -579,10 +734,10 @@ def test_one_line_opt_in_runs_the_kit_and_names_component_and_rule(
         )
     )
     result = pytester.runpytest("-p", "no:cacheprovider", "-rA")
-    result.assert_outcomes(passed=11, failed=1)
+    result.assert_outcomes(passed=16, failed=1)  # 3 plugin rules, 7 per loss
     result.stdout.fnmatch_lines(
         [
-            "*demo.broken (loss) breaks rule 'loss-output'*total is not finite*",
+            "*demo.broken (loss) breaks rule 'loss-output'*terms is empty*",
             "FAILED conftest.py::demo.broken::loss-output*",
         ]
     )

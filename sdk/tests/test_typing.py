@@ -17,9 +17,9 @@ from asklepios_sdk import Register, hookimpl
 
 @hookimpl
 def register_losses(register: Register) -> None:
-    from fake_plugins import FocalLoss, FocalParams
+    from fake_params import FocalLossParams
 
-    register("focal", FocalLoss, FocalParams, doc="Focal loss.")
+    register("focal", "fake_plugins:FocalLoss", FocalLossParams, doc="Focal loss.")
 """
 
 BAD_HOOKS = """
@@ -60,4 +60,4 @@ def test_mypy_accepts_sdk_and_typed_plugins_rejects_bad_signatures(tmp_path: Pat
     bad = _mypy(tmp_path / "bad_hooks.py", cache=cache)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "[override]" in bad.stdout  # forward(outputs, batch) signature of Loss
-    assert 'expected "type[Params] | None"  [arg-type]' in bad.stdout  # the Register protocol
+    assert 'expected "type[Params]"  [arg-type]' in bad.stdout  # the Register protocol

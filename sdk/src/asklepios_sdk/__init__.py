@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from asklepios_sdk._markers import PROJECT_NAME, hookimpl
 from asklepios_sdk.context import BuildContext, DataFacts
-from asklepios_sdk.errors import AsklepiosError, AsklepiosWarning, ComponentError, WeightsError
+from asklepios_sdk.errors import (
+    AsklepiosDeprecationWarning,
+    AsklepiosError,
+    AsklepiosWarning,
+    ComponentError,
+    WeightsError,
+)
 from asklepios_sdk.registration import ComponentFactory, Register
 
 if TYPE_CHECKING:
@@ -40,8 +46,12 @@ if TYPE_CHECKING:
     from asklepios_sdk.params import EmptyParams, Params, WeightsSpec
     from asklepios_sdk.weights import WeightsReport, load_weights
 
-PLUGIN_API = "1.0"
-"""Version of the plugin-facing surface; see CONTRIBUTING.md for the compatibility policy."""
+PLUGIN_API = "1.1"
+"""Version of the plugin-facing surface; see CONTRIBUTING.md for the compatibility policy.
+
+1.1 (SDK 0.2): lazy ``register(name, "package.module:Class", ClassParams)`` targets,
+``AsklepiosDeprecationWarning``, ``asklepios_sdk.io`` and the kit's README table helpers.
+"""
 
 _LAZY = {
     name: "asklepios_sdk.components"
@@ -79,6 +89,7 @@ __all__ = [
     "PLUGIN_API",
     "PROJECT_NAME",
     "Adapter",
+    "AsklepiosDeprecationWarning",
     "AsklepiosError",
     "AsklepiosWarning",
     "Backbone",

@@ -182,12 +182,12 @@ class Registration:
             from asklepios_sdk.params import EmptyParams
 
             return EmptyParams
-        return self.params  # type: ignore[no-any-return]
+        return self.params
 
     def resolve(self) -> ComponentFactory:
         """Import the target (when lazy) and return the callable that builds the component."""
         if isinstance(self.target, str):
-            return resolve_target(self.target)  # type: ignore[no-any-return]
+            return resolve_target(self.target)
         return self.target
 
     def read_doc(self) -> str | None:

@@ -1,9 +1,15 @@
-"""Source templates of the data-side examples: augmentation, evaluator, sampler, dataset."""
+"""Source templates of the data-side examples: augmentation, evaluator, sampler, dataset.
+
+As in ``_templates_model``: the family module, the params model for ``params.py`` (the evaluator
+and the sampler take none and register ``EmptyParams``) and a test per kind.
+"""
 
 __all__ = [
     "AUGMENTATION",
+    "AUGMENTATION_PARAMS",
     "AUGMENTATION_TEST",
     "DATASET",
+    "DATASET_PARAMS",
     "DATASET_TEST",
     "EVALUATOR",
     "EVALUATOR_TEST",
@@ -18,15 +24,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from asklepios_sdk import BuildContext, Params, SampleTransform
-from pydantic import Field
+from asklepios_sdk import BuildContext, SampleTransform
 
-
-class GaussianNoiseParams(Params):
-    """Params of :class:`GaussianNoise`."""
-
-    std: float = Field(0.05, ge=0, description="Standard deviation of the added noise.")
-    p: float = Field(0.5, ge=0, le=1, description="Probability of adding noise to a sample.")
+from ${package}.params import GaussianNoiseParams
 
 
 class GaussianNoise(SampleTransform):
@@ -46,6 +46,15 @@ class GaussianNoise(SampleTransform):
         return {**sample, "image": image + self.std * torch.randn_like(image)}
 '''
 
+AUGMENTATION_PARAMS = '''
+
+class GaussianNoiseParams(Params):
+    """Params of ``GaussianNoise`` (``augmentations.py``)."""
+
+    std: float = Field(0.05, ge=0, description="Standard deviation of the added noise.")
+    p: float = Field(0.5, ge=0, le=1, description="Probability of adding noise to a sample.")
+'''
+
 AUGMENTATION_TEST = '''"""GaussianNoise: probability and scale of the noise."""
 
 from __future__ import annotations
@@ -53,7 +62,8 @@ from __future__ import annotations
 import torch
 from asklepios_sdk import BuildContext
 
-from ${package}.augmentations import GaussianNoise, GaussianNoiseParams
+from ${package}.augmentations import GaussianNoise
+from ${package}.params import GaussianNoiseParams
 
 
 def test_noise_scale_and_probability() -> None:
@@ -84,7 +94,10 @@ def _brier_sum(logits: Tensor, label: Tensor) -> Tensor:
 
 
 class BrierScore(Evaluator):
-    """Mean over samples of ``sum_c (p_c - y_c)^2``: the multi-class Brier score (lower is better).
+    """Compute the multi-class Brier score (lower is better).
+
+    The mean over samples of ``sum_c (p_c - y_c)^2``, with ``p`` the softmax of the logits and
+    ``y`` the one-hot label.
 
     References: Brier, Verification of forecasts expressed in terms of probability, 1950.
     """
@@ -149,8 +162,8 @@ class ClassBalancedSampler(ShardedSampler):
         labels = ctx.data.labels
         if labels is None:
             raise ComponentError(
-                "${plugin}.class_balanced needs the training labels (DataFacts.labels); use a "
-                "dataset that states them"
+                "${plugin}.class_balanced needs the training labels "
+                "(DataFacts.labels); use a dataset that states them"
             )
         super().__init__(len(labels), ctx.seed, ctx.rank, ctx.world_size)
         array = np.asarray(labels)
@@ -191,16 +204,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from asklepios_sdk import BuildContext, DataFacts, Dataset, Params
-from pydantic import Field
+from asklepios_sdk import BuildContext, DataFacts, Dataset
 
-
-class DigitsParams(Params):
-    """Params of :class:`DigitsDataset`."""
-
-    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of each class for val.")
-    test_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of each class for test.")
-    seed: int = Field(0, description="Seed of the stratified split.")
+from ${package}.params import DigitsDatasetParams
 
 
 class _Split(torch.utils.data.Dataset):
@@ -221,7 +227,7 @@ class DigitsDataset(Dataset):
     References: Alpaydin and Kaynak, UCI Optical Recognition of Handwritten Digits, 1998.
     """
 
-    def __init__(self, params: DigitsParams, ctx: BuildContext) -> None:
+    def __init__(self, params: DigitsDatasetParams, ctx: BuildContext) -> None:
         from sklearn.datasets import load_digits
 
         digits = load_digits()
@@ -262,17 +268,28 @@ class DigitsDataset(Dataset):
         )
 '''
 
+DATASET_PARAMS = '''
+
+class DigitsDatasetParams(Params):
+    """Params of ``DigitsDataset`` (``datasets.py``)."""
+
+    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of each class for val.")
+    test_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of each class for test.")
+    seed: int = Field(0, description="Seed of the stratified split.")
+'''
+
 DATASET_TEST = '''"""DigitsDataset: disjoint stratified splits covering all 1,797 digits."""
 
 from __future__ import annotations
 
 from asklepios_sdk import BuildContext
 
-from ${package}.datasets import DigitsDataset, DigitsParams
+from ${package}.datasets import DigitsDataset
+from ${package}.params import DigitsDatasetParams
 
 
 def test_splits_cover_the_data_and_facts_match() -> None:
-    data = DigitsDataset(DigitsParams(), BuildContext())
+    data = DigitsDataset(DigitsDatasetParams(), BuildContext())
     sizes = {name: len(data.split(name)) for name in data.split_names}
     assert sum(sizes.values()) == 1797
     assert 250 < sizes["val"] < 290 and 250 < sizes["test"] < 290

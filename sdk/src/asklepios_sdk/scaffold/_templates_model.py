@@ -1,13 +1,22 @@
-"""Source templates of the model-side examples: backbone, loss, adapter, trainer."""
+"""Source templates of the model-side examples: backbone, loss, adapter, trainer.
+
+Each kind has its family module (``BACKBONE``: the class, which imports torch), the params model
+that goes into the plugin's light ``params.py`` (``BACKBONE_PARAMS``: pydantic and the SDK only)
+and a test.
+"""
 
 __all__ = [
     "ADAPTER",
+    "ADAPTER_PARAMS",
     "ADAPTER_TEST",
     "BACKBONE",
+    "BACKBONE_PARAMS",
     "BACKBONE_TEST",
     "LOSS",
+    "LOSS_PARAMS",
     "LOSS_TEST",
     "TRAINER",
+    "TRAINER_PARAMS",
     "TRAINER_TEST",
 ]
 
@@ -15,24 +24,14 @@ BACKBONE = '''"""Backbones of the ${plugin} plugin."""
 
 from __future__ import annotations
 
-from asklepios_sdk import Backbone, Batch, BuildContext, ComponentError, Params
-from pydantic import Field
+from asklepios_sdk import Backbone, Batch, BuildContext, ComponentError
 from torch import Tensor, nn
 
-
-class SmallConvNetParams(Params):
-    """Params of :class:`SmallConvNet`."""
-
-    widths: list[int] = Field(
-        default_factory=lambda: [16, 32],
-        min_length=1,
-        description="Channels of each conv block; each block halves the resolution.",
-    )
-    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the classifier.")
+from ${package}.params import SmallConvNetParams
 
 
 class SmallConvNet(Backbone):
-    """Classify images with conv-BN-ReLU-pool blocks, global average pooling and a linear head.
+    """Classify images with conv-BN-ReLU-pool blocks, average pooling and a linear head.
 
     References: LeCun et al., Gradient-based learning applied to document recognition, 1998.
     """
@@ -41,7 +40,8 @@ class SmallConvNet(Backbone):
         super().__init__()
         if ctx.data.num_classes is None:
             raise ComponentError(
-                "${plugin}.small_cnn needs a classification dataset (DataFacts.num_classes is None)"
+                "${plugin}.small_cnn classifies, but DataFacts.num_classes "
+                "is None: use a dataset that states its classes (a classification task)"
             )
         blocks: list[nn.Module] = []
         channels = ctx.data.in_channels or 3
@@ -67,6 +67,19 @@ class SmallConvNet(Backbone):
         self.classifier = nn.Linear(self.feature_dim, num_classes)
 '''
 
+BACKBONE_PARAMS = '''
+
+class SmallConvNetParams(Params):
+    """Params of ``SmallConvNet`` (``backbones.py``)."""
+
+    widths: list[int] = Field(
+        default_factory=lambda: [16, 32],
+        min_length=1,
+        description="Channels of each conv block; each block halves the resolution.",
+    )
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the classifier.")
+'''
+
 BACKBONE_TEST = '''"""SmallConvNet: output contract, feature width, classifier reset."""
 
 from __future__ import annotations
@@ -74,7 +87,8 @@ from __future__ import annotations
 import torch
 from asklepios_sdk import BuildContext, DataFacts
 
-from ${package}.backbones import SmallConvNet, SmallConvNetParams
+from ${package}.backbones import SmallConvNet
+from ${package}.params import SmallConvNetParams
 
 
 def test_outputs_follow_the_contract() -> None:
@@ -94,17 +108,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from asklepios_sdk import Batch, BuildContext, Loss, LossOutput, Params
-from pydantic import Field
+from asklepios_sdk import Batch, BuildContext, Loss, LossOutput
 from torch import Tensor
 
-
-class SymmetricCrossEntropyParams(Params):
-    """Params of :class:`SymmetricCrossEntropy` (defaults: the paper's CIFAR-10 setting)."""
-
-    alpha: float = Field(0.1, ge=0, description="Weight of the cross-entropy term.")
-    beta: float = Field(1.0, ge=0, description="Weight of the reverse cross-entropy term.")
-    log_zero: float = Field(-4.0, lt=0, description="A: the value taken for log 0 in RCE.")
+from ${package}.params import SymmetricCrossEntropyParams
 
 
 class SymmetricCrossEntropy(Loss):
@@ -132,6 +139,16 @@ class SymmetricCrossEntropy(Loss):
         return LossOutput(self.alpha * ce + self.beta * rce, {"ce": ce, "rce": rce})
 '''
 
+LOSS_PARAMS = '''
+
+class SymmetricCrossEntropyParams(Params):
+    """Params of ``SymmetricCrossEntropy`` (defaults: the paper's CIFAR-10 setting)."""
+
+    alpha: float = Field(0.1, ge=0, description="Weight of the cross-entropy term.")
+    beta: float = Field(1.0, ge=0, description="Weight of the reverse cross-entropy term.")
+    log_zero: float = Field(-4.0, lt=0, description="A: the value taken for log 0 in RCE.")
+'''
+
 LOSS_TEST = '''"""SymmetricCrossEntropy against a numpy transcription of the paper's formula."""
 
 from __future__ import annotations
@@ -140,7 +157,8 @@ import numpy as np
 import torch
 from asklepios_sdk import BuildContext
 
-from ${package}.losses import SymmetricCrossEntropy, SymmetricCrossEntropyParams
+from ${package}.losses import SymmetricCrossEntropy
+from ${package}.params import SymmetricCrossEntropyParams
 
 
 def _reference(logits: np.ndarray, label: np.ndarray, alpha: float, beta: float) -> float:
@@ -169,16 +187,10 @@ from __future__ import annotations
 import math
 
 import torch
-from asklepios_sdk import Adapter, Batch, BuildContext, Params
-from pydantic import Field
+from asklepios_sdk import Adapter, Batch, BuildContext
 from torch import Tensor, nn
 
-
-class TemperatureScalingParams(Params):
-    """Params of :class:`TemperatureScaling`."""
-
-    temperature: float = Field(1.5, gt=0, description="Initial temperature T.")
-    learnable: bool = Field(True, description="Learn T (it is fixed otherwise).")
+from ${package}.params import TemperatureScalingParams
 
 
 class TemperatureScaling(Adapter):
@@ -198,6 +210,15 @@ class TemperatureScaling(Adapter):
         return out
 '''
 
+ADAPTER_PARAMS = '''
+
+class TemperatureScalingParams(Params):
+    """Params of ``TemperatureScaling`` (``adapters.py``)."""
+
+    temperature: float = Field(1.5, gt=0, description="Initial temperature T.")
+    learnable: bool = Field(True, description="Learn T (it is fixed otherwise).")
+'''
+
 ADAPTER_TEST = '''"""TemperatureScaling divides the inner logits by T."""
 
 from __future__ import annotations
@@ -206,7 +227,8 @@ import torch
 from asklepios_sdk import BuildContext
 from torch import Tensor, nn
 
-from ${package}.adapters import TemperatureScaling, TemperatureScalingParams
+from ${package}.adapters import TemperatureScaling
+from ${package}.params import TemperatureScalingParams
 
 
 class _Fixed(nn.Module):
@@ -228,9 +250,10 @@ TRAINER = '''"""Trainers of the ${plugin} plugin."""
 from __future__ import annotations
 
 import torch
-from asklepios_sdk import Batch, BuildContext, LossOutput, Params, StepContext, Trainer
-from pydantic import Field
+from asklepios_sdk import Batch, BuildContext, LossOutput, StepContext, Trainer
 from torch import Tensor
+
+from ${package}.params import RDropTrainerParams
 
 
 def symmetric_kl(logits_a: Tensor, logits_b: Tensor) -> Tensor:
@@ -242,20 +265,14 @@ def symmetric_kl(logits_a: Tensor, logits_b: Tensor) -> Tensor:
     return ((kl_ab + kl_ba) / 2).mean()
 
 
-class RDropParams(Params):
-    """Params of :class:`RDropTrainer`."""
-
-    alpha: float = Field(1.0, ge=0, description="Weight of the symmetric KL between the passes.")
-
-
 class RDropTrainer(Trainer):
-    """Run two dropout-perturbed passes; add ``alpha`` times their symmetric KL to the mean loss.
+    """Average the losses of two dropout passes and add alpha times their symmetric KL.
 
     References: Liang et al., R-Drop: Regularized Dropout for Neural Networks, NeurIPS 2021.
     The paper tunes alpha per task; 1.0 is this plugin's default.
     """
 
-    def __init__(self, params: RDropParams, ctx: BuildContext) -> None:
+    def __init__(self, params: RDropTrainerParams, ctx: BuildContext) -> None:
         self.alpha = params.alpha
 
     def train_step(self, step: StepContext, batch: Batch) -> LossOutput:
@@ -268,6 +285,14 @@ class RDropTrainer(Trainer):
         step.step()
         terms = {k: (v + loss_b.terms[k]) / 2 for k, v in loss_a.terms.items() if k in loss_b.terms}
         return LossOutput(total.detach(), {**terms, "rdrop_kl": kl.detach()})
+'''
+
+TRAINER_PARAMS = '''
+
+class RDropTrainerParams(Params):
+    """Params of ``RDropTrainer`` (``trainers.py``)."""
+
+    alpha: float = Field(1.0, ge=0, description="Weight of the symmetric KL between the passes.")
 '''
 
 TRAINER_TEST = '''"""R-Drop's symmetric KL: zero for equal passes, the closed form otherwise."""
