@@ -22,13 +22,21 @@ import pandas as pd
 import torch
 from asklepios_sdk import BuildContext
 from asklepios_unisurv._functional import predict_time, survival_curve
-from asklepios_unisurv.datasets import SksurvParams, SyntheticParams, build_sksurv, build_synthetic
-from asklepios_unisurv.losses import MMVLoss, MMVLossParams
+from asklepios_unisurv.datasets import SksurvDataset, SyntheticDataset
+from asklepios_unisurv.losses import MMVLoss
 from asklepios_unisurv.margins import KMMarginWrapper, fit_km
 from asklepios_unisurv.metrics import survival_metrics
+from asklepios_unisurv.params import (
+    EventBalancedSamplerParams,
+    KMMarginWrapperParams,
+    MMVLossParams,
+    SksurvDatasetParams,
+    SyntheticDatasetParams,
+    UniSurvBackboneParams,
+)
 from asklepios_unisurv.plots import plot_predictions
-from asklepios_unisurv.samplers import EventBalancedParams, build_event_balanced
-from asklepios_unisurv.transformer import TransformerParams, build_transformer
+from asklepios_unisurv.samplers import EventBalancedSampler
+from asklepios_unisurv.transformer import UniSurvBackbone
 
 
 def train_unisurv(data, args, loss_params, seed=0):
@@ -37,9 +45,9 @@ def train_unisurv(data, args, loss_params, seed=0):
     ctx = BuildContext(data=data.facts(), seed=seed)
     train = data.split("train")
     table = train.inner
-    sampler = build_event_balanced(EventBalancedParams(), ctx)
-    model = build_transformer(
-        TransformerParams(
+    sampler = EventBalancedSampler(EventBalancedSamplerParams(), ctx)
+    model = UniSurvBackbone(
+        UniSurvBackboneParams(
             d_model=args.d_model,
             num_layers=args.layers,
             num_heads=2,
@@ -48,7 +56,7 @@ def train_unisurv(data, args, loss_params, seed=0):
         ),
         ctx,
     )
-    loss = MMVLoss(loss_params)
+    loss = MMVLoss(loss_params, ctx)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     start = time.perf_counter()
     for epoch in range(args.epochs):
@@ -71,6 +79,10 @@ def train_unisurv(data, args, loss_params, seed=0):
     return model.eval(), time.perf_counter() - start
 
 
+def _with_margins(table):
+    return KMMarginWrapper(KMMarginWrapperParams(), BuildContext()).wrap(table)
+
+
 def curves(model, split):
     with torch.no_grad():
         logits = model({"image": split.features})["logits"]
@@ -86,8 +98,8 @@ def _frame(split):
 def cv_table(name, args):
     rows = []
     for fold in range(args.folds):
-        params = SksurvParams(name=name, num_folds=args.folds, fold=fold, val_size=0.1)
-        data = KMMarginWrapper().wrap(build_sksurv(params, BuildContext()))
+        params = SksurvDatasetParams(name=name, num_folds=args.folds, fold=fold, val_size=0.1)
+        data = _with_margins(SksurvDataset(params, BuildContext()))
         train, test = data.split("train").inner, data.split("test").inner
         tr = (train.times, train.events)
         model, secs = train_unisurv(data, args, MMVLossParams(alpha_d=0, alpha_v=args.alpha_v))
@@ -126,8 +138,8 @@ def count_modes(prob, floor=1e-3):
 
 
 def unimodality(args):
-    data = KMMarginWrapper().wrap(
-        build_synthetic(SyntheticParams(num_samples=1000, t_max=48), BuildContext())
+    data = _with_margins(
+        SyntheticDataset(SyntheticDatasetParams(num_samples=1000, t_max=48), BuildContext())
     )
     test = data.split("test").inner
     out = {}
@@ -160,7 +172,7 @@ def loss_timing(repeats=20):
         "time": torch.randint(0, t, (b,), generator=gen).float(),
         "event": torch.randint(0, 2, (b,), generator=gen),
     }
-    loss = MMVLoss(MMVLossParams(alpha_d=0))
+    loss = MMVLoss(MMVLossParams(alpha_d=0), BuildContext())
 
     def naive():
         total = 0.0

@@ -19,9 +19,10 @@ def _facts():
 
 
 def _survival_table(ctx):
-    from asklepios_unisurv.datasets import SyntheticParams, build_synthetic
+    from asklepios_unisurv.datasets import SyntheticDataset
+    from asklepios_unisurv.params import SyntheticDatasetParams
 
-    return build_synthetic(SyntheticParams(num_samples=60, t_max=T_MAX), ctx)
+    return SyntheticDataset(SyntheticDatasetParams(num_samples=60, t_max=T_MAX), ctx)
 
 
 asklepios_conformance = Conformance(

@@ -5,18 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 from asklepios_sdk import BuildContext, ComponentError, DataFacts
-from asklepios_unisurv.adapters import (
-    ChunkCNNParams,
-    StaticTokenizerParams,
-    build_chunk_cnn,
-    build_static_tokenizer,
+from asklepios_unisurv.adapters import ChunkCNNAdapter, StaticTokenizerAdapter
+from asklepios_unisurv.params import (
+    ChunkCNNAdapterParams,
+    PDFHeadAdapterParams,
+    StaticTokenizerAdapterParams,
+    UniSurvBackboneParams,
 )
-from asklepios_unisurv.transformer import (
-    PDFHeadParams,
-    TransformerParams,
-    build_pdf_head,
-    build_transformer,
-)
+from asklepios_unisurv.transformer import PDFHeadAdapter, UniSurvBackbone
 from pydantic import ValidationError
 from torch import nn
 
@@ -48,9 +44,9 @@ def _batch(b=3):
 
 def _compose(order):
     builders = {
-        "static": lambda: build_static_tokenizer(StaticTokenizerParams(), _ctx()),
-        "cnn": lambda: build_chunk_cnn(ChunkCNNParams(**CNN), _ctx()),
-        "head": lambda: build_pdf_head(PDFHeadParams(**TINY), _ctx()),
+        "static": lambda: StaticTokenizerAdapter(StaticTokenizerAdapterParams(), _ctx()),
+        "cnn": lambda: ChunkCNNAdapter(ChunkCNNAdapterParams(**CNN), _ctx()),
+        "head": lambda: PDFHeadAdapter(PDFHeadAdapterParams(**TINY), _ctx()),
     }
     model, parts = _Identity(), {}
     for name in order:
@@ -65,7 +61,7 @@ def _count(module):
 
 @pytest.mark.parametrize("order", [("static", "cnn", "head"), ("cnn", "static", "head")])
 def test_static_and_cnn_adapters_under_pdf_head_equal_the_longitudinal_backbone(order):
-    backbone = build_transformer(TransformerParams(**TINY, **CNN, longitudinal=True), _ctx())
+    backbone = UniSurvBackbone(UniSurvBackboneParams(**TINY, **CNN, longitudinal=True), _ctx())
     backbone.eval()
     model, parts = _compose(order)
     parts["static"].tokenizer.load_state_dict(backbone.tokenizer.state_dict())
@@ -80,11 +76,11 @@ def test_static_and_cnn_adapters_under_pdf_head_equal_the_longitudinal_backbone(
 
 
 def test_static_tokenizer_under_pdf_head_equals_the_static_backbone_and_the_plain_head():
-    backbone = build_transformer(TransformerParams(**TINY), _ctx()).eval()
+    backbone = UniSurvBackbone(UniSurvBackboneParams(**TINY), _ctx()).eval()
     model, parts = _compose(("static", "head"))
     parts["static"].tokenizer.load_state_dict(backbone.tokenizer.state_dict())
     parts["head"].encoder.load_state_dict(backbone.encoder.state_dict())
-    plain = build_pdf_head(PDFHeadParams(**TINY), _ctx())
+    plain = PDFHeadAdapter(PDFHeadAdapterParams(**TINY), _ctx())
     plain = plain.wrap(_Identity()).eval()
     plain.load_state_dict(
         {"tokenizer." + k: v for k, v in backbone.tokenizer.state_dict().items()}
@@ -121,19 +117,19 @@ def test_pdf_head_logits_train_the_token_adapters():
 
 def test_adapter_errors_are_clear():
     with pytest.raises(ComponentError, match="feature_dim"):
-        build_static_tokenizer(StaticTokenizerParams(), _ctx()).wrap(nn.Linear(2, 2))
+        StaticTokenizerAdapter(StaticTokenizerAdapterParams(), _ctx()).wrap(nn.Linear(2, 2))
     with pytest.raises(ValidationError, match="must divide t_max"):
-        ChunkCNNParams(t_max=12, time_period=5)
+        ChunkCNNAdapterParams(t_max=12, time_period=5)
     with pytest.raises(ComponentError, match="time_period"):
-        build_chunk_cnn(ChunkCNNParams(time_period=5), _ctx())
+        ChunkCNNAdapter(ChunkCNNAdapterParams(time_period=5), _ctx())
     with pytest.raises(ComponentError, match="t_max"):
-        build_chunk_cnn(ChunkCNNParams(t_max=24), _ctx())
+        ChunkCNNAdapter(ChunkCNNAdapterParams(t_max=24), _ctx())
     model, _ = _compose(("cnn",))
     bad = _batch(2)
     bad["longitudinal"] = bad["longitudinal"][:, :, :6]
     with pytest.raises(ComponentError, match=r"\(B, 2, 12, 15\)"):
         model(bad)
-    short = build_static_tokenizer(StaticTokenizerParams(), _ctx(6)).wrap(_Identity())
-    head = build_pdf_head(PDFHeadParams(**TINY), _ctx()).wrap(short)
+    short = StaticTokenizerAdapter(StaticTokenizerAdapterParams(), _ctx(6)).wrap(_Identity())
+    head = PDFHeadAdapter(PDFHeadAdapterParams(**TINY), _ctx()).wrap(short)
     with pytest.raises(ComponentError, match=r"expected \(B, 12, token_dim\)"):
         head(_batch(2))

@@ -8,12 +8,8 @@ import numpy as np
 import pytest
 import torch
 from asklepios_sdk import BuildContext
-from asklepios_unisurv.metrics import (
-    SurvivalEvaluatorParams,
-    antolini_c,
-    build_survival,
-    survival_metrics,
-)
+from asklepios_unisurv.metrics import SurvivalEvaluator, antolini_c, survival_metrics
+from asklepios_unisurv.params import SurvivalEvaluatorParams
 from lifelines.utils import concordance_index
 
 
@@ -104,7 +100,7 @@ def test_evaluator_reports_antolini_c_over_batches():
     time = rng.integers(1, 20, n)
     event = (rng.random(n) < 0.6).astype(int)
     logits = torch.randn(n, num_bins, generator=torch.Generator().manual_seed(4))
-    ev = build_survival(SurvivalEvaluatorParams(), BuildContext())
+    ev = SurvivalEvaluator(SurvivalEvaluatorParams(), BuildContext())
     for lo in range(0, n, 32):
         batch = {
             "time": torch.tensor(time[lo : lo + 32]).float(),

@@ -7,24 +7,23 @@ import pandas as pd
 import pytest
 import torch
 from asklepios_sdk import BuildContext, ComponentError
-from asklepios_unisurv.datasets import (
-    CSVParams,
-    SksurvParams,
-    SyntheticParams,
-    build_csv,
-    build_sksurv,
-    build_synthetic,
-    load_sksurv,
-)
+from asklepios_unisurv.datasets import CSVDataset, SksurvDataset, SyntheticDataset, load_sksurv
 from asklepios_unisurv.margins import KMMarginWrapper
-from asklepios_unisurv.transformer import TransformerParams, build_transformer
+from asklepios_unisurv.params import (
+    CSVDatasetParams,
+    KMMarginWrapperParams,
+    SksurvDatasetParams,
+    SyntheticDatasetParams,
+    UniSurvBackboneParams,
+)
+from asklepios_unisurv.transformer import UniSurvBackbone
 from pydantic import ValidationError
 
 CTX = BuildContext()
 
 
 def test_gbsg2_months_splits_and_train_only_scaling():
-    data = build_sksurv(SksurvParams(name="gbsg2"), CTX)
+    data = SksurvDataset(SksurvDatasetParams(name="gbsg2"), CTX)
     sizes = {name: len(data.split(name)) for name in ("train", "val", "test")}
     assert sum(sizes.values()) == 686 and sizes["test"] == 138
     _, days, events = load_sksurv("gbsg2")
@@ -46,15 +45,15 @@ def test_gbsg2_months_splits_and_train_only_scaling():
 
 @pytest.mark.parametrize(("name", "n"), [("whas500", 500), ("veterans", 137), ("aids", 1151)])
 def test_other_bundled_sets_fit_the_default_horizon(name, n):
-    data = build_sksurv(SksurvParams(name=name), CTX)
+    data = SksurvDataset(SksurvDatasetParams(name=name), CTX)
     assert sum(len(data.split(s)) for s in ("train", "val", "test")) == n
     assert max(data.facts().times) < 96
 
 
 def test_flchain_needs_a_larger_horizon_or_coarser_bins():
     with pytest.raises(ComponentError, match="too_long: coarsen"):
-        build_sksurv(SksurvParams(name="flchain"), CTX)
-    data = build_sksurv(SksurvParams(name="flchain", too_long="coarsen"), CTX)
+        SksurvDataset(SksurvDatasetParams(name="flchain"), CTX)
+    data = SksurvDataset(SksurvDatasetParams(name="flchain", too_long="coarsen"), CTX)
     assert data.facts().extras["bin_width"] == 60.0
     assert max(data.facts().times) < 96
     assert np.isfinite(data.split("train").features.numpy()).all()
@@ -62,12 +61,12 @@ def test_flchain_needs_a_larger_horizon_or_coarser_bins():
 
 def test_five_fold_test_splits_partition_the_data():
     tests = [
-        build_sksurv(SksurvParams(name="veterans", num_folds=5, fold=k), CTX).rows["test"]
+        SksurvDataset(SksurvDatasetParams(name="veterans", num_folds=5, fold=k), CTX).rows["test"]
         for k in range(5)
     ]
     assert sorted(np.concatenate(tests)) == list(range(137))
     with pytest.raises(ValidationError, match="fold"):
-        SksurvParams(num_folds=5, fold=5)
+        SksurvDatasetParams(num_folds=5, fold=5)
 
 
 def test_csv_table_with_categories_missing_values_and_longitudinal(tmp_path):
@@ -86,7 +85,7 @@ def test_csv_table_with_categories_missing_values_and_longitudinal(tmp_path):
     frame.to_csv(path, index=False)
     longi = rng.random((n, 3, 24, 30)).astype(np.float32)
     np.save(tmp_path / "longi.npy", longi)
-    params = CSVParams(
+    params = CSVDatasetParams(
         path=str(path),
         time_column="days",
         event_column="dead",
@@ -94,21 +93,21 @@ def test_csv_table_with_categories_missing_values_and_longitudinal(tmp_path):
         t_max=24,
         longitudinal_path=str(tmp_path / "longi.npy"),
     )
-    data = build_csv(params, CTX)
+    data = CSVDataset(params, CTX)
     assert data.facts().num_features == 1 + 3
     sample = data.split("val")[0]
     assert sample["longitudinal"].shape == (3, 24, 30)
     assert np.isfinite(data.split("train").features.numpy()).all()
     with pytest.raises(ComponentError, match="'nope'"):
-        build_csv(params.model_copy(update={"time_column": "nope"}), CTX)
+        CSVDataset(params.model_copy(update={"time_column": "nope"}), CTX)
     with pytest.raises(ComponentError, match="no such file"):
-        build_csv(params.model_copy(update={"path": str(tmp_path / "x.csv")}), CTX)
+        CSVDataset(params.model_copy(update={"path": str(tmp_path / "x.csv")}), CTX)
     with pytest.raises(ComponentError, match="time rows"):
-        build_csv(params.model_copy(update={"t_max": 48}), CTX)
+        CSVDataset(params.model_copy(update={"t_max": 48}), CTX)
 
 
 def test_synthetic_generator_censors_about_the_requested_fraction():
-    data = build_synthetic(SyntheticParams(num_samples=2000, censoring=0.5), CTX)
+    data = SyntheticDataset(SyntheticDatasetParams(num_samples=2000, censoring=0.5), CTX)
     events = np.concatenate([data.split(s).events for s in ("train", "val", "test")])
     times = np.concatenate([data.split(s).times for s in ("train", "val", "test")])
     assert 0.4 <= 1 - events.mean() <= 0.6
@@ -116,11 +115,13 @@ def test_synthetic_generator_censors_about_the_requested_fraction():
 
 
 def test_dataset_feeds_the_margin_wrapper_and_the_backbone():
-    data = KMMarginWrapper().wrap(build_sksurv(SksurvParams(name="gbsg2"), CTX))
+    data = KMMarginWrapper(KMMarginWrapperParams(), CTX).wrap(
+        SksurvDataset(SksurvDatasetParams(name="gbsg2"), CTX)
+    )
     train = data.split("train")
     assert int(train.margin.max()) < 96
-    model = build_transformer(
-        TransformerParams(d_model=8, num_layers=1, num_heads=2, d_ff=8),
+    model = UniSurvBackbone(
+        UniSurvBackboneParams(d_model=8, num_layers=1, num_heads=2, d_ff=8),
         BuildContext(data=data.facts()),
     )
     batch = torch.utils.data.default_collate([train[i] for i in range(4)])

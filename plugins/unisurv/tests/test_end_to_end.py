@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import yaml
 from asklepios_sdk import BuildContext
-from asklepios_unisurv.datasets import SksurvParams, build_sksurv
+from asklepios_unisurv.datasets import SksurvDataset
 from asklepios_unisurv.margins import fit_km
 from asklepios_unisurv.metrics import survival_metrics
+from asklepios_unisurv.params import SksurvDatasetParams
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "configs" / "unisurv" / "gbsg2.yaml"
 FAST = {
@@ -42,10 +43,10 @@ def _asklepios() -> str:
     return found
 
 
-def _baselines(params: SksurvParams) -> dict[str, dict[str, float]]:
+def _baselines(params: SksurvDatasetParams) -> dict[str, dict[str, float]]:
     from lifelines import CoxPHFitter
 
-    data = build_sksurv(params, BuildContext())
+    data = SksurvDataset(params, BuildContext())
     train, test = data.split("train"), data.split("test")
     cols = [f"f{i}" for i in range(train.features.shape[1])]
 
@@ -82,7 +83,7 @@ def test_gbsg2_run_beats_the_constant_and_approaches_coxph(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (summary,) = tmp_path.glob("*/summary.json")
     ours = json.loads(summary.read_text())["stages"]["main"]["test"]
-    base = _baselines(SksurvParams(name="gbsg2", t_max=96, test_size=0.2, val_size=0.1))
+    base = _baselines(SksurvDatasetParams(name="gbsg2", t_max=96, test_size=0.2, val_size=0.1))
     print("unisurv", ours, "\nbaselines", base)
     assert base["constant"]["c_index"] == 0.5
     assert ours["survival/mae_uncensored"] < base["constant"]["mae_uncensored"]

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 from asklepios_sdk import BuildContext
-from asklepios_unisurv.datasets import SksurvParams, build_sksurv
-from asklepios_unisurv.margins import KMMarginParams, KMMarginWrapper
+from asklepios_unisurv.datasets import SksurvDataset
+from asklepios_unisurv.margins import KMMarginWrapper
+from asklepios_unisurv.params import KMMarginWrapperParams, SksurvDatasetParams
 
 EXAMPLES = sorted(
     (Path(__file__).resolve().parents[3] / "examples" / "configs" / "unisurv").glob("*.yaml")
@@ -27,7 +28,7 @@ def _load(path: Path) -> dict:
 
 
 def test_one_example_per_bundled_dataset():
-    names = typing.get_args(SksurvParams.model_fields["name"].annotation)
+    names = typing.get_args(SksurvDatasetParams.model_fields["name"].annotation)
     assert sorted(p.stem for p in EXAMPLES) == sorted(names)
 
 
@@ -38,8 +39,8 @@ def test_example_dataset_and_margins_build(path):
     assert spec.pop("type") == "unisurv.sksurv"
     wrapper = next(w for w in config["data"]["wrappers"] if w["type"] == "unisurv.km_margin")
     params = {k: v for k, v in wrapper.items() if k != "type"}
-    data = KMMarginWrapper(KMMarginParams(**params)).wrap(
-        build_sksurv(SksurvParams(**spec), BuildContext())
+    data = KMMarginWrapper(KMMarginWrapperParams(**params), BuildContext()).wrap(
+        SksurvDataset(SksurvDatasetParams(**spec), BuildContext())
     )
     for name in ("train", "val", "test"):
         split = data.split(name)

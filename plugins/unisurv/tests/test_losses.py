@@ -9,7 +9,12 @@ import pytest
 import torch
 from asklepios_sdk import BuildContext, ComponentError, DataFacts
 from asklepios_unisurv._functional import pdf_moments, predict_time, survival_curve
-from asklepios_unisurv.losses import MMVLoss, MMVLossParams, build_mmv_loss
+from asklepios_unisurv.losses import MMVLoss
+from asklepios_unisurv.params import MMVLossParams
+
+CTX = BuildContext()
+PAIRS = BuildContext(data=DataFacts(task="survival", extras={"unisurv.sorted_pairs": True}))
+"""Facts of training samples that carry partners, which alpha_d > 0 needs."""
 
 
 def _batch(time, event, margin, weight, partner_time=None):
@@ -53,7 +58,9 @@ def test_uniform_logits_give_the_analytic_values():
     assert mu.item() == pytest.approx(47.5)
     assert var.item() == pytest.approx(767.9166667, abs=1e-6)
     assert survival_curve(logits).sum().item() == pytest.approx(47.5)
-    out = MMVLoss(MMVLossParams(alpha_d=0))({"logits": logits}, _batch([10.0], [1], [10], [1.0]))
+    out = MMVLoss(MMVLossParams(alpha_d=0), CTX)(
+        {"logits": logits}, _batch([10.0], [1], [10], [1.0])
+    )
     assert out.terms["ce"].item() == pytest.approx(math.log(96), abs=1e-12)
     assert (0.01 * out.terms["mean"]).item() == pytest.approx(7.03125)
     assert out.terms["variance"].item() == pytest.approx(767.9166667, abs=1e-6)
@@ -63,7 +70,9 @@ def test_uniform_logits_give_the_analytic_values():
 def test_peaked_logits_drive_every_term_to_zero():
     logits = torch.full((1, 96), -1e4, dtype=torch.float64)
     logits[0, 10] = 1e4
-    out = MMVLoss(MMVLossParams(alpha_d=0))({"logits": logits}, _batch([10.0], [1], [10], [1.0]))
+    out = MMVLoss(MMVLossParams(alpha_d=0), CTX)(
+        {"logits": logits}, _batch([10.0], [1], [10], [1.0])
+    )
     for name in ("ce", "mean", "variance"):
         assert out.terms[name].item() == pytest.approx(0.0, abs=1e-9)
 
@@ -82,7 +91,7 @@ def _peaked(bins, num_bins=96):
 
 
 def test_ranking_loss_hand_example():
-    loss = MMVLoss(MMVLossParams(alpha_s=0, alpha_m=0, alpha_v=0, alpha_d=1))
+    loss = MMVLoss(MMVLossParams(alpha_s=0, alpha_m=0, alpha_v=0, alpha_d=1), PAIRS)
     outputs = {"logits": _peaked([15]), "partner_logits": _peaked([18])}
     out = loss(outputs, _batch([10.0], [1], [10], [1.0], partner_time=[20.0]))
     assert out.terms["discordance"].item() == pytest.approx(7.0)
@@ -103,7 +112,7 @@ def test_loss_matches_an_independent_numpy_implementation():
     w = [1.0, 0.3, 1.0, 1.0, 0.7, 1.0]
     tb = [3.0, 9.0, 11.0, 2.0, 10.0, 8.0]
     params = MMVLossParams(alpha_s=1.0, alpha_m=0.05, alpha_v=0.5, alpha_d=2.0)
-    out = MMVLoss(params)({"logits": z, "partner_logits": zb}, _batch(t, d, e, w, tb))
+    out = MMVLoss(params, PAIRS)({"logits": z, "partner_logits": zb}, _batch(t, d, e, w, tb))
     ref = _reference_mmv(
         z.numpy(), zb.numpy(), t, d, np.array(e), np.array(w), tb, 1.0, 0.05, 0.5, 2.0
     )
@@ -123,7 +132,7 @@ def test_gradcheck_full_loss_wrt_logits():
         [1.0, 0.4, 1.0, 0.6],
         [6.0, 9.0, 11.0, 10.0],
     )
-    loss = MMVLoss()
+    loss = MMVLoss(MMVLossParams(), PAIRS)
 
     def fn(a, b):
         return loss({"logits": a, "partner_logits": b}, batch).total
@@ -133,9 +142,8 @@ def test_gradcheck_full_loss_wrt_logits():
 
 def test_positive_alpha_d_without_partners_is_a_clear_error():
     with pytest.raises(ComponentError, match=r"unisurv\.sorted_pairs"):
-        build_mmv_loss(MMVLossParams(), BuildContext(data=DataFacts(task="survival")))
-    pairs = BuildContext(data=DataFacts(task="survival", extras={"unisurv.sorted_pairs": True}))
-    loss = build_mmv_loss(MMVLossParams(), pairs)
+        MMVLoss(MMVLossParams(), BuildContext(data=DataFacts(task="survival")))
+    loss = MMVLoss(MMVLossParams(), PAIRS)
     batch = _batch([1.0], [1], [1], [1.0], partner_time=[3.0])
     with pytest.raises(ComponentError, match=r"unisurv\.pairwise"):
         loss({"logits": torch.zeros(1, 8)}, batch)
@@ -144,7 +152,7 @@ def test_positive_alpha_d_without_partners_is_a_clear_error():
 
 
 def test_missing_margin_and_out_of_range_margin_are_errors():
-    loss = MMVLoss(MMVLossParams(alpha_d=0))
+    loss = MMVLoss(MMVLossParams(alpha_d=0), CTX)
     with pytest.raises(ComponentError, match="km_margin"):
         loss({"logits": torch.zeros(1, 8)}, {"time": torch.ones(1), "event": torch.ones(1)})
     with pytest.raises(ComponentError, match=r"\[0, 7\]"):
@@ -152,7 +160,7 @@ def test_missing_margin_and_out_of_range_margin_are_errors():
 
 
 def test_example_inputs_give_a_finite_loss_with_gradients():
-    loss = MMVLoss()
+    loss = MMVLoss(MMVLossParams(), PAIRS)
     ctx = BuildContext(data=DataFacts(task="survival", extras={"t_max": 16}))
     outputs, batch = loss.example_inputs(ctx)
     out = loss(outputs, batch)

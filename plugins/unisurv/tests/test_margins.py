@@ -5,11 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from asklepios_sdk import ComponentError, DataFacts
+from asklepios_sdk import BuildContext, ComponentError, DataFacts
 from asklepios_sdk.components import Dataset
-from asklepios_unisurv.margins import KMMarginParams, KMMarginWrapper, fit_km, margin_targets
+from asklepios_unisurv.margins import KMMarginWrapper, fit_km, margin_targets
+from asklepios_unisurv.params import KMMarginWrapperParams
 from lifelines import KaplanMeierFitter
 from sklearn.utils import resample
+
+
+def _wrapper(**params):
+    return KMMarginWrapper(KMMarginWrapperParams(**params), BuildContext())
 
 
 def _numpy_km(t, d):
@@ -135,7 +140,7 @@ class _Table(Dataset):
 def test_wrapper_uses_the_training_curve_for_every_split():
     t, d = _months("gbsg2")
     data = _Table({"train": (t[:500], d[:500]), "val": (t[500:], d[500:])})
-    wrapper = KMMarginWrapper().wrap(data)
+    wrapper = _wrapper().wrap(data)
     val = wrapper.split("val")
     _, margin, weight = margin_targets(t[500:], d[500:], fit_km(t[:500], d[:500]))
     assert int(val[3]["margin"]) == margin[3]
@@ -146,7 +151,7 @@ def test_wrapper_uses_the_training_curve_for_every_split():
 def test_faithful_flag_refits_per_split_on_the_upsampled_training_rows():
     t, d = _months("gbsg2")
     data = _Table({"train": (t[:500], d[:500]), "val": (t[500:], d[500:])})
-    wrapper = KMMarginWrapper(KMMarginParams(km_fit="per_split_upsampled")).wrap(data)
+    wrapper = _wrapper(km_fit="per_split_upsampled").wrap(data)
     tr, dr = t[:500], d[:500]
     ups = resample(
         np.flatnonzero(dr == 1), replace=True, n_samples=int((dr == 0).sum()), random_state=42
@@ -168,15 +173,13 @@ def test_wrapper_rejects_non_survival_data_and_margins_beyond_t_max():
             return DataFacts(task="classification")
 
     with pytest.raises(ComponentError, match="survival"):
-        KMMarginWrapper().wrap(_NoSurv({}))
+        _wrapper().wrap(_NoSurv({}))
 
     class _Short(_Table):
         def facts(self):
             return super().facts().replace(extras={"t_max": 4})
 
-    wrapper = KMMarginWrapper().wrap(
-        _Short({"train": (np.array([1, 2, 5.0]), np.array([1, 0, 1]))})
-    )
+    wrapper = _wrapper().wrap(_Short({"train": (np.array([1, 2, 5.0]), np.array([1, 0, 1]))}))
     with pytest.raises(ComponentError, match="t_max"):
         wrapper.split("train")
 

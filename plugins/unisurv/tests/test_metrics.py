@@ -8,11 +8,8 @@ import numpy as np
 import pytest
 import torch
 from asklepios_sdk import BuildContext, DataFacts
-from asklepios_unisurv.metrics import (
-    SurvivalEvaluatorParams,
-    build_survival,
-    survival_metrics,
-)
+from asklepios_unisurv.metrics import SurvivalEvaluator, survival_metrics
+from asklepios_unisurv.params import SurvivalEvaluatorParams
 from sksurv.metrics import concordance_index_censored
 
 
@@ -65,8 +62,8 @@ def test_evaluator_over_batches_matches_one_call_and_extras_rank_good_curves_hig
         data=DataFacts(task="survival", times=tuple(time.tolist()), events=tuple(event.tolist()))
     )
     good, flat = (
-        build_survival(SurvivalEvaluatorParams(), ctx),
-        build_survival(SurvivalEvaluatorParams(), ctx),
+        SurvivalEvaluator(SurvivalEvaluatorParams(), ctx),
+        SurvivalEvaluator(SurvivalEvaluatorParams(), ctx),
     )
     good_logits = _peaked(time, num_bins)
     flat_logits = torch.zeros(n, num_bins)
@@ -94,7 +91,9 @@ def test_evaluator_over_batches_matches_one_call_and_extras_rank_good_curves_hig
 
 def test_median_prediction_and_missing_margins():
     logits = _peaked([3, 7], 12)
-    ev = build_survival(SurvivalEvaluatorParams(pred_method="median", extras=False), BuildContext())
+    ev = SurvivalEvaluator(
+        SurvivalEvaluatorParams(pred_method="median", extras=False), BuildContext()
+    )
     ev.update({"logits": logits}, {"time": torch.tensor([3.0, 7.0]), "event": torch.tensor([1, 1])})
     out = ev.compute()
     assert out["mae_uncensored"] == 0.0
@@ -103,7 +102,7 @@ def test_median_prediction_and_missing_margins():
 
 
 def test_example_inputs_work():
-    ev = build_survival(SurvivalEvaluatorParams(), BuildContext())
+    ev = SurvivalEvaluator(SurvivalEvaluatorParams(), BuildContext())
     outputs, batch = ev.example_inputs(BuildContext(data=DataFacts(task="survival")))
     ev.update(outputs, batch)
     with warnings.catch_warnings():

@@ -10,9 +10,14 @@ import torch
 from asklepios_sdk import BuildContext, ComponentError, DataFacts, EmptyParams
 from asklepios_sdk.components import Dataset
 from asklepios_unisurv.losses import MMVLoss
-from asklepios_unisurv.pairs import build_pairwise, build_sorted_pairs
-from asklepios_unisurv.samplers import EventBalancedParams, build_event_balanced
-from asklepios_unisurv.transformer import TransformerParams, build_transformer
+from asklepios_unisurv.pairs import PairwiseTrainer, SortedPairsWrapper
+from asklepios_unisurv.params import (
+    EventBalancedSamplerParams,
+    MMVLossParams,
+    UniSurvBackboneParams,
+)
+from asklepios_unisurv.samplers import EventBalancedSampler
+from asklepios_unisurv.transformer import UniSurvBackbone
 from sklearn.utils import resample
 
 
@@ -29,18 +34,18 @@ def _epoch(sampler, epoch=0):
 
 def test_minority_is_oversampled_to_the_majority_either_way():
     events = np.array([1] * 30 + [0] * 70)
-    idx = _epoch(build_event_balanced(EventBalancedParams(), _ctx(events)))
+    idx = _epoch(EventBalancedSampler(EventBalancedSamplerParams(), _ctx(events)))
     assert len(idx) == 140
     assert (events[idx] == 1).sum() == 70
     np.testing.assert_array_equal(np.sort(idx[events[idx] == 0]), np.arange(30, 100))
     flipped = 1 - events
-    idx = _epoch(build_event_balanced(EventBalancedParams(), _ctx(flipped)))
+    idx = _epoch(EventBalancedSampler(EventBalancedSamplerParams(), _ctx(flipped)))
     assert len(idx) == 140 and (flipped[idx] == 0).sum() == 70
 
 
 def test_faithful_direction_resamples_events_to_the_censored_count():
     events = np.array([1] * 80 + [0] * 20)
-    sampler = build_event_balanced(EventBalancedParams(direction="events"), _ctx(events))
+    sampler = EventBalancedSampler(EventBalancedSamplerParams(direction="events"), _ctx(events))
     idx = _epoch(sampler)
     assert len(idx) == 40 and (events[idx] == 1).sum() == 20
     expected = resample(np.arange(80), replace=True, n_samples=20, random_state=42)
@@ -49,11 +54,11 @@ def test_faithful_direction_resamples_events_to_the_censored_count():
 
 def test_fixed_mode_keeps_the_multiset_and_per_epoch_redraws():
     events = np.array([1] * 10 + [0] * 40)
-    fixed = build_event_balanced(EventBalancedParams(), _ctx(events))
+    fixed = EventBalancedSampler(EventBalancedSamplerParams(), _ctx(events))
     a, b = _epoch(fixed, 0), _epoch(fixed, 1)
     assert not np.array_equal(a, b)
     np.testing.assert_array_equal(np.sort(a), np.sort(b))
-    fresh = build_event_balanced(EventBalancedParams(mode="per_epoch"), _ctx(events))
+    fresh = EventBalancedSampler(EventBalancedSamplerParams(mode="per_epoch"), _ctx(events))
     c, d = _epoch(fresh, 0), _epoch(fresh, 1)
     assert len(c) == len(d) == 80
     assert not np.array_equal(np.sort(c), np.sort(d))
@@ -62,16 +67,18 @@ def test_fixed_mode_keeps_the_multiset_and_per_epoch_redraws():
 def test_sampler_shards_across_ranks_and_needs_events():
     events = np.array([1] * 10 + [0] * 40)
     shards = [
-        _epoch(build_event_balanced(EventBalancedParams(), _ctx(events, rank=r, world_size=2)))
+        _epoch(
+            EventBalancedSampler(EventBalancedSamplerParams(), _ctx(events, rank=r, world_size=2))
+        )
         for r in (0, 1)
     ]
-    whole = _epoch(build_event_balanced(EventBalancedParams(), _ctx(events)))
+    whole = _epoch(EventBalancedSampler(EventBalancedSamplerParams(), _ctx(events)))
     np.testing.assert_array_equal(np.sort(np.concatenate(shards)), np.sort(whole))
     with pytest.raises(ComponentError, match="event"):
-        build_event_balanced(EventBalancedParams(), BuildContext())
+        EventBalancedSampler(EventBalancedSamplerParams(), BuildContext())
     stale = BuildContext(data=_ctx(events).data.replace(num_samples=40))
     with pytest.raises(ComponentError, match="num_folds"):
-        build_event_balanced(EventBalancedParams(), stale)
+        EventBalancedSampler(EventBalancedSamplerParams(), stale)
 
 
 class _Survival(Dataset):
@@ -100,7 +107,7 @@ class _Survival(Dataset):
 
 def test_partners_come_from_later_times_uniformly():
     times = np.array([5, 1, 9, 3, 7, 2])
-    wrapper = build_sorted_pairs(EmptyParams(), BuildContext()).wrap(_Survival(times, [1] * 6))
+    wrapper = SortedPairsWrapper(EmptyParams(), BuildContext()).wrap(_Survival(times, [1] * 6))
     train = wrapper.split("train")
     assert wrapper.facts().extras["unisurv.sorted_pairs"] is True
     for a in range(6):
@@ -134,15 +141,15 @@ class _Step:
 
 def test_pairwise_trainer_forwards_both_members_and_steps():
     times, events = np.arange(8) + 1, np.array([1, 0] * 4)
-    data = build_sorted_pairs(EmptyParams(), BuildContext()).wrap(_Survival(times, events))
+    data = SortedPairsWrapper(EmptyParams(), BuildContext()).wrap(_Survival(times, events))
     ctx = BuildContext(data=data.facts().replace(extras={**data.facts().extras, "t_max": 12}))
-    model = build_transformer(
-        TransformerParams(d_model=8, num_layers=1, num_heads=2, d_ff=8, dropout=0.0), ctx
+    model = UniSurvBackbone(
+        UniSurvBackboneParams(d_model=8, num_layers=1, num_heads=2, d_ff=8, dropout=0.0), ctx
     )
     batch = torch.utils.data.default_collate([data.split("train")[i] for i in range(8)])
-    trainer = build_pairwise(EmptyParams(), ctx)
+    trainer = PairwiseTrainer(EmptyParams(), ctx)
     seen = {}
-    loss = MMVLoss()
+    loss = MMVLoss(MMVLossParams(), ctx)
 
     def spy(outputs, b):
         seen.update(outputs)
@@ -157,4 +164,4 @@ def test_pairwise_trainer_forwards_both_members_and_steps():
     torch.testing.assert_close(seen["partner_logits"].detach(), alone)
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
     with pytest.raises(ComponentError, match="sorted_pairs"):
-        build_pairwise(EmptyParams(), BuildContext(data=DataFacts(task="survival")))
+        PairwiseTrainer(EmptyParams(), BuildContext(data=DataFacts(task="survival")))

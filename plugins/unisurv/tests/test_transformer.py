@@ -6,14 +6,9 @@ import numpy as np
 import pytest
 import torch
 from asklepios_sdk import BuildContext, ComponentError, DataFacts
-from asklepios_unisurv.losses import MMVLoss, MMVLossParams
-from asklepios_unisurv.transformer import (
-    OriginalLayerNorm,
-    PDFHeadAdapter,
-    PDFHeadParams,
-    TransformerParams,
-    build_transformer,
-)
+from asklepios_unisurv.losses import MMVLoss
+from asklepios_unisurv.params import MMVLossParams, PDFHeadAdapterParams, UniSurvBackboneParams
+from asklepios_unisurv.transformer import OriginalLayerNorm, PDFHeadAdapter, UniSurvBackbone
 from pydantic import ValidationError
 from torch import nn
 
@@ -49,16 +44,16 @@ def _count(module):
 
 def test_paper_size_parameter_count_with_and_without_the_cnn_branch():
     paper = {"d_model": 512, "num_layers": 4, "num_heads": 8, "d_ff": 2048, "t_max": 96}
-    static = build_transformer(TransformerParams(**paper), _ctx(10, 96))
+    static = UniSurvBackbone(UniSurvBackboneParams(**paper), _ctx(10, 96))
     assert _count(static) == _expected_params(10, 96, 512, 4, 2048)
-    longi = build_transformer(TransformerParams(**paper, longitudinal=True), _ctx(10, 96))
+    longi = UniSurvBackbone(UniSurvBackboneParams(**paper, longitudinal=True), _ctx(10, 96))
     assert _count(longi) == _expected_params(10, 96, 512, 4, 2048, period=6)
-    normed = build_transformer(TransformerParams(**TINY, final_norm=True), _ctx())
+    normed = UniSurvBackbone(UniSurvBackboneParams(**TINY, final_norm=True), _ctx())
     assert _count(normed) == _expected_params(5, 12, 8, 1, 8, final_norm=True)
 
 
 def test_forward_shapes_static_and_longitudinal():
-    model = build_transformer(TransformerParams(**TINY, longitudinal=True), _ctx(5, 12))
+    model = UniSurvBackbone(UniSurvBackboneParams(**TINY, longitudinal=True), _ctx(5, 12))
     batch = model.example_batch(_ctx(5, 12), batch_size=3)
     assert batch["longitudinal"].shape == (3, 3, 12, 30)
     out = model(batch)
@@ -67,7 +62,7 @@ def test_forward_shapes_static_and_longitudinal():
 
 
 def test_chunk_features_repeat_within_a_chunk():
-    model = build_transformer(TransformerParams(**TINY, longitudinal=True), _ctx(5, 12))
+    model = UniSurvBackbone(UniSurvBackboneParams(**TINY, longitudinal=True), _ctx(5, 12))
     with torch.no_grad():
         model.cnn.conv.weight.fill_(0.1)
     feats = model.cnn(torch.rand(2, 3, 12, 30))
@@ -77,7 +72,7 @@ def test_chunk_features_repeat_within_a_chunk():
 
 
 def test_repeated_static_tokens_still_give_distinct_bin_logits():
-    model = build_transformer(TransformerParams(**{**TINY, "d_model": 32}), _ctx(5, 12)).eval()
+    model = UniSurvBackbone(UniSurvBackboneParams(**{**TINY, "d_model": 32}), _ctx(5, 12)).eval()
     out = model({"image": torch.randn(2, 5)})
     assert out["logits"].std(-1).min() > 0
 
@@ -96,19 +91,19 @@ def test_original_layernorm_matches_its_formula():
         + norm.bias.detach().numpy()
     )
     np.testing.assert_allclose(norm(x).detach().numpy(), ref, atol=1e-12)
-    model = build_transformer(TransformerParams(**TINY, layernorm="original"), _ctx())
+    model = UniSurvBackbone(UniSurvBackboneParams(**TINY, layernorm="original"), _ctx())
     assert any(isinstance(m, OriginalLayerNorm) for m in model.modules())
     assert not any(isinstance(m, nn.LayerNorm) for m in model.modules())
 
 
 def test_padding_mask_hides_masked_bins_from_attention():
     wide = {**TINY, "d_model": 32, "d_ff": 32}
-    model = build_transformer(TransformerParams(**wide, use_mask=True), _ctx()).eval()
+    model = UniSurvBackbone(UniSurvBackboneParams(**wide, use_mask=True), _ctx()).eval()
     x = torch.randn(1, 5)
     mask = torch.ones(1, 12, dtype=torch.bool)
     mask[0, 8:] = False
     a = model({"image": x, "mask": mask})["logits"]
-    unmasked = build_transformer(TransformerParams(**wide), _ctx()).eval()
+    unmasked = UniSurvBackbone(UniSurvBackboneParams(**wide), _ctx()).eval()
     unmasked.load_state_dict(model.state_dict())
     b = unmasked({"image": x})["logits"]
     assert not torch.allclose(a, b)
@@ -116,8 +111,8 @@ def test_padding_mask_hides_masked_bins_from_attention():
 
 def test_gradcheck_loss_wrt_tiny_model_parameters():
     torch.manual_seed(0)
-    params = TransformerParams(d_model=4, num_layers=1, num_heads=2, d_ff=4, dropout=0.0)
-    model = build_transformer(params, _ctx(3, 6)).double()
+    params = UniSurvBackboneParams(d_model=4, num_layers=1, num_heads=2, d_ff=4, dropout=0.0)
+    model = UniSurvBackbone(params, _ctx(3, 6)).double()
     names = [n for n, _ in model.named_parameters()]
     shapes = [p.shape for p in model.parameters()]
     flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).requires_grad_(True)
@@ -128,7 +123,7 @@ def test_gradcheck_loss_wrt_tiny_model_parameters():
         "margin": torch.tensor([1, 3, 4, 4]),
         "weight": torch.tensor([1.0, 0.3, 1.0, 0.6], dtype=torch.float64),
     }
-    loss = MMVLoss(MMVLossParams(alpha_d=0))
+    loss = MMVLoss(MMVLossParams(alpha_d=0), BuildContext())
 
     def fn(vector):
         chunks = torch.split(vector, [s.numel() for s in shapes])
@@ -141,16 +136,16 @@ def test_gradcheck_loss_wrt_tiny_model_parameters():
 
 def test_config_errors_are_clear():
     with pytest.raises(ValidationError, match="must divide t_max"):
-        TransformerParams(longitudinal=True, t_max=96, time_period=7)
+        UniSurvBackboneParams(longitudinal=True, t_max=96, time_period=7)
     with pytest.raises(ValidationError, match="must divide d_model"):
-        TransformerParams(d_model=10, num_heads=4)
+        UniSurvBackboneParams(d_model=10, num_heads=4)
     with pytest.raises(ComponentError, match="time_period"):
-        build_transformer(TransformerParams(longitudinal=True, time_period=5), _ctx(5, 12))
+        UniSurvBackbone(UniSurvBackboneParams(longitudinal=True, time_period=5), _ctx(5, 12))
     with pytest.raises(ComponentError, match="t_max"):
-        build_transformer(TransformerParams(t_max=24), _ctx(5, 12))
+        UniSurvBackbone(UniSurvBackboneParams(t_max=24), _ctx(5, 12))
     with pytest.raises(ComponentError, match="in_features"):
-        build_transformer(TransformerParams(), BuildContext(data=DataFacts(task="survival")))
-    model = build_transformer(TransformerParams(**TINY), _ctx())
+        UniSurvBackbone(UniSurvBackboneParams(), BuildContext(data=DataFacts(task="survival")))
+    model = UniSurvBackbone(UniSurvBackboneParams(**TINY), _ctx())
     with pytest.raises(ComponentError, match=r"\(B, 5\)"):
         model({"image": torch.randn(2, 4)})
 
@@ -168,7 +163,7 @@ class _MLP(nn.Module):
 
 
 def test_pdf_head_turns_features_into_time_logits():
-    head = PDFHeadAdapter(10, PDFHeadParams(**TINY))
+    head = PDFHeadAdapter(PDFHeadAdapterParams(**TINY, t_max=10), BuildContext())
     model = head.wrap(_MLP())
     out = model({"image": torch.randn(3, 4)})
     assert out["logits"].shape == (3, 10)
@@ -176,4 +171,4 @@ def test_pdf_head_turns_features_into_time_logits():
     out["logits"].sum().backward()
     assert model.model.net.weight.grad is not None
     with pytest.raises(ComponentError, match="feature_dim"):
-        PDFHeadAdapter(10, PDFHeadParams(**TINY)).wrap(nn.Linear(2, 2))
+        PDFHeadAdapter(PDFHeadAdapterParams(**TINY, t_max=10), BuildContext()).wrap(nn.Linear(2, 2))

@@ -4,40 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from asklepios_sdk import ComponentError, DataFacts, Params
+from asklepios_sdk import ComponentError, DataFacts
 from asklepios_sdk.components import Dataset
-from pydantic import Field, model_validator
 
-__all__ = ["SplitParams", "SurvivalSplit", "SurvivalTable", "to_bins"]
+from asklepios_unisurv.params import SplitParams
 
-
-class SplitParams(Params):
-    """Time bins and splits shared by the unisurv tables."""
-
-    t_max: int = Field(96, ge=2, description="Number of time bins (the model's T_max).")
-    too_long: Literal["error", "coarsen"] = Field(
-        "error",
-        description="When a time falls at or past bin t_max: fail, or widen the bins by the "
-        "smallest integer factor that fits.",
-    )
-    test_size: float = Field(0.2, gt=0, lt=1, description="Fraction held out for test.")
-    val_size: float = Field(0.1, ge=0, lt=1, description="Fraction of the rest held out for val.")
-    num_folds: int | None = Field(
-        None, ge=2, description="k-fold CV: fold `fold` of a stratified k-fold is the test split."
-    )
-    fold: int = Field(0, ge=0, description="Which fold is the test split (with num_folds).")
-    split_seed: int = Field(42, description="random_state of the stratified splits.")
-
-    @model_validator(mode="after")
-    def _fold_in_range(self) -> SplitParams:
-        if self.num_folds is not None and self.fold >= self.num_folds:
-            raise ValueError(f"fold ({self.fold}) must be below num_folds ({self.num_folds})")
-        return self
+__all__ = ["SurvivalSplit", "SurvivalTable", "to_bins"]
 
 
 def to_bins(
@@ -149,7 +126,11 @@ class SurvivalSplit(torch.utils.data.Dataset):
 
 
 class SurvivalTable(Dataset):
-    """Survival data cut into stratified splits; facts from the training split."""
+    """Survival data cut into stratified splits; facts from the training split.
+
+    The base of ``unisurv.sksurv``, ``unisurv.csv`` and ``unisurv.synthetic``, which load their
+    table and hand it here.
+    """
 
     def __init__(
         self,

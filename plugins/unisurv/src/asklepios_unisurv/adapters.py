@@ -14,48 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from asklepios_sdk import BuildContext, ComponentError, Params
+from asklepios_sdk import BuildContext, ComponentError
 from asklepios_sdk.components import Adapter, Batch
-from pydantic import Field, model_validator
 from torch import Tensor, nn
 
+from asklepios_unisurv.params import ChunkCNNAdapterParams, StaticTokenizerAdapterParams
 from asklepios_unisurv.transformer import ChunkCNN, StaticTokenizer, check_tokens, resolve_t_max
 
-__all__ = [
-    "ChunkCNNAdapter",
-    "ChunkCNNParams",
-    "StaticTokenizerAdapter",
-    "StaticTokenizerParams",
-    "build_chunk_cnn",
-    "build_static_tokenizer",
-]
-
-_T_MAX = Field(None, ge=2, description="Time bins (tokens); default: the dataset's t_max, else 96.")
-
-
-class StaticTokenizerParams(Params):
-    """Options of the static tokeniser adapter."""
-
-    t_max: int | None = _T_MAX
-
-
-class ChunkCNNParams(Params):
-    """Shape of the longitudinal image read by the chunk-CNN adapter."""
-
-    t_max: int | None = _T_MAX
-    in_channels: int = Field(3, ge=1, description="Channels C of the longitudinal image.")
-    width: int = Field(30, ge=10, description="Columns W of the longitudinal image.")
-    time_period: int = Field(6, ge=3, description="Rows P per chunk; must divide t_max.")
-
-    @model_validator(mode="after")
-    def _period_divides_t_max(self) -> ChunkCNNParams:
-        if self.t_max is not None and self.t_max % self.time_period:
-            raise ValueError(
-                f"time_period ({self.time_period}) must divide t_max ({self.t_max}); "
-                f"divisors of {self.t_max} are "
-                f"{[p for p in range(3, self.t_max + 1) if self.t_max % p == 0]}"
-            )
-        return self
+__all__ = ["ChunkCNNAdapter", "StaticTokenizerAdapter"]
 
 
 def _attach(
@@ -80,17 +46,19 @@ def _join(
 
 
 class StaticTokenizerAdapter(Adapter):
-    """Make UniSurv time tokens from any feature extractor's ``features``: ReLU(fc), every bin.
+    """Turn any feature extractor's features into UniSurv time tokens (fc + ReLU, every bin).
 
-    The wrapped model's ``features`` ``(B, D)`` become ``tokens`` ``(B, T_max, D)``, appended after
-    tokens the wrapped model already makes. The positional encoding is added by the time-token
+    The wrapped model's ``features`` ``(B, D)`` become ``tokens`` ``(B, T_max, D)`` =
+    ``ReLU(fc(features))`` copied to every bin, appended after tokens the wrapped model already
+    makes; ``t_max`` defaults to the dataset's. The positional encoding is added by the time-token
     Transformer of ``unisurv.pdf_head``, after its input embedding (as in the original).
     """
 
     token_dim: int
     feature_dim: int
 
-    def __init__(self, t_max: int) -> None:
+    def __init__(self, params: StaticTokenizerAdapterParams, ctx: BuildContext) -> None:
+        t_max = resolve_t_max(params.t_max, ctx, "unisurv.static_tokenizer")
         super().__init__()
         self.t_max = t_max
 
@@ -112,17 +80,27 @@ class StaticTokenizerAdapter(Adapter):
 
 
 class ChunkCNNAdapter(Adapter):
-    """Add UniSurv's longitudinal chunk-CNN features of ``batch["longitudinal"]`` to the tokens.
+    """Add UniSurv's longitudinal chunk-CNN features to the time tokens (for pdf_head).
 
     ``batch["longitudinal"]`` ``(B, C, T_max, W)`` is cut into chunks of ``P`` rows, each encoded
     by one shared ``Conv2d(C→1, (3, 10), stride (1, 5))`` + ReLU and repeated over its ``P`` bins;
     these features go before the tokens the wrapped model already makes (as in the original).
+    ``t_max`` defaults to the dataset's.
+
+    Raises:
+        ComponentError: ``time_period`` does not divide ``t_max``, or ``t_max`` disagrees with
+            the dataset's.
     """
 
     token_dim: int
     feature_dim: int
 
-    def __init__(self, t_max: int, params: ChunkCNNParams) -> None:
+    def __init__(self, params: ChunkCNNAdapterParams, ctx: BuildContext) -> None:
+        t_max = resolve_t_max(params.t_max, ctx, "unisurv.chunk_cnn")
+        if t_max % params.time_period:
+            raise ComponentError(
+                f"unisurv.chunk_cnn: time_period ({params.time_period}) must divide t_max ({t_max})"
+            )
         super().__init__()
         self.t_max = t_max
         self.params = params
@@ -156,18 +134,3 @@ class ChunkCNNAdapter(Adapter):
         shape = (batch_size, self.params.in_channels, self.t_max, self.params.width)
         batch["longitudinal"] = torch.rand(shape, generator=gen)
         return batch
-
-
-def build_static_tokenizer(params: StaticTokenizerParams, ctx: BuildContext) -> Adapter:
-    """Turn any feature extractor's features into UniSurv time tokens (fc + ReLU, every bin)."""
-    return StaticTokenizerAdapter(resolve_t_max(params.t_max, ctx, "unisurv.static_tokenizer"))
-
-
-def build_chunk_cnn(params: ChunkCNNParams, ctx: BuildContext) -> Adapter:
-    """Add UniSurv's longitudinal chunk-CNN features to the time tokens (for pdf_head)."""
-    t_max = resolve_t_max(params.t_max, ctx, "unisurv.chunk_cnn")
-    if t_max % params.time_period:
-        raise ComponentError(
-            f"unisurv.chunk_cnn: time_period ({params.time_period}) must divide t_max ({t_max})"
-        )
-    return ChunkCNNAdapter(t_max, params)

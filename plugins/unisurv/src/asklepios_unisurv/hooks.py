@@ -1,4 +1,8 @@
-"""Registration hooks of the ``unisurv`` plugin: each imports its family module when called."""
+"""Hooks of plugin ``unisurv``: one ``register`` call per component.
+
+The registration hooks import the params models only; every target is a lazy
+``"module:Class"`` reference, imported when the component is built.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +27,9 @@ __all__ = [
 @hookimpl
 def register_losses(register: Register) -> None:
     """Register ``unisurv.mmv``."""
-    from asklepios_unisurv import losses
+    from asklepios_unisurv import params as p
 
-    register("mmv", losses.build_mmv_loss, losses.MMVLossParams)
+    register("mmv", "asklepios_unisurv.losses:MMVLoss", p.MMVLossParams)
 
 
 @hookimpl
@@ -33,39 +37,49 @@ def register_datasets(register: Register) -> None:
     """Register the survival datasets and the ``km_margin`` / ``sorted_pairs`` wrappers."""
     from asklepios_sdk import EmptyParams
 
-    from asklepios_unisurv import datasets, margins, pairs
+    from asklepios_unisurv import params as p
 
-    register("sksurv", datasets.build_sksurv, datasets.SksurvParams)
-    register("csv", datasets.build_csv, datasets.CSVParams)
-    register("synthetic", datasets.build_synthetic, datasets.SyntheticParams)
-    register("km_margin", margins.build_km_margin, margins.KMMarginParams)
-    register("sorted_pairs", pairs.build_sorted_pairs, EmptyParams)
+    register("sksurv", "asklepios_unisurv.datasets:SksurvDataset", p.SksurvDatasetParams)
+    register("csv", "asklepios_unisurv.datasets:CSVDataset", p.CSVDatasetParams)
+    register("synthetic", "asklepios_unisurv.datasets:SyntheticDataset", p.SyntheticDatasetParams)
+    register("km_margin", "asklepios_unisurv.margins:KMMarginWrapper", p.KMMarginWrapperParams)
+    register("sorted_pairs", "asklepios_unisurv.pairs:SortedPairsWrapper", EmptyParams)
 
 
 @hookimpl
 def register_backbones(register: Register) -> None:
     """Register ``unisurv.transformer``."""
-    from asklepios_unisurv import transformer
+    from asklepios_unisurv import params as p
 
-    register("transformer", transformer.build_transformer, transformer.TransformerParams)
+    register(
+        "transformer", "asklepios_unisurv.transformer:UniSurvBackbone", p.UniSurvBackboneParams
+    )
 
 
 @hookimpl
 def register_adapters(register: Register) -> None:
     """Register ``unisurv.pdf_head``, ``unisurv.static_tokenizer`` and ``unisurv.chunk_cnn``."""
-    from asklepios_unisurv import adapters, transformer
+    from asklepios_unisurv import params as p
 
-    register("pdf_head", transformer.build_pdf_head, transformer.PDFHeadParams)
-    register("static_tokenizer", adapters.build_static_tokenizer, adapters.StaticTokenizerParams)
-    register("chunk_cnn", adapters.build_chunk_cnn, adapters.ChunkCNNParams)
+    register("pdf_head", "asklepios_unisurv.transformer:PDFHeadAdapter", p.PDFHeadAdapterParams)
+    register(
+        "static_tokenizer",
+        "asklepios_unisurv.adapters:StaticTokenizerAdapter",
+        p.StaticTokenizerAdapterParams,
+    )
+    register("chunk_cnn", "asklepios_unisurv.adapters:ChunkCNNAdapter", p.ChunkCNNAdapterParams)
 
 
 @hookimpl
 def register_samplers(register: Register) -> None:
     """Register ``unisurv.event_balanced``."""
-    from asklepios_unisurv import samplers
+    from asklepios_unisurv import params as p
 
-    register("event_balanced", samplers.build_event_balanced, samplers.EventBalancedParams)
+    register(
+        "event_balanced",
+        "asklepios_unisurv.samplers:EventBalancedSampler",
+        p.EventBalancedSamplerParams,
+    )
 
 
 @hookimpl
@@ -73,14 +87,12 @@ def register_trainers(register: Register) -> None:
     """Register ``unisurv.pairwise``."""
     from asklepios_sdk import EmptyParams
 
-    from asklepios_unisurv import pairs
-
-    register("pairwise", pairs.build_pairwise, EmptyParams)
+    register("pairwise", "asklepios_unisurv.pairs:PairwiseTrainer", EmptyParams)
 
 
 @hookimpl
 def register_evaluators(register: Register) -> None:
     """Register ``unisurv.survival``."""
-    from asklepios_unisurv import metrics
+    from asklepios_unisurv import params as p
 
-    register("survival", metrics.build_survival, metrics.SurvivalEvaluatorParams)
+    register("survival", "asklepios_unisurv.metrics:SurvivalEvaluator", p.SurvivalEvaluatorParams)

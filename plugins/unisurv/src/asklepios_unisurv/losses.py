@@ -5,30 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from asklepios_sdk import BuildContext, ComponentError, Params
+from asklepios_sdk import BuildContext, ComponentError
 from asklepios_sdk.components import Batch, Loss, LossOutput, example_batch
-from pydantic import Field
 from torch import Tensor
 
 from asklepios_unisurv._functional import as_logits, pdf_moments
+from asklepios_unisurv.params import MMVLossParams
 
-__all__ = ["MMVLoss", "MMVLossParams", "build_mmv_loss"]
-
-
-class MMVLossParams(Params):
-    """Weights of the four terms of the Margin-Mean-Variance loss (UniSurv ``options.py``)."""
-
-    alpha_s: float = Field(1.0, ge=0, description="Weight of the cross-entropy at the margin.")
-    alpha_m: float = Field(0.01, ge=0, description="Weight of the margin-weighted mean term.")
-    alpha_v: float = Field(1.0, ge=0, description="Weight of the variance term.")
-    alpha_d: float = Field(
-        1.0,
-        ge=0,
-        description=(
-            "Weight of the pairwise discordance term; needs the unisurv.sorted_pairs wrapper and "
-            "the unisurv.pairwise trainer. 0 reproduces the original 5-fold grid-search script."
-        ),
-    )
+__all__ = ["MMVLoss"]
 
 
 def _required(batch: Batch, key: str, fix: str) -> Tensor:
@@ -38,7 +22,7 @@ def _required(batch: Batch, key: str, fix: str) -> Tensor:
 
 
 class MMVLoss(Loss):
-    """Compute UniSurv's Margin-Mean-Variance loss over discrete time bins.
+    """Compute the Margin-Mean-Variance loss (CE at the KM margin, mean, variance, ranking).
 
     With ``p_i = softmax(z_i)`` over bins ``k = 0..T_max-1``, ``mu_i = sum_k k p_ik`` and
     ``v_i = sum_k p_ik (k - mu_i)^2``, margin targets ``e_i`` and confidence weights ``w_i`` from
@@ -55,17 +39,27 @@ class MMVLoss(Loss):
     the batch has partners) ``discordance``. The partner ``b(i)`` comes from
     ``outputs["partner_logits"]`` and ``batch["partner_time"]``, which the ``unisurv.pairwise``
     trainer and the ``unisurv.sorted_pairs`` wrapper provide; validation and test batches carry
-    no partners, so their loss has no discordance term. The factory refuses ``alpha_d > 0``
-    without the wrapper.
+    no partners, so their loss has no discordance term.
+
+    Raises:
+        ComponentError: ``alpha_d > 0`` while the training samples carry no partners (the
+            dataset facts lack ``extras["unisurv.sorted_pairs"]``).
 
     References:
         Zhang et al., "Adaptive Transformer Modelling of Density Function for Nonparametric
         Survival Analysis", Machine Learning 2025 (arXiv 2409.06209); UniSurv ``modules/loss.py``.
     """
 
-    def __init__(self, params: MMVLossParams | None = None) -> None:
+    def __init__(self, params: MMVLossParams, ctx: BuildContext) -> None:
+        if params.alpha_d > 0 and not ctx.data.extras.get("unisurv.sorted_pairs"):
+            raise ComponentError(
+                f"unisurv.mmv: alpha_d = {params.alpha_d} needs a partner for every training "
+                "sample; add {type: unisurv.sorted_pairs} to data.wrappers and set trainer: "
+                "{type: unisurv.pairwise}, or set loss.alpha_d: 0 (the original grid-search "
+                "setting)"
+            )
         super().__init__()
-        self.params = params or MMVLossParams()
+        self.params = params
 
     def forward(self, outputs: Mapping[str, Tensor], batch: Batch) -> LossOutput:
         p = self.params
@@ -127,18 +121,3 @@ class MMVLoss(Loss):
         logits = torch.randn(batch_size, num_bins, generator=gen).requires_grad_(True)
         partner = torch.randn(batch_size, num_bins, generator=gen).requires_grad_(True)
         return {"logits": logits, "partner_logits": partner}, batch
-
-
-def build_mmv_loss(params: MMVLossParams, ctx: BuildContext) -> MMVLoss:
-    """Build the Margin-Mean-Variance loss (CE at the KM margin + mean + variance + ranking).
-
-    Raises:
-        ComponentError: ``alpha_d > 0`` while the training samples carry no partners.
-    """
-    if params.alpha_d > 0 and not ctx.data.extras.get("unisurv.sorted_pairs"):
-        raise ComponentError(
-            f"unisurv.mmv: alpha_d = {params.alpha_d} needs a partner for every training sample; "
-            "add {type: unisurv.sorted_pairs} to data.wrappers and set trainer: "
-            "{type: unisurv.pairwise}, or set loss.alpha_d: 0 (the original grid-search setting)"
-        )
-    return MMVLoss(params)

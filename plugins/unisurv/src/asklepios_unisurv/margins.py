@@ -12,17 +12,15 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from asklepios_sdk import BuildContext, ComponentError, Params
+from asklepios_sdk import BuildContext, ComponentError
 from asklepios_sdk.components import Dataset, DatasetWrapper
-from pydantic import Field
 
 from asklepios_unisurv._balance import balanced_indices
+from asklepios_unisurv.params import KMMarginWrapperParams
 
 __all__ = [
     "KMCurve",
-    "KMMarginParams",
     "KMMarginWrapper",
-    "build_km_margin",
     "fit_km",
     "margin_targets",
     "split_survival",
@@ -154,28 +152,16 @@ class _MarginSplit(torch.utils.data.Dataset):
         return sample
 
 
-class KMMarginParams(Params):
-    """Options of the Kaplan–Meier margin wrapper."""
-
-    how: Literal["toTmax", "Linearext"] = Field(
-        "toTmax", description="Tail area up to the largest time, or after a linear extension."
-    )
-    km_fit: Literal["train", "per_split_upsampled"] = Field(
-        "train",
-        description=(
-            "'train': one KM fit on the original training split, reused for val/test. "
-            "'per_split_upsampled': the original code, a fit per split, the training one on the "
-            "event-upsampled rows."
-        ),
-    )
-    seed: int = Field(42, description="random_state of the upsampling for 'per_split_upsampled'.")
-
-
 class KMMarginWrapper(DatasetWrapper):
-    """Add KM margin targets ``margin`` and weights ``weight`` to every sample of a survival set."""
+    """Wrap a survival dataset with Kaplan–Meier margin targets and confidence weights.
 
-    def __init__(self, params: KMMarginParams | None = None) -> None:
-        self.params = params or KMMarginParams()
+    Every sample gains ``margin`` (the integer target bin) and ``weight``. :meth:`wrap` fits the
+    training curve from the inner dataset's facts; ``km_fit`` says whether val/test reuse it.
+    """
+
+    def __init__(self, params: KMMarginWrapperParams, ctx: BuildContext) -> None:
+        del ctx
+        self.params = params
         self.curve: KMCurve | None = None
 
     def wrap(self, inner: Dataset) -> Dataset:
@@ -214,9 +200,3 @@ class KMMarginWrapper(DatasetWrapper):
                 "raise the dataset's t_max or use coarser bins"
             )
         return result
-
-
-def build_km_margin(params: KMMarginParams, ctx: BuildContext) -> KMMarginWrapper:
-    """Wrap a survival dataset with Kaplan–Meier margin targets and confidence weights."""
-    del ctx
-    return KMMarginWrapper(params)

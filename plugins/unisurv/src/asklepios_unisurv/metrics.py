@@ -11,42 +11,18 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from asklepios_sdk import AsklepiosWarning, BuildContext, Params
+from asklepios_sdk import AsklepiosWarning, BuildContext
 from asklepios_sdk.components import Batch, Evaluator, example_batch
-from pydantic import Field
 from torch import Tensor
 
 from asklepios_unisurv._functional import as_logits, predict_time, survival_curve
+from asklepios_unisurv.params import SurvivalEvaluatorParams
 
-__all__ = [
-    "SurvivalEvaluator",
-    "SurvivalEvaluatorParams",
-    "antolini_c",
-    "build_survival",
-    "survival_metrics",
-]
-
-
-class SurvivalEvaluatorParams(Params):
-    """Prediction rule and which extra metrics to compute."""
-
-    pred_method: Literal["mean", "median"] = Field(
-        "mean", description="Predicted time: the density's mean (sum of S) or its median."
-    )
-    extras: bool = Field(
-        True,
-        description=(
-            "Also compute Uno's C, IBS, mean time-dependent AUC and Antolini's C (not in the repo)."
-        ),
-    )
-    quantiles: tuple[float, float] = Field(
-        (0.1, 0.9),
-        description="Quantiles of the evaluated times bounding the IBS/AUC grid and Uno's tau.",
-    )
+__all__ = ["SurvivalEvaluator", "antolini_c", "survival_metrics"]
 
 
 def _safe(name: str, fn: Callable[[], float]) -> float:
@@ -205,9 +181,12 @@ def _ipcw_metrics(
 
 
 class SurvivalEvaluator(Evaluator):
-    """Evaluate predicted densities: Harrell's C on the predicted time, MAEs, IBS, AUC, Uno's C.
+    """Evaluate survival densities: Harrell/Uno/Antolini C, MAE-U/H/margin, IBS, mean AUC.
 
-    Also Antolini's time-dependent C on the predicted survival curves (:func:`antolini_c`).
+    Harrell's and Uno's C and the MAEs use the predicted time; IBS, the time-dependent AUC and
+    Antolini's time-dependent C (:func:`antolini_c`) the predicted survival curves. The IPCW
+    metrics take the censoring distribution from the training facts (``DataFacts.times`` /
+    ``events``) when they are given, else from the evaluated data.
 
     ``update(outputs, batch)`` reads ``outputs["logits"]`` ``(B, T_max)`` and the batch's
     ``time``, ``event`` and, when present, ``margin``; every state is a ``cat`` state, gathered
@@ -229,13 +208,19 @@ class SurvivalEvaluator(Evaluator):
         "ibs": False,
     }
 
-    def __init__(
-        self,
-        params: SurvivalEvaluatorParams | None = None,
-        train: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> None:
+    # ``cat`` states: a list of batch tensors until torchmetrics syncs them into one tensor.
+    predicted: list[Tensor]
+    surv: list[Tensor]
+    time: list[Tensor]
+    event: list[Tensor]
+    margin: list[Tensor]
+
+    def __init__(self, params: SurvivalEvaluatorParams, ctx: BuildContext) -> None:
         super().__init__()
-        self.params = params or SurvivalEvaluatorParams()
+        self.params = params
+        train = None
+        if ctx.data.times is not None and ctx.data.events is not None:
+            train = (np.asarray(ctx.data.times, float), np.asarray(ctx.data.events, int))
         self.reference = train  # not `train`: that is nn.Module.train(mode)
         for state in ("predicted", "surv", "time", "event", "margin"):
             self.add_state(state, default=[], dist_reduce_fx="cat")
@@ -285,11 +270,3 @@ class SurvivalEvaluator(Evaluator):
             batch_size, num_bins, generator=gen
         )
         return {"logits": logits}, batch
-
-
-def build_survival(params: SurvivalEvaluatorParams, ctx: BuildContext) -> SurvivalEvaluator:
-    """Evaluate survival densities: Harrell/Uno/Antolini C, MAE-U/H/margin, IBS, mean AUC."""
-    train = None
-    if ctx.data.times is not None and ctx.data.events is not None:
-        train = (np.asarray(ctx.data.times, float), np.asarray(ctx.data.events, int))
-    return SurvivalEvaluator(params, train)

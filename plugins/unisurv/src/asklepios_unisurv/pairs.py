@@ -27,8 +27,6 @@ __all__ = [
     "PAIRS_FACT",
     "PairwiseTrainer",
     "SortedPairsWrapper",
-    "build_pairwise",
-    "build_sorted_pairs",
 ]
 
 PAIRS_FACT = "unisurv.sorted_pairs"
@@ -66,10 +64,15 @@ class _PairSplit(torch.utils.data.Dataset):
 
 
 class SortedPairsWrapper(DatasetWrapper):
-    """Give every training sample a partner with a later (or equal) time, keys ``partner_*``.
+    """Pair every training sample with a partner of later time, for the discordance term.
 
-    Val and test splits are unchanged. The facts gain ``extras["unisurv.sorted_pairs"] = True``.
+    Every training sample gains the fields of a partner with a later (or equal) time, under keys
+    ``partner_*``. Val and test splits are unchanged. The facts gain
+    ``extras["unisurv.sorted_pairs"] = True``.
     """
+
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
+        del params, ctx
 
     def split(self, name: str) -> torch.utils.data.Dataset:
         inner = self.inner.split(name)
@@ -88,12 +91,6 @@ class SortedPairsWrapper(DatasetWrapper):
         return super().wrap(inner)
 
 
-def build_sorted_pairs(params: EmptyParams, ctx: BuildContext) -> SortedPairsWrapper:
-    """Pair every training sample with a partner of later time, for the discordance term."""
-    del params, ctx
-    return SortedPairsWrapper()
-
-
 def _partner_batch(batch: Batch) -> Batch:
     partner = {k[len(PREFIX) :]: v for k, v in batch.items() if k.startswith(PREFIX)}
     if "image" not in partner:
@@ -105,11 +102,23 @@ def _partner_batch(batch: Batch) -> Batch:
 
 
 class PairwiseTrainer(Trainer):
-    """Run the anchor and its partner through the model in one pass; loss on the pair.
+    """Train on duration-sorted pairs: both members forward, ranking term on the pair.
 
-    The batch and its ``partner_*`` fields are concatenated along the batch axis, so dropout and
-    normalisation see both as one batch; ``outputs["partner_logits"]`` feeds the discordance term.
+    The anchor and its partner go through the model in one pass: the batch and its ``partner_*``
+    fields are concatenated along the batch axis, so dropout and normalisation see both as one
+    batch; ``outputs["partner_logits"]`` feeds the discordance term.
+
+    Raises:
+        ComponentError: the training samples carry no partners (no ``unisurv.sorted_pairs``).
     """
+
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
+        del params
+        if not ctx.data.extras.get(PAIRS_FACT):
+            raise ComponentError(
+                "trainer unisurv.pairwise needs partners: add {type: unisurv.sorted_pairs} to "
+                "data.wrappers"
+            )
 
     def train_step(self, step: StepContext, batch: Batch) -> LossOutput:
         partner = _partner_batch(batch)
@@ -129,14 +138,3 @@ class PairwiseTrainer(Trainer):
         step.backward(loss.total)
         step.step()
         return loss
-
-
-def build_pairwise(params: EmptyParams, ctx: BuildContext) -> PairwiseTrainer:
-    """Train on duration-sorted pairs: both members forward, ranking term on the pair."""
-    if not ctx.data.extras.get(PAIRS_FACT):
-        raise ComponentError(
-            "trainer unisurv.pairwise needs partners: add {type: unisurv.sorted_pairs} to "
-            "data.wrappers"
-        )
-    del params
-    return PairwiseTrainer()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from asklepios_sdk.io import write_atomic
 
 from asklepios_unisurv._functional import as_logits, predict_time, survival_curve
 from asklepios_unisurv.margins import fit_km
@@ -25,13 +24,13 @@ def plot_predictions(
     """Write a three-panel PNG: densities and survival curves of a few subjects, KM vs mean S.
 
     The subjects are spread over the order of observed times; each panel marks the observed time
-    (solid for events, dashed for censoring) and the predicted mean. The file is written to a
-    temporary name in the same folder and renamed, so a reader never sees half a figure.
+    (solid for events, dashed for censoring) and the predicted mean. The file is written
+    atomically (:func:`asklepios_sdk.io.write_atomic`), so a reader never sees half a figure.
 
     Args:
         logits: ``(N, T_max)`` density logits.
         time: observed times (bins); event: 1 = event, 0 = censored.
-        path: where the PNG goes (its folder must exist).
+        path: where the PNG goes (its folder is created when missing).
         num_subjects: how many subjects to draw.
 
     Returns:
@@ -72,14 +71,7 @@ def plot_predictions(
     axes[2].set(title="population survival", xlabel="time bin", ylim=(0, 1.02))
     axes[2].legend(fontsize=8)
     fig.tight_layout()
-    target = Path(path)
-    handle, tmp = tempfile.mkstemp(suffix=".png", dir=target.parent)
-    os.close(handle)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, target)
+        return write_atomic(path, write=lambda tmp: fig.savefig(tmp, dpi=100))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return target

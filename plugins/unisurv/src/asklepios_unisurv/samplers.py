@@ -2,47 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
-from asklepios_sdk import BuildContext, ComponentError, Params
+from asklepios_sdk import BuildContext, ComponentError
 from asklepios_sdk.components import ShardedSampler
-from pydantic import Field
 
 from asklepios_unisurv._balance import balanced_indices
+from asklepios_unisurv.params import EventBalancedSamplerParams
 
-__all__ = ["EventBalancedParams", "EventBalancedSampler", "build_event_balanced"]
-
-
-class EventBalancedParams(Params):
-    """Options of the event/censored oversampler (UniSurv ``unbalance_solve``)."""
-
-    direction: Literal["minority", "events"] = Field(
-        "minority",
-        description=(
-            "'minority': oversample the rarer of events/censored. 'events': the original code, "
-            "always resample the events to the censored count (down-samples when events dominate)."
-        ),
-    )
-    mode: Literal["fixed", "per_epoch"] = Field(
-        "fixed",
-        description="'fixed': one resample at set-up (as the code), reshuffled each epoch; "
-        "'per_epoch': a fresh resample every epoch.",
-    )
-    seed: int = Field(42, description="random_state of the 'fixed' resample (the code's 42).")
+__all__ = ["EventBalancedSampler"]
 
 
 class EventBalancedSampler(ShardedSampler):
-    """Draw events and censored subjects equally often, by resampling one class with replacement.
+    """Oversample the minority of events vs censored subjects in the training split.
 
-    Each epoch yields ``2 * n_majority`` indices (``2 * n_censored`` with ``direction='events'``):
+    Events and censored subjects are drawn equally often by resampling one class with
+    replacement; the event indicators come from the training facts (``DataFacts.events``). Each
+    epoch yields ``2 * n_majority`` indices (``2 * n_censored`` with ``direction='events'``):
     every row of the kept class once plus as many resampled rows of the other class.
+
+    Raises:
+        ComponentError: the facts carry no event indicators, or not one per training sample.
     """
 
-    def __init__(self, events: np.ndarray, params: EventBalancedParams, ctx: BuildContext) -> None:
+    def __init__(self, params: EventBalancedSamplerParams, ctx: BuildContext) -> None:
+        events = _training_events(ctx)
         super().__init__(len(events), seed=ctx.seed, rank=ctx.rank, world_size=ctx.world_size)
         self.params = params
-        self.events = np.asarray(events, dtype=np.int64)
+        self.events = events
         self.rows = balanced_indices(self.events, params.direction, params.seed)
         self.event_rows = np.flatnonzero(self.events == 1)
         self.censored_rows = np.flatnonzero(self.events == 0)
@@ -66,8 +52,8 @@ class EventBalancedSampler(ShardedSampler):
         return generator.permutation(rows)
 
 
-def build_event_balanced(params: EventBalancedParams, ctx: BuildContext) -> EventBalancedSampler:
-    """Oversample the minority of events vs censored subjects in the training split."""
+def _training_events(ctx: BuildContext) -> np.ndarray:
+    """Return the training split's event indicators from the facts, checked against its size."""
     if ctx.data.events is None:
         raise ComponentError(
             "unisurv.event_balanced needs the training split's event indicators "
@@ -81,4 +67,4 @@ def build_event_balanced(params: EventBalancedParams, ctx: BuildContext) -> Even
             "without updating DataFacts.events); use the dataset's own num_folds/fold instead "
             "of train.folds"
         )
-    return EventBalancedSampler(events, params, ctx)
+    return np.asarray(events, dtype=np.int64)

@@ -9,86 +9,30 @@ encoder and a per-token head give one logit per bin. UniSurv ``modules/Encoder.p
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import BuildContext, ComponentError, Params
+from asklepios_sdk import BuildContext, ComponentError
 from asklepios_sdk.components import Adapter, Backbone, Batch, example_batch
-from pydantic import Field, model_validator
 from torch import Tensor, nn
+
+from asklepios_unisurv.params import (
+    PDFHeadAdapterParams,
+    TimeTokenTransformerParams,
+    UniSurvBackboneParams,
+)
 
 __all__ = [
     "ChunkCNN",
     "OriginalLayerNorm",
     "PDFHeadAdapter",
-    "PDFHeadParams",
     "StaticTokenizer",
     "TimeTokenTransformer",
-    "TransformerParams",
     "UniSurvBackbone",
-    "build_pdf_head",
-    "build_transformer",
     "check_tokens",
     "resolve_t_max",
 ]
-
-
-class _EncoderParams(Params):
-    t_max: int | None = Field(
-        None, ge=2, description="Time bins (tokens); default: the dataset's t_max, else 96."
-    )
-    d_model: int = Field(64, ge=2, description="Token width (the paper's code: 512).")
-    num_layers: int = Field(2, ge=1, description="Encoder layers N (the paper's code: 4).")
-    num_heads: int = Field(4, ge=1, description="Attention heads h (the paper's code: 8).")
-    d_ff: int = Field(128, ge=1, description="Feed-forward width (the paper's code: 2048).")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout everywhere (as the original).")
-    layernorm: Literal["torch", "original"] = Field(
-        "torch",
-        description=(
-            "'torch': nn.LayerNorm. 'original': the reference code's variant "
-            "gamma * (x - mean) / (unbiased std + 1e-6) + beta."
-        ),
-    )
-    final_norm: bool = Field(False, description="Apply a LayerNorm after the stack (original: no).")
-    use_mask: bool = Field(
-        False, description="Mask padded bins with the batch's 'mask' (B, T_max) (original: no)."
-    )
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> _EncoderParams:
-        if self.d_model % self.num_heads:
-            raise ValueError(
-                f"num_heads ({self.num_heads}) must divide d_model ({self.d_model}); "
-                f"e.g. d_model: {self.num_heads * max(1, self.d_model // self.num_heads)}"
-            )
-        if self.d_model % 2:
-            raise ValueError(f"d_model must be even (sinusoidal encoding), got {self.d_model}")
-        return self
-
-
-class TransformerParams(_EncoderParams):
-    """Sizes and fidelity options of the time-token Transformer."""
-
-    in_features: int | None = Field(
-        None, ge=1, description="Static feature width F; default: the dataset's num_features."
-    )
-    longitudinal: bool = Field(
-        False, description="Add the chunk-CNN branch over batch['longitudinal'] (B, C, T_max, W)."
-    )
-    in_channels: int = Field(3, ge=1, description="Channels C of the longitudinal image.")
-    width: int = Field(30, ge=10, description="Columns W of the longitudinal image.")
-    time_period: int = Field(6, ge=3, description="Rows P per chunk; must divide t_max.")
-
-    @model_validator(mode="after")
-    def _period_divides_t_max(self) -> TransformerParams:
-        if self.longitudinal and self.t_max is not None and self.t_max % self.time_period:
-            raise ValueError(
-                f"time_period ({self.time_period}) must divide t_max ({self.t_max}); "
-                f"divisors of {self.t_max} are "
-                f"{[p for p in range(3, self.t_max + 1) if self.t_max % p == 0]}"
-            )
-        return self
 
 
 class OriginalLayerNorm(nn.Module):
@@ -146,7 +90,7 @@ class _Attention(nn.Module):
 
 
 class _Layer(nn.Module):
-    def __init__(self, p: _EncoderParams) -> None:
+    def __init__(self, p: TimeTokenTransformerParams) -> None:
         super().__init__()
         self.norm1 = _norm(p.layernorm, p.d_model)
         self.attn = _Attention(p.d_model, p.num_heads, p.dropout)
@@ -167,7 +111,7 @@ class _Layer(nn.Module):
 class TimeTokenTransformer(nn.Module):
     """Map tokens ``(B, T_max, D_in)`` to per-bin logits ``(B, T_max)`` and encodings."""
 
-    def __init__(self, d_in: int, t_max: int, p: _EncoderParams) -> None:
+    def __init__(self, d_in: int, t_max: int, p: TimeTokenTransformerParams) -> None:
         super().__init__()
         self.t_max = t_max
         self.embed = nn.Linear(d_in, p.d_model)
@@ -231,20 +175,37 @@ class UniSurvBackbone(Backbone):
     ``batch["longitudinal"]`` holds ``(B, C, T_max, W)``. Returns ``logits`` ``(B, T_max)`` and
     ``features``, the token encodings averaged over time ``(B, d_model)``. The static-only model
     (no CNN branch) is reconstructed from the code: the released code always needs the image.
+    ``t_max`` and ``in_features`` default to the dataset's facts (``extras["t_max"]``,
+    ``num_features``).
+
+    Raises:
+        ComponentError: ``t_max`` disagrees with the dataset's, ``time_period`` does not divide
+            it, or the width of the static features is unknown.
     """
 
-    def __init__(self, in_features: int, t_max: int, params: TransformerParams) -> None:
+    def __init__(self, params: UniSurvBackboneParams, ctx: BuildContext) -> None:
+        t_max = resolve_t_max(params.t_max, ctx, "unisurv.transformer")
+        if params.longitudinal and t_max % params.time_period:
+            raise ComponentError(
+                f"unisurv.transformer: time_period ({params.time_period}) must divide t_max "
+                f"({t_max})"
+            )
+        in_features = params.in_features or ctx.data.num_features
+        if in_features is None:
+            raise ComponentError(
+                "unisurv.transformer: the dataset does not state num_features; set in_features"
+            )
         super().__init__()
         self.params = params
         self.t_max = t_max
-        self.in_features = in_features
-        self.tokenizer = StaticTokenizer(in_features, t_max)
+        self.in_features = int(in_features)
+        self.tokenizer = StaticTokenizer(self.in_features, t_max)
         self.cnn = (
             ChunkCNN(params.in_channels, params.width, params.time_period)
             if params.longitudinal
             else None
         )
-        d_in = in_features + (self.cnn.out_features if self.cnn is not None else 0)
+        d_in = self.in_features + (self.cnn.out_features if self.cnn is not None else 0)
         self.encoder = TimeTokenTransformer(d_in, t_max, params)
         self.feature_dim = params.d_model
 
@@ -292,36 +253,20 @@ def resolve_t_max(requested: int | None, ctx: BuildContext, component: str) -> i
     return int(requested or from_data or 96)
 
 
-def build_transformer(params: TransformerParams, ctx: BuildContext) -> UniSurvBackbone:
-    """Build the UniSurv time-token Transformer (static tokens, optional chunk-CNN branch)."""
-    t_max = resolve_t_max(params.t_max, ctx, "unisurv.transformer")
-    if params.longitudinal and t_max % params.time_period:
-        raise ComponentError(
-            f"unisurv.transformer: time_period ({params.time_period}) must divide t_max ({t_max})"
-        )
-    in_features = params.in_features or ctx.data.num_features
-    if in_features is None:
-        raise ComponentError(
-            "unisurv.transformer: the dataset does not state num_features; set in_features"
-        )
-    return UniSurvBackbone(int(in_features), t_max, params)
-
-
-class PDFHeadParams(_EncoderParams):
-    """Sizes and fidelity options of the discrete-time density head."""
-
-
 class PDFHeadAdapter(Adapter):
-    """Turn any backbone's ``features`` into ``T_max`` density logits via time tokens.
+    """Add a UniSurv discrete-time density head on top of any backbone's features.
 
-    The wrapped model's ``features`` ``(B, D)`` go through UniSurv's static tokeniser (``fc`` +
-    ReLU, copied to every bin) and the time-token Transformer; the output replaces ``logits`` and
-    keeps the inner ``features``. When the wrapped model already makes time tokens (it was wrapped
-    by ``unisurv.static_tokenizer`` and/or ``unisurv.chunk_cnn``, which state ``token_dim``), the
+    It turns features into ``T_max`` density logits via time tokens: the wrapped model's
+    ``features`` ``(B, D)`` go through UniSurv's static tokeniser (``fc`` + ReLU, copied to every
+    bin) and the time-token Transformer; the output replaces ``logits`` and keeps the inner
+    ``features``. When the wrapped model already makes time tokens (it was wrapped by
+    ``unisurv.static_tokenizer`` and/or ``unisurv.chunk_cnn``, which state ``token_dim``), the
     Transformer reads its ``tokens`` ``(B, T_max, token_dim)`` instead and consumes them.
+    ``t_max`` defaults to the dataset's.
     """
 
-    def __init__(self, t_max: int, params: PDFHeadParams) -> None:
+    def __init__(self, params: PDFHeadAdapterParams, ctx: BuildContext) -> None:
+        t_max = resolve_t_max(params.t_max, ctx, "unisurv.pdf_head")
         super().__init__()
         self.t_max = t_max
         self.params = params
@@ -361,8 +306,3 @@ def check_tokens(out: dict[str, Any], t_max: int, component: str) -> Tensor:
             f"expected (B, {t_max}, token_dim); every unisurv adapter must use the same t_max"
         )
     return tokens
-
-
-def build_pdf_head(params: PDFHeadParams, ctx: BuildContext) -> PDFHeadAdapter:
-    """Add a UniSurv discrete-time density head on top of any backbone's features."""
-    return PDFHeadAdapter(resolve_t_max(params.t_max, ctx, "unisurv.pdf_head"), params)
