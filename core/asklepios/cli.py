@@ -372,14 +372,22 @@ def new_plugin(
     directory: Annotated[
         Path, typer.Option("--dir", help="Directory to create the plugin package in.")
     ] = Path("."),
+    dist_name: Annotated[
+        str | None,
+        typer.Option(
+            "--dist-name",
+            help="Distribution (PyPI) name; default asklepios-<id>, a convention, not a rule. "
+            "The generated __version__ reads this name.",
+        ),
+    ] = None,
 ) -> None:
-    """Write a ready plugin package: pyproject, hooks, one example per kind, tests, README."""
+    """Write a ready plugin package: pyproject, hooks, params, one example per kind, tests."""
     from asklepios_sdk.scaffold import new_plugin as write_plugin
+    from asklepios_sdk.scaffold import next_steps
 
-    path = write_plugin(name, kinds.split(","), directory)
-    _console().print(
-        f"wrote {path}\nnext: pip install -e {path} && pytest {path / 'tests'}", highlight=False
-    )
+    path = write_plugin(name, kinds.split(","), directory, dist_name=dist_name)
+    lines = f"wrote {path}\nnext: {next_steps(path)}"
+    _console().print(lines, highlight=False, markup=False, soft_wrap=True)  # a line to paste
 
 
 # -- entry point -----------------------------------------------------------------------------------
