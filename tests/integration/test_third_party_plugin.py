@@ -22,15 +22,21 @@ def test_polyloss_installs_passes_its_suite_and_runs_with_core_components(tmp_pa
     shutil.rmtree(source / "src")  # the suite must test the installed package
 
     pytest_cmd = [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider"]
+    pytest_cmd += ["-W", "error::asklepios_sdk.errors.AsklepiosDeprecationWarning"]
     tests = run_with(site, pytest_cmd, source)
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-3000:]
     kit_checks = (
         "plugin::import-light",
+        "plugin::registration-light",
         "polyloss.poly::loss-output",
+        "polyloss.poly::params-naming",
+        "polyloss.poly_focal::params-naming",
+        "polyloss.poly_focal::checkpoint-state",
         "polyloss.poly_focal::pickle",
     )
     for check in kit_checks:
         assert f"PASSED tests/conftest.py::{check}" in tests.stdout
+    assert "PASSED tests/test_readme.py::" in tests.stdout
 
     overrides = ["--set", "train.epochs=1", "--set", f"output_dir={tmp_path / 'runs'}"]
     config = source / "configs" / "polyloss_digits.yaml"

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from asklepios_polyloss.losses import PolyFocalLoss, PolyFocalParams, PolyLoss, PolyLossParams
+from asklepios_polyloss.losses import PolyFocalLoss, PolyLoss
+from asklepios_polyloss.params import PolyFocalLossParams, PolyLossParams
 from asklepios_sdk import BuildContext
 from pydantic import ValidationError
 
@@ -106,7 +107,7 @@ def _poly_focal_reference(
 )
 def test_poly_focal_matches_the_formula(eps: float, gamma: float, alpha: float | None) -> None:
     multi_hot = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
-    loss = PolyFocalLoss(PolyFocalParams(epsilon=eps, gamma=gamma, alpha=alpha), BuildContext())
+    loss = PolyFocalLoss(PolyFocalLossParams(epsilon=eps, gamma=gamma, alpha=alpha), BuildContext())
     out, _ = _run(loss, LOGITS, multi_hot)
     expected = _poly_focal_reference(LOGITS, multi_hot, eps, gamma, alpha)
     assert math.isclose(float(out.total.detach()), expected, rel_tol=1e-6)
@@ -118,7 +119,7 @@ def test_poly_focal_matches_the_formula(eps: float, gamma: float, alpha: float |
 
 
 def test_poly_focal_takes_class_indices_one_vs_rest() -> None:
-    loss = PolyFocalLoss(PolyFocalParams(), BuildContext())
+    loss = PolyFocalLoss(PolyFocalLossParams(), BuildContext())
     by_index, _ = _run(loss, LOGITS, LABEL)
     by_multi_hot, _ = _run(loss, LOGITS, np.eye(3)[LABEL])
     assert torch.isclose(by_index.total, by_multi_hot.total)

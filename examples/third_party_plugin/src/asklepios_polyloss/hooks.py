@@ -1,4 +1,8 @@
-"""Registration hooks of the polyloss plugin (entry point ``polyloss``)."""
+"""Registration hooks of the polyloss plugin (entry point ``polyloss``).
+
+One ``register(name, "package.module:Class", ClassParams)`` call per component: the hook imports
+the params models only, and each loss class (with torch) is imported when a config builds it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from asklepios_sdk import Register, hookimpl
 @hookimpl
 def register_losses(register: Register) -> None:
     """Register Poly-N cross-entropy and Poly-1 focal loss."""
-    from asklepios_polyloss.losses import PolyFocalLoss, PolyFocalParams, PolyLoss, PolyLossParams
+    from asklepios_polyloss import params as p
 
-    register("poly", PolyLoss, PolyLossParams)
-    register("poly_focal", PolyFocalLoss, PolyFocalParams)
+    register("poly", "asklepios_polyloss.losses:PolyLoss", p.PolyLossParams)
+    register("poly_focal", "asklepios_polyloss.losses:PolyFocalLoss", p.PolyFocalLossParams)

@@ -5,34 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from asklepios_sdk import Batch, BuildContext, ComponentError, Loss, LossOutput, Params
-from pydantic import Field, field_validator
+from asklepios_sdk import Batch, BuildContext, ComponentError, Loss, LossOutput
 from torch import Tensor
 
 from asklepios_polyloss._functional import poly_focal, poly_softmax, soft_targets
+from asklepios_polyloss.params import PolyFocalLossParams, PolyLossParams
 
-__all__ = ["PolyFocalLoss", "PolyFocalParams", "PolyLoss", "PolyLossParams"]
-
-
-class PolyLossParams(Params):
-    """Params of :class:`PolyLoss`."""
-
-    epsilon: list[float] = Field(
-        default_factory=lambda: [1.0],
-        min_length=1,
-        description="eps_1..eps_N added to the first N polynomial coefficients; [eps] is Poly-1.",
-    )
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Smoothing of the targets.")
-
-    @field_validator("epsilon")
-    @classmethod
-    def _poly1_monotone(cls, value: list[float]) -> list[float]:
-        if len(value) == 1 and value[0] < -1:
-            raise ValueError(
-                f"Poly-1 needs epsilon >= -1 (got {value[0]}): below it the loss is no longer "
-                "monotonically decreasing in p_t (Leng et al., 2022, section 4)"
-            )
-        return value
+__all__ = ["PolyFocalLoss", "PolyLoss"]
 
 
 class PolyLoss(Loss):
@@ -71,16 +50,6 @@ class PolyLoss(Loss):
         return LossOutput(ce + poly, {"ce": ce, "poly": poly})
 
 
-class PolyFocalParams(Params):
-    """Params of :class:`PolyFocalLoss` (defaults: the paper's detection setting)."""
-
-    epsilon: float = Field(-1.0, ge=-1, description="Coefficient of (1 - p_t)^(gamma + 1).")
-    gamma: float = Field(2.0, ge=0, description="Focusing parameter of the focal loss.")
-    alpha: float | None = Field(
-        0.25, ge=0, le=1, description="Weight of positives; null turns alpha-balancing off."
-    )
-
-
 class PolyFocalLoss(Loss):
     """Compute Poly-1 focal loss: mean of ``FL + eps (1 - p_t)^(gamma + 1)`` on sigmoid outputs.
 
@@ -91,7 +60,7 @@ class PolyFocalLoss(Loss):
     Detection, ICCV 2017.
     """
 
-    def __init__(self, params: PolyFocalParams, ctx: BuildContext) -> None:
+    def __init__(self, params: PolyFocalLossParams, ctx: BuildContext) -> None:
         super().__init__()
         self.epsilon = params.epsilon
         self.gamma = params.gamma
