@@ -27,17 +27,21 @@ _TINY_ADAPTER = {"model_dir": str(_MODEL_DIR), "timestep_respacing": "10", "star
 
 
 def _tiny_source_unet(ctx):
-    from asklepios_diffusion_tta.source_diffusion import SourceUNet, SourceUNetParams
+    from asklepios_diffusion_tta.params import SourceUNetParams
+    from asklepios_diffusion_tta.source_diffusion import SourceUNet
 
-    params = SourceUNetParams(block_out_channels=[8, 16], norm_num_groups=4, learn_sigma=True)
-    return SourceUNet(params, in_channels=3, sample_size=16)
+    params = SourceUNetParams(
+        sample_size=16, block_out_channels=[8, 16], norm_num_groups=4, learn_sigma=True
+    )
+    return SourceUNet(params, ctx.replace(data=ctx.data.replace(in_channels=3)))
 
 
 def _adapted_classifier(ctx):
-    from asklepios_diffusion_tta.ddpm_adapter import DDPMAdapterParams, build_ddpm_adapter
+    from asklepios_diffusion_tta.ddpm_adapter import DDPMAdapter
+    from asklepios_diffusion_tta.params import DDPMAdapterParams
     from asklepios_sdk.testing import TinyBackbone
 
-    adapter = build_ddpm_adapter(DDPMAdapterParams(**_TINY_ADAPTER), ctx)
+    adapter = DDPMAdapter(DDPMAdapterParams(**_TINY_ADAPTER), ctx)
     return adapter.wrap(TinyBackbone(ctx))
 
 

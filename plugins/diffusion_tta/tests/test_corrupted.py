@@ -5,14 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from asklepios_diffusion_tta.corrupted import (
-    CorruptedParams,
-    build_corrupted,
-    export_image_folders,
-)
+from asklepios_diffusion_tta.corrupted import CorruptedDataset, export_image_folders
 from asklepios_diffusion_tta.corruptions import corrupt, sample_seed
+from asklepios_diffusion_tta.params import CorruptedDatasetParams
 from asklepios_diffusion_tta.robustness import ALL_CORRUPTIONS
-from asklepios_sdk import ComponentError, DataFacts, Dataset
+from asklepios_sdk import BuildContext, ComponentError, DataFacts, Dataset
 
 
 class _Split(torch.utils.data.Dataset):
@@ -43,7 +40,7 @@ class _Data(Dataset):
 
 
 def _wrapped(**params):
-    return build_corrupted(CorruptedParams(**params), None).wrap(_Data())
+    return CorruptedDataset(CorruptedDatasetParams(**params), BuildContext()).wrap(_Data())
 
 
 def test_layout_seeds_and_labels() -> None:
@@ -93,10 +90,8 @@ def test_export_image_folders(tmp_path) -> None:
 
 def test_bad_params_are_named() -> None:
     with pytest.raises(ComponentError, match="frost_texture_dir"):
-        build_corrupted(CorruptedParams(), None)
+        CorruptedDataset(CorruptedDatasetParams(), BuildContext())
     with pytest.raises(ValueError, match="severities"):
-        CorruptedParams(severities=[0])
+        CorruptedDatasetParams(severities=[0])
     with pytest.raises(ComponentError, match="unknown corruption"):
-        CorruptedParams(corruptions=["rain"]) and build_corrupted(
-            CorruptedParams(corruptions=["rain"]), None
-        )
+        CorruptedDataset(CorruptedDatasetParams(corruptions=["rain"]), BuildContext())

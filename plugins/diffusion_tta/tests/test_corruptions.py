@@ -14,11 +14,11 @@ from asklepios_diffusion_tta import _imagenet_c as ops
 from asklepios_diffusion_tta.corruptions import (
     CORRUPTIONS,
     Corruption,
-    CorruptionParams,
     corrupt,
     corrupt_uint8,
     resolve_corruptions,
 )
+from asklepios_diffusion_tta.params import CorruptionParams
 from asklepios_sdk import BuildContext, ComponentError
 from PIL import Image
 from scipy import ndimage
@@ -286,7 +286,9 @@ def test_transform_is_seeded_per_index_and_maps_value_range() -> None:
     params = CorruptionParams(
         corruption="imagenet_c_extra", severity="random", seed=3, value_range=(-1.0, 1.0)
     )
-    transform = Corruption(params.model_copy(update={"corruption": "gaussian_noise"}))
+    transform = Corruption(
+        params.model_copy(update={"corruption": "gaussian_noise"}), BuildContext()
+    )
     sample = transform.example_sample(BuildContext())
     sample["image"] = sample["image"] * 2 - 1
     a = transform(sample)
@@ -296,7 +298,7 @@ def test_transform_is_seeded_per_index_and_maps_value_range() -> None:
     other = transform({**sample, "index": 1})
     assert not torch.equal(a["image"], other["image"])
     with pytest.raises(ComponentError, match="severity"):
-        Corruption(CorruptionParams(severity=0))
+        Corruption(CorruptionParams(severity=0), BuildContext())
 
 
 @pytest.mark.slow

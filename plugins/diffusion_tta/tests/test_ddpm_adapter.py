@@ -16,13 +16,12 @@ from asklepios_diffusion_tta._diffusion import (
 )
 from asklepios_diffusion_tta.ddpm_adapter import (
     DDPMAdapter,
-    DDPMAdapterParams,
-    build_ddpm_adapter,
     guidance_distance,
     guidance_gradient,
     guided_reverse_sampling,
     unet_evaluations,
 )
+from asklepios_diffusion_tta.params import DDPMAdapterParams
 from asklepios_sdk import BuildContext, ComponentError, WeightsError
 from pydantic import ValidationError
 
@@ -236,7 +235,7 @@ def test_adapter_loads_local_diffusers_dir_and_adapts(tmp_path) -> None:
         pixel_std=(0.25,),
         reencode_jpeg_quality=75,
     )
-    adapter = build_ddpm_adapter(params, BuildContext(output_dir=str(tmp_path)))
+    adapter = DDPMAdapter(params, BuildContext(output_dir=str(tmp_path)))
     assert isinstance(adapter, DDPMAdapter)
     model = adapter.wrap(_MeanClassifier()).eval()
     batch = adapter.example_batch(BuildContext())
@@ -254,10 +253,8 @@ def test_adapter_loads_local_diffusers_dir_and_adapts(tmp_path) -> None:
 
 def test_missing_model_dir_names_the_paths(tmp_path) -> None:
     with pytest.raises(WeightsError, match="train_source_diffusion"):
-        build_ddpm_adapter(
-            DDPMAdapterParams(model_dir="nowhere"), BuildContext(output_dir=str(tmp_path))
-        )
+        DDPMAdapter(DDPMAdapterParams(model_dir="nowhere"), BuildContext(output_dir=str(tmp_path)))
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "config.json").write_text(json.dumps({"_class_name": "UNet2DModel"}))
     with pytest.raises(WeightsError, match="UNet2DModel"):
-        build_ddpm_adapter(DDPMAdapterParams(model_dir=str(tmp_path / "bad")), BuildContext())
+        DDPMAdapter(DDPMAdapterParams(model_dir=str(tmp_path / "bad")), BuildContext())

@@ -7,11 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from asklepios_diffusion_tta.robustness import (
-    ALL_CORRUPTIONS,
-    CorruptionRobustnessParams,
-    build_corruption_robustness,
-)
+from asklepios_diffusion_tta.params import CorruptionRobustnessParams
+from asklepios_diffusion_tta.robustness import ALL_CORRUPTIONS, CorruptionRobustness
 from asklepios_sdk import BuildContext, ComponentError, DataFacts
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
@@ -35,7 +32,7 @@ def _data(n: int = 600, k: int = 4, seed: int = 0):
 
 def test_matches_sklearn_per_cell_and_means(tmp_path) -> None:
     labels, corruption, severity, source, adapted = _data()
-    metric = build_corruption_robustness(CorruptionRobustnessParams(), _ctx(tmp_path))
+    metric = CorruptionRobustness(CorruptionRobustnessParams(), _ctx(tmp_path))
     for chunk in torch.arange(600).split(128):
         outputs = {
             "logits": source[chunk] + adapted[chunk],
@@ -78,7 +75,7 @@ def test_corruption_error_against_reference(tmp_path) -> None:
     params = CorruptionRobustnessParams(
         reference_errors=reference, reference_file=str(path), plot=False
     )
-    metric = build_corruption_robustness(params, _ctx())
+    metric = CorruptionRobustness(params, _ctx())
     metric.update(
         {"logits": source}, {"label": labels, "corruption": corruption, "severity": severity}
     )
@@ -93,7 +90,7 @@ def test_corruption_error_against_reference(tmp_path) -> None:
 
 
 def test_clean_samples_and_errors() -> None:
-    metric = build_corruption_robustness(CorruptionRobustnessParams(plot=False), _ctx(k=2))
+    metric = CorruptionRobustness(CorruptionRobustnessParams(plot=False), _ctx(k=2))
     metric.update(
         {"logits": torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]])},
         {"label": torch.tensor([0, 0, 1])},
@@ -112,8 +109,6 @@ def test_clean_samples_and_errors() -> None:
         )
     with pytest.raises(ComponentError, match="5 errors"):
         CorruptionRobustnessParams(reference_errors={"fog": [0.1]})
-        build_corruption_robustness(
-            CorruptionRobustnessParams(reference_errors={"fog": [0.1]}), _ctx()
-        )
+        CorruptionRobustness(CorruptionRobustnessParams(reference_errors={"fog": [0.1]}), _ctx())
     with pytest.raises(ComponentError, match="classification"):
-        build_corruption_robustness(CorruptionRobustnessParams(), BuildContext())
+        CorruptionRobustness(CorruptionRobustnessParams(), BuildContext())

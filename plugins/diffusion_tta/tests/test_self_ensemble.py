@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from asklepios_diffusion_tta.params import SelfEnsembleParams
 from asklepios_diffusion_tta.self_ensemble import (
     FUSION_MODES,
     IMAGE_FUSE_MODES,
     PROBABILITY_MODES,
     SelfEnsemble,
-    SelfEnsembleParams,
     fuse_probabilities,
     fusion_weights,
 )
-from asklepios_sdk import ComponentError
+from asklepios_sdk import BuildContext, ComponentError
 from torch import nn
 
 
@@ -130,7 +130,7 @@ class _Linear(nn.Module):
 def test_adapter_outputs_every_mode(mode: str) -> None:
     classifier = _Linear()
     inner = _FakeInputAdapter(classifier, 0.5)
-    ensemble = SelfEnsemble(SelfEnsembleParams(mode=mode)).wrap(inner).eval()
+    ensemble = SelfEnsemble(SelfEnsembleParams(mode=mode), BuildContext()).wrap(inner).eval()
     images = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     batch = {"image": images}
     with torch.no_grad():
@@ -159,7 +159,7 @@ def test_identical_inputs_give_identical_outputs() -> None:
     images = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(2))
     source = classifier({"image": images})["logits"].softmax(1)
     for mode in FUSION_MODES:
-        ensemble = SelfEnsemble(SelfEnsembleParams(mode=mode)).wrap(
+        ensemble = SelfEnsemble(SelfEnsembleParams(mode=mode), BuildContext()).wrap(
             _FakeInputAdapter(classifier, 0.0)
         )
         with torch.no_grad():
@@ -169,9 +169,11 @@ def test_identical_inputs_give_identical_outputs() -> None:
 
 def test_wrap_requires_the_input_adapter_and_training_passes_through() -> None:
     with pytest.raises(ComponentError, match="ddpm_adapter before"):
-        SelfEnsemble(SelfEnsembleParams()).wrap(_Linear())
+        SelfEnsemble(SelfEnsembleParams(), BuildContext()).wrap(_Linear())
     classifier = _Linear()
-    ensemble = SelfEnsemble(SelfEnsembleParams()).wrap(_FakeInputAdapter(classifier, 1.0))
+    ensemble = SelfEnsemble(SelfEnsembleParams(), BuildContext()).wrap(
+        _FakeInputAdapter(classifier, 1.0)
+    )
     images = torch.randn(2, 3, 4, 4)
     torch.testing.assert_close(
         ensemble.train()({"image": images})["logits"], classifier({"image": images})["logits"]

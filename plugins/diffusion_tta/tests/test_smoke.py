@@ -9,8 +9,9 @@ import pytest
 import torch
 from _tiny import save_tiny_unet
 from asklepios_diffusion_tta.corruptions import corrupt
-from asklepios_diffusion_tta.ddpm_adapter import DDPMAdapterParams, build_ddpm_adapter
-from asklepios_diffusion_tta.self_ensemble import SelfEnsemble, SelfEnsembleParams
+from asklepios_diffusion_tta.ddpm_adapter import DDPMAdapter
+from asklepios_diffusion_tta.params import DDPMAdapterParams, SelfEnsembleParams
+from asklepios_diffusion_tta.self_ensemble import SelfEnsemble
 from asklepios_sdk import BuildContext
 from torch import nn
 
@@ -76,8 +77,12 @@ def test_synthetic_lesion_smoke(tmp_path) -> None:
 
     model_dir = save_tiny_unet(tmp_path / "diffusion", sample_size=32)
     params = DDPMAdapterParams(model_dir=str(model_dir), timestep_respacing="10", start_step=4)
-    adapter = build_ddpm_adapter(params, BuildContext())
-    ensemble = SelfEnsemble(SelfEnsembleParams(mode="sum")).wrap(adapter.wrap(model)).eval()
+    adapter = DDPMAdapter(params, BuildContext())
+    ensemble = (
+        SelfEnsemble(SelfEnsembleParams(mode="sum"), BuildContext())
+        .wrap(adapter.wrap(model))
+        .eval()
+    )
     start = time.perf_counter()
     adapted = adapter.adapt(noisy_x[:8])
     assert time.perf_counter() - start < 60

@@ -9,13 +9,11 @@ import pytest
 import torch
 from asklepios_diffusion_tta._diffusion import DiffusionSchedule, linear_betas
 from asklepios_diffusion_tta.ddpm_adapter import load_diffusion_model
+from asklepios_diffusion_tta.params import DiffusionTrainerParams, EpsMSEParams, SourceUNetParams
 from asklepios_diffusion_tta.source_diffusion import (
     DiffusionTrainer,
-    DiffusionTrainerParams,
     EpsMSE,
-    EpsMSELossParams,
-    SourceUNetParams,
-    build_source_unet,
+    SourceUNet,
     diffusion_loss,
     discretized_gaussian_log_likelihood,
     normal_kl,
@@ -48,7 +46,7 @@ def test_normal_kl_and_discretized_likelihood_match_scipy() -> None:
 
 
 def test_loss_terms_against_per_sample_reference() -> None:
-    loss = EpsMSE(EpsMSELossParams())
+    loss = EpsMSE(EpsMSEParams(), BuildContext())
     outputs, batch = loss.example_inputs(BuildContext())
     result = loss(outputs, batch)
     eps, v = outputs["logits"][:, :3].detach(), outputs["logits"][:, 3:].detach()
@@ -94,7 +92,7 @@ def test_mse_only_without_learned_variance() -> None:
 def test_save_pretrained_round_trip_and_training_lowers_the_loss(tmp_path) -> None:
     ctx = BuildContext(data=DataFacts(num_classes=2, in_channels=3, image_size=(8, 8)))
     torch.manual_seed(0)
-    model = build_source_unet(SourceUNetParams(**TINY, learn_sigma=True), ctx)
+    model = SourceUNet(SourceUNetParams(**TINY, learn_sigma=True), ctx)
     target = model.save_pretrained(tmp_path / "source_diffusion")
     model.save_pretrained(tmp_path / "source_diffusion")  # overwrite atomically
     unet, betas, variance = load_diffusion_model(target)
@@ -126,7 +124,7 @@ def test_save_pretrained_round_trip_and_training_lowers_the_loss(tmp_path) -> No
         "timesteps": torch.tensor([0, 50, 400, 900]),
         "noise": torch.randn(4, 3, 8, 8, generator=gen),
     }
-    trainer = DiffusionTrainer(DiffusionTrainerParams())
+    trainer = DiffusionTrainer(DiffusionTrainerParams(), BuildContext())
     step = _Step(model)
     losses = [trainer.train_step(step, batch).detached_terms()["mse"] for _ in range(8)]
     assert losses[-1] < losses[0]

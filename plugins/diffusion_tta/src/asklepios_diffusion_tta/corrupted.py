@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from asklepios_sdk import BuildContext, ComponentError, DatasetWrapper, Params
-from pydantic import Field, field_validator
+from asklepios_sdk import BuildContext, ComponentError, DatasetWrapper
+from asklepios_sdk.io import write_atomic
 from torch import Tensor
 
 from asklepios_diffusion_tta.corruptions import (
@@ -28,43 +27,15 @@ from asklepios_diffusion_tta.corruptions import (
     resolve_corruptions,
     sample_seed,
 )
+from asklepios_diffusion_tta.params import CorruptedDatasetParams
 from asklepios_diffusion_tta.robustness import ALL_CORRUPTIONS
 
 __all__ = [
     "CorruptedDataset",
-    "CorruptedParams",
+    "CorruptedDatasetParams",
     "CorruptedSplit",
-    "build_corrupted",
     "export_image_folders",
 ]
-
-
-class CorruptedParams(Params):
-    """Params of :class:`CorruptedDataset`."""
-
-    corruptions: str | list[str] = Field(
-        "imagenet_c",
-        description="Preset (imagenet_c, imagenet_c_extra, medmnist_derma) or list of names. "
-        "frost needs frost_texture_dir.",
-    )
-    severities: list[int] = Field([1, 2, 3, 4, 5], description="Severities to serve (1..5).")
-    splits: list[str] = Field(["test"], description="Splits served corrupted; others pass through.")
-    include_clean: bool = Field(False, description="Also serve the clean samples (severity 0).")
-    seed: int = Field(0, description="Seed of the per-sample corruption generators.")
-    value_range: tuple[float, float] = Field(
-        (0.0, 1.0), description="Range of the float images of the wrapped dataset."
-    )
-    frost_texture_dir: str | None = Field(None, description="Folder of frost textures.")
-    cache_dir: str | None = Field(
-        None, description="Cache corrupted blocks here (atomic .pt files keyed by the params)."
-    )
-
-    @field_validator("severities")
-    @classmethod
-    def _severities(cls, value: list[int]) -> list[int]:
-        if not value or any(not 1 <= s <= 5 for s in value):
-            raise ValueError(f"severities must be a non-empty list of 1..5, got {value}")
-        return value
 
 
 def _to_unit(image: Tensor, value_range: tuple[float, float]) -> Tensor:
@@ -81,22 +52,16 @@ def _from_unit(x: Tensor, like: Tensor, value_range: tuple[float, float]) -> Ten
     return (x * (hi - lo) + lo).to(like.dtype)
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 class CorruptedSplit(torch.utils.data.Dataset):
     """One split served under every chosen (corruption, severity), corruption-major."""
 
-    def __init__(self, inner: torch.utils.data.Dataset, params: CorruptedParams, names, cache):
+    def __init__(
+        self,
+        inner: torch.utils.data.Dataset,
+        params: CorruptedDatasetParams,
+        names: Sequence[str],
+        cache: Path | None,
+    ) -> None:
         self.inner = inner
         self.params = params
         self.names = tuple(names)
@@ -123,9 +88,9 @@ class CorruptedSplit(torch.utils.data.Dataset):
         out = corrupt(x, name, severity, torch.Generator().manual_seed(0))
         return _from_unit(out, images, self.params.value_range)
 
-    def _block(self, cell: int) -> Tensor:
+    def _block(self, cell: int, cache: Path) -> Tensor:
         if cell not in self._blocks:
-            path = self.cache / f"{self.cells[cell][0]}_s{self.cells[cell][1]}.pt"
+            path = cache / f"{self.cells[cell][0]}_s{self.cells[cell][1]}.pt"
             if path.is_file():
                 self._blocks[cell] = torch.load(path, weights_only=True)
             else:
@@ -141,7 +106,7 @@ class CorruptedSplit(torch.utils.data.Dataset):
                         for i in range(self.n)
                     ]
                     block = torch.stack(images)
-                _atomic_save(block, path)
+                write_atomic(path, write=lambda tmp: torch.save(block, tmp))
                 self._blocks[cell] = block
         return self._blocks[cell]
 
@@ -153,7 +118,7 @@ class CorruptedSplit(torch.utils.data.Dataset):
         sample = dict(self.inner[inner_index])
         if severity > 0:
             if self.cache is not None:
-                sample["image"] = self._block(cell)[inner_index]
+                sample["image"] = self._block(cell, self.cache)[inner_index]
             else:
                 sample["image"] = self._corrupt_one(sample["image"], inner_index, name, severity)
             sample["corruption"] = ALL_CORRUPTIONS.index(name)
@@ -165,9 +130,12 @@ class CorruptedSplit(torch.utils.data.Dataset):
 
 
 class CorruptedDataset(DatasetWrapper):
-    """Serve the corrupted (-C) version of a dataset's evaluation splits."""
+    """Serve the -C version (chosen corruptions × severities) of a dataset's test split.
 
-    def __init__(self, params: CorruptedParams) -> None:
+    Only the splits named in ``splits`` are corrupted; the others pass through unchanged.
+    """
+
+    def __init__(self, params: CorruptedDatasetParams, ctx: BuildContext) -> None:
         self.params = params
         self.names = resolve_corruptions(params.corruptions)
         if "frost" in self.names and params.frost_texture_dir is None:
@@ -227,13 +195,6 @@ def export_image_folders(split: CorruptedSplit, out_dir: str | Path) -> Path:
         array = torch.round(unit * 255).to(torch.uint8).permute(1, 2, 0).numpy()
         label = int(sample.get("label", 0))
         path = root / name / str(severity) / str(label) / f"{inner_index:06d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.png")
-        Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(tmp)
-        os.replace(tmp, path)
+        picture = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+        write_atomic(path, write=picture.save)
     return root
-
-
-def build_corrupted(params: CorruptedParams, ctx: BuildContext) -> CorruptedDataset:
-    """Serve the -C version (chosen corruptions × severities) of a dataset's test split."""
-    return CorruptedDataset(params)

@@ -16,15 +16,15 @@ import hashlib
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from asklepios_sdk import BuildContext, ComponentError, Params, SampleTransform
-from pydantic import Field
+from asklepios_sdk import BuildContext, ComponentError, SampleTransform
 from torch import Tensor
 
 from asklepios_diffusion_tta import _imagenet_c as ops
+from asklepios_diffusion_tta.params import CorruptionParams
 
 __all__ = [
     "CORRUPTIONS",
@@ -242,33 +242,14 @@ def sample_seed(seed: int, index: int, name: str, severity: int) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-class CorruptionParams(Params):
-    """Params of :class:`Corruption`."""
-
-    corruption: str = Field(
-        "gaussian_noise",
-        description="Corruption name, or a preset (imagenet_c, imagenet_c_extra, medmnist_derma) "
-        "from which one is drawn per sample.",
-    )
-    severity: int | Literal["random"] = Field(
-        5, description="Severity 1..5, or 'random' to draw one per sample."
-    )
-    seed: int | None = Field(
-        None,
-        description="With a seed and a sample 'index', the corruption of each sample is fixed; "
-        "otherwise torch's global generator (seeded per worker by the engine) is used.",
-    )
-    value_range: tuple[float, float] = Field(
-        (0.0, 1.0), description="Range of the incoming image values, mapped to [0, 1] and back."
-    )
-    frost_texture_dir: str | None = Field(None, description="Folder of frost textures.")
-    quantize: bool = Field(True, description="Round to 8-bit levels like saved ImageNet-C images.")
-
-
 class Corruption(SampleTransform):
-    """Corrupt a sample's image with an ImageNet-C or MedMNIST-C corruption (seeded, per sample)."""
+    """Corrupt each sample with an ImageNet-C / MedMNIST-C corruption at a severity.
 
-    def __init__(self, params: CorruptionParams) -> None:
+    With ``seed`` and a sample ``index``, the corruption (and a drawn severity) of each sample is
+    fixed; a preset draws one of its corruptions per sample.
+    """
+
+    def __init__(self, params: CorruptionParams, ctx: BuildContext) -> None:
         self.params = params
         self.names = resolve_corruptions(params.corruption)
         if isinstance(params.severity, int) and not 1 <= params.severity <= 5:
@@ -320,8 +301,3 @@ class Corruption(SampleTransform):
         gen = torch.Generator().manual_seed(0)
         image = torch.rand(3, 32, 32, generator=gen) * (hi - lo) + lo
         return {"image": image, "label": torch.tensor(0), "index": 0}
-
-
-def build_corruption(params: CorruptionParams, ctx: BuildContext) -> Corruption:
-    """Corrupt each sample with an ImageNet-C / MedMNIST-C corruption at a severity."""
-    return Corruption(params)

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import Adapter, BuildContext, ComponentError, Params, WeightsError
-from pydantic import Field, field_validator
+from asklepios_sdk import Adapter, BuildContext, ComponentError, WeightsError
 from torch import Tensor, nn
 
 from asklepios_diffusion_tta._diffusion import (
@@ -31,11 +30,11 @@ from asklepios_diffusion_tta._diffusion import (
     lowpass,
 )
 from asklepios_diffusion_tta._imagenet_c import jpeg_encode
+from asklepios_diffusion_tta.params import DDPMAdapterParams
 
 __all__ = [
     "DDPMAdapter",
     "DDPMAdapterParams",
-    "build_ddpm_adapter",
     "guidance_distance",
     "guidance_gradient",
     "guided_reverse_sampling",
@@ -43,64 +42,6 @@ __all__ = [
 ]
 
 EpsFn = Callable[[Tensor, Tensor], Tensor]
-
-
-class DDPMAdapterParams(Params):
-    """Params of :class:`DDPMAdapter` (defaults: DDA's ``image_adapt.sh``)."""
-
-    model_dir: str = Field(
-        "source_diffusion",
-        description="Local diffusers directory (a pipeline folder with unet/ and scheduler/, or a "
-        "UNet2DModel folder). A relative path is looked up in the run directory first, where "
-        "diffusion_tta.train_source_diffusion saves its model, then in the working directory.",
-    )
-    timestep_respacing: str = Field("100", description="guided-diffusion respacing of the sampler.")
-    start_step: int = Field(50, ge=1, description="N: respaced step the test image is noised to.")
-    start_index_offset: Literal[0, 1] = Field(
-        0,
-        description="0: first reverse step labelled N (consistent); 1: N-1 like DDA's code.",
-    )
-    guidance: Literal["dda", "ilvr", "none"] = Field(
-        "dda", description="dda: low-pass gradient guidance; ilvr: low-frequency replacement."
-    )
-    downsample_factor: int = Field(4, ge=1, description="D of the low-pass filter (a power of 2).")
-    guidance_scale: float = Field(6.0, ge=0, description="w: step size of the gradient guidance.")
-    norm_reduction: Literal["sample", "batch"] = Field(
-        "sample",
-        description="sample: one norm per image (batch-independent); batch: one norm over "
-        "the whole batch, like DDA's code.",
-    )
-    ilvr_stop: int = Field(0, ge=0, description="ILVR refines while the respaced step t > this.")
-    clip_denoised: bool = Field(True, description="Clip x̂_0 to [-1, 1] (DDA: on).")
-    variance: Literal["auto", "fixed_small", "fixed_large", "learned_range"] = Field(
-        "auto",
-        description="auto: learned_range when the UNet outputs 2×channels, else the scheduler's.",
-    )
-    reencode_jpeg_quality: int | None = Field(
-        None,
-        ge=1,
-        le=100,
-        description="Re-encode the adapted image as JPEG at this quality (DDA's code: 75); "
-        "None keeps it in memory.",
-    )
-    pixel_mean: tuple[float, ...] = Field(
-        (0.0,), description="The classifier input is (pixel - mean)/std with pixel in [0, 1]."
-    )
-    pixel_std: tuple[float, ...] = Field((1.0,), description="See pixel_mean.")
-    diffusion_size: int | None = Field(
-        None, description="Resize to this side for the diffusion model and back (None: as is)."
-    )
-    seed: int = Field(0, description="Seed of the forward noise and the sampling noise.")
-    adapt_in_training: bool = Field(False, description="Also adapt in training mode.")
-
-    @field_validator("downsample_factor")
-    @classmethod
-    def _power_of_two(cls, value: int) -> int:
-        if value & (value - 1):
-            raise ValueError(
-                f"downsample_factor must be a power of 2 (log2 D integer), got {value}"
-            )
-        return value
 
 
 def guidance_distance(ref_lowpass: Tensor, x0_hat: Tensor, factor: int, reduction: str) -> Tensor:
@@ -237,7 +178,8 @@ def load_diffusion_model(
         WeightsError: nothing loadable there (the message lists the paths tried).
         ComponentError: the scheduler predicts something other than ε.
     """
-    from diffusers import DDPMScheduler, UNet2DModel
+    from diffusers.models import UNet2DModel
+    from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 
     root = _resolve_dir(str(model_dir), output_dir)
     unet_kwargs: dict[str, Any] = {"local_files_only": True, "low_cpu_mem_usage": False}
@@ -285,18 +227,18 @@ class _UNetEps(nn.Module):
 
 
 class DDPMAdapter(Adapter):
-    """Adapt each test image with a source diffusion model before the classifier sees it."""
+    """Adapt test images by guided DDPM projection onto the source domain (DDA).
 
-    def __init__(
-        self,
-        params: DDPMAdapterParams,
-        eps_model: nn.Module,
-        betas: np.ndarray,
-        scheduler_variance: str = "fixed_small",
-    ) -> None:
+    The frozen source diffusion model is loaded from the local folder ``params.model_dir``
+    (looked up in the run directory first); each test image is adapted before the classifier
+    sees it.
+    """
+
+    def __init__(self, params: DDPMAdapterParams, ctx: BuildContext) -> None:
         super().__init__()
+        unet, betas, scheduler_variance = load_diffusion_model(params.model_dir, ctx.output_dir)
         self.params = params
-        self.eps_model = eps_model.eval().requires_grad_(False)
+        self.eps_model = _UNetEps(unet).eval().requires_grad_(False)
         self.schedule = DiffusionSchedule.respaced(betas, params.timestep_respacing)
         if params.start_step >= self.schedule.num_steps:
             raise ComponentError(
@@ -385,9 +327,3 @@ def unet_evaluations(params: DDPMAdapterParams) -> tuple[int, int]:
     steps = params.start_step - params.start_index_offset + 1
     backward = steps if params.guidance == "dda" and params.guidance_scale != 0 else 0
     return steps, backward
-
-
-def build_ddpm_adapter(params: DDPMAdapterParams, ctx: BuildContext) -> DDPMAdapter:
-    """Adapt test images by guided DDPM projection onto the source domain (DDA)."""
-    unet, betas, variance = load_diffusion_model(params.model_dir, ctx.output_dir)
-    return DDPMAdapter(params, _UNetEps(unet), betas, variance)

@@ -1,4 +1,4 @@
-"""Registration hooks of the ``diffusion_tta`` plugin; each imports its family module lazily."""
+"""Registration hooks of the ``diffusion_tta`` plugin: lazy targets, params from ``params``."""
 
 from __future__ import annotations
 
@@ -25,63 +25,79 @@ __all__ = [
 @hookimpl
 def register_augmentations(register: Register) -> None:
     """Register the ImageNet-C / MedMNIST-C corruption transform."""
-    from asklepios_diffusion_tta import corruptions
+    from asklepios_diffusion_tta import params as p
 
-    register("corruptions", corruptions.build_corruption, corruptions.CorruptionParams)
+    register("corruptions", "asklepios_diffusion_tta.corruptions:Corruption", p.CorruptionParams)
 
 
 @hookimpl
 def register_adapters(register: Register) -> None:
     """Register the DDA input adapter and the self-ensembling wrapper."""
-    from asklepios_diffusion_tta import ddpm_adapter, self_ensemble
+    from asklepios_diffusion_tta import params as p
 
-    register("ddpm_adapter", ddpm_adapter.build_ddpm_adapter, ddpm_adapter.DDPMAdapterParams)
-    register("self_ensemble", self_ensemble.build_self_ensemble, self_ensemble.SelfEnsembleParams)
+    register(
+        "ddpm_adapter", "asklepios_diffusion_tta.ddpm_adapter:DDPMAdapter", p.DDPMAdapterParams
+    )
+    register(
+        "self_ensemble",
+        "asklepios_diffusion_tta.self_ensemble:SelfEnsemble",
+        p.SelfEnsembleParams,
+    )
 
 
 @hookimpl
 def register_evaluators(register: Register) -> None:
     """Register the corruption-robustness and denoising-error evaluators."""
-    from asklepios_diffusion_tta import robustness, source_diffusion
+    from asklepios_sdk import EmptyParams
+
+    from asklepios_diffusion_tta import params as p
 
     register(
         "corruption_robustness",
-        robustness.build_corruption_robustness,
-        robustness.CorruptionRobustnessParams,
+        "asklepios_diffusion_tta.robustness:CorruptionRobustness",
+        p.CorruptionRobustnessParams,
     )
-    register("denoising", source_diffusion.build_denoising_error)
+    register("denoising", "asklepios_diffusion_tta.source_diffusion:DenoisingError", EmptyParams)
 
 
 @hookimpl
 def register_datasets(register: Register) -> None:
     """Register the corrupted (-C) dataset wrapper."""
-    from asklepios_diffusion_tta import corrupted
+    from asklepios_diffusion_tta import params as p
 
-    register("corrupted", corrupted.build_corrupted, corrupted.CorruptedParams)
+    register(
+        "corrupted", "asklepios_diffusion_tta.corrupted:CorruptedDataset", p.CorruptedDatasetParams
+    )
 
 
 @hookimpl
 def register_backbones(register: Register) -> None:
     """Register the source diffusion ε-predictor."""
-    from asklepios_diffusion_tta import source_diffusion as sd
+    from asklepios_diffusion_tta import params as p
 
-    register("source_unet", sd.build_source_unet, sd.SourceUNetParams)
+    register(
+        "source_unet", "asklepios_diffusion_tta.source_diffusion:SourceUNet", p.SourceUNetParams
+    )
 
 
 @hookimpl
 def register_losses(register: Register) -> None:
     """Register the ε-MSE (+ L_vlb) loss of the source diffusion model."""
-    from asklepios_diffusion_tta import source_diffusion as sd
+    from asklepios_diffusion_tta import params as p
 
-    register("eps_mse", sd.build_eps_mse, sd.EpsMSELossParams)
+    register("eps_mse", "asklepios_diffusion_tta.source_diffusion:EpsMSE", p.EpsMSEParams)
 
 
 @hookimpl
 def register_trainers(register: Register) -> None:
     """Register the DDPM training step of the source diffusion model."""
-    from asklepios_diffusion_tta import source_diffusion as sd
+    from asklepios_diffusion_tta import params as p
 
-    register("train_source_diffusion", sd.build_diffusion_trainer, sd.DiffusionTrainerParams)
+    register(
+        "train_source_diffusion",
+        "asklepios_diffusion_tta.source_diffusion:DiffusionTrainer",
+        p.DiffusionTrainerParams,
+    )
 
 
 @hookimpl

@@ -19,24 +19,22 @@ A batch names its corruption and severity with integer tensors ``corruption`` (i
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from asklepios_sdk import BuildContext, ComponentError, Evaluator, Params
-from pydantic import Field
+from asklepios_sdk import BuildContext, ComponentError, Evaluator
+from asklepios_sdk.io import write_atomic
 from torch import Tensor
 
 from asklepios_diffusion_tta.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, MEDMNIST_DERMA
+from asklepios_diffusion_tta.params import CorruptionRobustnessParams
 
 __all__ = [
     "ALL_CORRUPTIONS",
     "CorruptionRobustness",
     "CorruptionRobustnessParams",
-    "build_corruption_robustness",
     "plot_heatmap",
 ]
 
@@ -49,20 +47,6 @@ PREDICTORS: dict[str, str] = {
     "adapted": "logits_adapted",
 }
 _CLEAN = len(ALL_CORRUPTIONS)
-
-
-class CorruptionRobustnessParams(Params):
-    """Params of :class:`CorruptionRobustness`."""
-
-    reference_errors: dict[str, list[float]] | None = Field(
-        None,
-        description="Top-1 error (0..1) of the reference model per corruption, severities 1..5; "
-        "enables ce/<corruption> and mce.",
-    )
-    reference_file: str | None = Field(
-        None, description="JSON file with the same mapping as reference_errors."
-    )
-    plot: bool = Field(True, description="Write accuracy heat maps into the run directory.")
 
 
 def _balanced_accuracy(confusion: Tensor) -> Tensor:
@@ -96,31 +80,31 @@ def plot_heatmap(table: Mapping[str, list[float | None]], title: str, path: str 
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="accuracy")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        return write_atomic(path, write=lambda tmp: fig.savefig(tmp, dpi=100))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 class CorruptionRobustness(Evaluator):
-    """Accuracy and balanced accuracy per corruption and severity, means, and corruption error."""
+    """Report accuracy per corruption and severity, means over corruptions, and CE/mCE.
+
+    Accuracy and balanced accuracy are kept per (corruption, severity) for the model, the
+    source-only and the adapted-only predictions; heat maps go into the run directory (rank 0).
+    """
 
     name = "corruption_robustness"
     higher_is_better = True
     full_state_update = False
     confusion: Tensor
 
-    def __init__(
-        self, params: CorruptionRobustnessParams, num_classes: int, output_dir: str | None
-    ):
+    def __init__(self, params: CorruptionRobustnessParams, ctx: BuildContext) -> None:
+        num_classes = ctx.data.num_classes
+        if not num_classes:
+            raise ComponentError(
+                "diffusion_tta.corruption_robustness needs a classification dataset (num_classes)"
+            )
+        output_dir = ctx.output_dir if ctx.rank == 0 else None
         super().__init__()
         if num_classes < 2:
             raise ComponentError(
@@ -257,16 +241,3 @@ class CorruptionRobustness(Evaluator):
             "severity": torch.randint(1, 6, (batch_size,), generator=gen),
         }
         return outputs, batch
-
-
-def build_corruption_robustness(
-    params: CorruptionRobustnessParams, ctx: BuildContext
-) -> CorruptionRobustness:
-    """Report accuracy per corruption and severity, means over corruptions, and CE/mCE."""
-    num_classes = ctx.data.num_classes
-    if not num_classes:
-        raise ComponentError(
-            "diffusion_tta.corruption_robustness needs a classification dataset (num_classes)"
-        )
-    output_dir = ctx.output_dir if ctx.rank == 0 else None
-    return CorruptionRobustness(params, num_classes, output_dir)

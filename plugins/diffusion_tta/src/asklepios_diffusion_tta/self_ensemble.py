@@ -23,36 +23,23 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, get_args
 
 import torch
-from asklepios_sdk import Adapter, BuildContext, ComponentError, Params
-from pydantic import Field
+from asklepios_sdk import Adapter, BuildContext, ComponentError
 from torch import Tensor, nn
+
+from asklepios_diffusion_tta.params import FusionMode, SelfEnsembleParams
 
 __all__ = [
     "FUSION_MODES",
     "SelfEnsemble",
     "SelfEnsembleParams",
-    "build_self_ensemble",
     "fuse_probabilities",
     "fusion_weights",
 ]
 
-Mode = Literal[
-    "sum",
-    "confidence",
-    "entropy",
-    "var",
-    "confidence_sum",
-    "entropy_sum",
-    "confidence_fuse",
-    "entropy_fuse",
-    "var_fuse",
-    "first",
-    "second",
-]
-FUSION_MODES: tuple[str, ...] = Mode.__args__  # type: ignore[attr-defined]
+FUSION_MODES: tuple[str, ...] = get_args(FusionMode)
 PROBABILITY_MODES = ("sum", "confidence", "entropy", "var", "confidence_sum", "entropy_sum")
 IMAGE_FUSE_MODES = ("confidence_fuse", "entropy_fuse", "var_fuse")
 
@@ -100,22 +87,14 @@ def fusion_weights(
     return weights[:, 0], weights[:, 1]
 
 
-class SelfEnsembleParams(Params):
-    """Params of :class:`SelfEnsemble`."""
-
-    mode: Mode = Field("sum", description="Fusion rule (DDA's --ensemble); default sum.")
-    faithful_double_softmax: bool = Field(
-        False, description="Entropy of softmax(p) instead of p, as DDA's code computes it."
-    )
-    outputs_are_probabilities: bool = Field(
-        False, description="The classifier's 'logits' already hold probabilities (mmcls style)."
-    )
-
-
 class SelfEnsemble(Adapter):
-    """Fuse the classifier's predictions on the original and the diffusion-adapted image."""
+    """Fuse predictions on original and diffusion-adapted inputs (DDA self-ensembling).
 
-    def __init__(self, params: SelfEnsembleParams) -> None:
+    The classifier runs on the original and on the adapted image (from the input adapter this
+    wraps, ``diffusion_tta.ddpm_adapter``); ``params.mode`` picks the fusion rule.
+    """
+
+    def __init__(self, params: SelfEnsembleParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
 
@@ -170,8 +149,3 @@ class SelfEnsemble(Adapter):
         if inner is not None and hasattr(inner, "example_batch"):
             return inner.example_batch(ctx, batch_size)
         return super().example_batch(ctx, batch_size)
-
-
-def build_self_ensemble(params: SelfEnsembleParams, ctx: BuildContext) -> SelfEnsemble:
-    """Fuse predictions on original and diffusion-adapted inputs (DDA self-ensembling)."""
-    return SelfEnsemble(params)

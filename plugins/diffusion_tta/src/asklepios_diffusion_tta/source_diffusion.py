@@ -13,9 +13,6 @@ References:
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,58 +22,53 @@ from asklepios_sdk import (
     Backbone,
     BuildContext,
     ComponentError,
+    EmptyParams,
     Evaluator,
     LossOutput,
-    Params,
     Trainer,
 )
 from asklepios_sdk import Loss as LossBase
-from pydantic import Field
+from asklepios_sdk.io import write_dir_atomic
 from torch import Tensor
 
 from asklepios_diffusion_tta._diffusion import DiffusionSchedule, linear_betas
+from asklepios_diffusion_tta.params import DiffusionTrainerParams, EpsMSEParams, SourceUNetParams
 
 __all__ = [
     "DenoisingError",
     "DiffusionTrainer",
+    "DiffusionTrainerParams",
     "EpsMSE",
+    "EpsMSEParams",
     "SourceUNet",
     "SourceUNetParams",
-    "build_source_unet",
     "diffusion_loss",
     "discretized_gaussian_log_likelihood",
     "normal_kl",
 ]
 
 
-class SourceUNetParams(Params):
-    """Params of :class:`SourceUNet` (defaults: a small UNet; DDA used a 550 M-param ADM)."""
-
-    sample_size: int | None = Field(None, description="Image side; default: the dataset's.")
-    block_out_channels: list[int] = Field([32, 64, 64], description="Channels per UNet level.")
-    layers_per_block: int = Field(1, ge=1)
-    attention: bool = Field(False, description="Self-attention in the lowest level.")
-    norm_num_groups: int = Field(8, ge=1)
-    learn_sigma: bool = Field(False, description="Also predict the variance interpolation v.")
-    num_train_timesteps: int = Field(1000, ge=2)
-    beta_start: float = Field(1e-4, gt=0)
-    beta_end: float = Field(0.02, gt=0, lt=1)
-    pixel_mean: tuple[float, ...] = Field((0.0,), description="Images are (pixel-mean)/std.")
-    pixel_std: tuple[float, ...] = Field((1.0,), description="See pixel_mean.")
-
-
 class SourceUNet(Backbone):
-    """Wrap a diffusers ``UNet2DModel`` as ε_θ(x_t, t); ``forward(batch)`` noises and predicts.
+    """Predict ε with the source diffusion model, a diffusers UNet2DModel (random init).
 
-    ``forward`` maps ``batch["image"]`` to [−1, 1], draws t and ε (or takes ``timesteps`` and
-    ``noise`` from the batch), and returns ``logits`` (the model output: ε, or [ε, v]),
+    The ``UNet2DModel`` serves as ε_θ(x_t, t); its side is ``sample_size`` or the dataset's image
+    size. ``forward`` maps ``batch["image"]`` to [−1, 1], draws t and ε (or takes ``timesteps``
+    and ``noise`` from the batch), and returns ``logits`` (the model output: ε, or [ε, v]),
     ``eps_target``, ``x_start``, ``x_t``, ``timesteps`` and ``features`` (the per-channel mean of
     the ε prediction, of width ``feature_dim``).
     """
 
-    def __init__(self, params: SourceUNetParams, in_channels: int, sample_size: int) -> None:
+    def __init__(self, params: SourceUNetParams, ctx: BuildContext) -> None:
+        size = params.sample_size or (ctx.data.image_size[0] if ctx.data.image_size else None)
+        if size is None:
+            raise ComponentError(
+                "diffusion_tta.source_unet: set sample_size (the dataset does not state image_size)"
+            )
+        sample_size = int(size)
+        in_channels = ctx.data.in_channels or 3
         super().__init__()
-        from diffusers import UNet2DModel
+        # The leaf modules, not ``diffusers``: its TYPE_CHECKING imports resolve to dummy objects.
+        from diffusers.models import UNet2DModel
 
         self.params = params
         levels = len(params.block_out_channels)
@@ -136,31 +128,19 @@ class SourceUNet(Backbone):
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``unet/`` and ``scheduler/`` (a diffusers folder) atomically to ``directory``."""
-        from diffusers import DDPMScheduler
+        from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-        try:
-            self.unet.save_pretrained(tmp / "unet")
+        def write(folder: Path) -> None:
+            self.unet.save_pretrained(folder / "unet")
             DDPMScheduler(
                 num_train_timesteps=self.params.num_train_timesteps,
                 beta_start=self.params.beta_start,
                 beta_end=self.params.beta_end,
                 beta_schedule="linear",
                 variance_type="learned_range" if self.params.learn_sigma else "fixed_small",
-            ).save_pretrained(tmp / "scheduler")
-            old = None
-            if target.exists():
-                old = target.with_name(f".{target.name}-old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(target, old)
-            os.replace(tmp, target)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return target
+            ).save_pretrained(folder / "scheduler")
+
+        return write_dir_atomic(directory, write=write)
 
 
 def normal_kl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor) -> Tensor:
@@ -238,16 +218,13 @@ def diffusion_loss(
     return LossOutput(total=total, terms=terms)
 
 
-class DiffusionTrainerParams(Params):
-    """Params of :class:`DiffusionTrainer`."""
-
-    vlb_weight: float = Field(0.001, ge=0, description="λ of the L_vlb term (learned variance).")
-
-
 class DiffusionTrainer(Trainer):
-    """Train the source diffusion model with the DDPM ε objective on clean images."""
+    """Train the source diffusion model (DDPM ε-MSE, + λ·L_vlb with learned variance).
 
-    def __init__(self, params: DiffusionTrainerParams) -> None:
+    One step on clean source images: the model must be ``diffusion_tta.source_unet``.
+    """
+
+    def __init__(self, params: DiffusionTrainerParams, ctx: BuildContext) -> None:
         self.params = params
 
     def train_step(self, step: Any, batch: dict[str, Any]) -> LossOutput:
@@ -266,19 +243,14 @@ class DiffusionTrainer(Trainer):
         return loss
 
 
-class EpsMSELossParams(Params):
-    """Params of :class:`EpsMSE`."""
-
-    vlb_weight: float = Field(0.001, ge=0, description="λ of the L_vlb term (learned variance).")
-    num_train_timesteps: int = Field(1000, ge=2)
-    beta_start: float = Field(1e-4, gt=0)
-    beta_end: float = Field(0.02, gt=0, lt=1)
-
-
 class EpsMSE(LossBase):
-    """Score a source diffusion model's output: ε-MSE (+ λ·L_vlb with a learned variance)."""
+    """Score ε predictions of diffusion_tta.source_unet (ε-MSE, + λ·L_vlb when learned).
 
-    def __init__(self, params: EpsMSELossParams) -> None:
+    The same objective as ``diffusion_tta.train_source_diffusion``, as a loss, so the engine can
+    report the validation/test loss of the diffusion stage.
+    """
+
+    def __init__(self, params: EpsMSEParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
         betas = linear_betas(params.num_train_timesteps, params.beta_start, params.beta_end)
@@ -306,35 +278,18 @@ class EpsMSE(LossBase):
         return outputs, {"image": (x0 + 1) / 2}
 
 
-def build_source_unet(params: SourceUNetParams, ctx: BuildContext) -> SourceUNet:
-    """Build the source diffusion ε-predictor (diffusers UNet2DModel, random init)."""
-    size = params.sample_size or (ctx.data.image_size[0] if ctx.data.image_size else None)
-    if size is None:
-        raise ComponentError(
-            "diffusion_tta.source_unet: set sample_size (the dataset does not state image_size)"
-        )
-    return SourceUNet(params, ctx.data.in_channels or 3, int(size))
-
-
-def build_diffusion_trainer(params: DiffusionTrainerParams, ctx: BuildContext) -> DiffusionTrainer:
-    """Train the source diffusion model (DDPM ε-MSE, + λ·L_vlb with learned variance)."""
-    return DiffusionTrainer(params)
-
-
-def build_eps_mse(params: EpsMSELossParams, ctx: BuildContext) -> EpsMSE:
-    """Score ε predictions of diffusion_tta.source_unet (ε-MSE, + λ·L_vlb when learned)."""
-    return EpsMSE(params)
-
-
 class DenoisingError(Evaluator):
-    """Report the source diffusion model's ε-MSE on a split (mean over pixels and samples)."""
+    """Report the ε-MSE of the source diffusion model on the evaluated split.
+
+    The mean over pixels and samples; the monitor of the diffusion stage.
+    """
 
     name = "denoising"
     higher_is_better = False
     squared: Tensor
     count: Tensor
 
-    def __init__(self) -> None:
+    def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
         super().__init__()
         self.add_state("squared", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
@@ -359,8 +314,3 @@ class DenoisingError(Evaluator):
         noise = torch.randn(batch_size, 3, 8, 8, generator=gen)
         outputs = {"logits": torch.randn(batch_size, 3, 8, 8, generator=gen), "eps_target": noise}
         return outputs, {"image": torch.rand(batch_size, 3, 8, 8, generator=gen)}
-
-
-def build_denoising_error(params: Params | None, ctx: BuildContext) -> DenoisingError:
-    """Report the ε-MSE of the source diffusion model on the evaluated split."""
-    return DenoisingError()
