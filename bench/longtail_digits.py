@@ -20,37 +20,38 @@ from typing import Any
 
 import numpy as np
 import torch
-from asklepios_longtail.augmentations import MixUp, MixUpParams
-from asklepios_longtail.datasets import DigitsLT, DigitsLTParams
-from asklepios_longtail.losses import (
+from asklepios_longtail.augmentations import MixUp
+from asklepios_longtail.datasets import DigitsLT
+from asklepios_longtail.losses.adjustment import (
     BalancedSoftmaxLoss,
-    BalancedSoftmaxParams,
-    CBLoss,
-    CBLossParams,
-    FocalLoss,
-    FocalParams,
     LADELoss,
-    LADEParams,
-    LDAMLoss,
-    LDAMParams,
     LogitAdjustedLoss,
-    LogitAdjustedParams,
     SeesawLoss,
-    SeesawParams,
     VSLoss,
-    VSParams,
-    WeightedCELoss,
-    WeightedCEParams,
+)
+from asklepios_longtail.losses.reweighting import CBLoss, FocalLoss, LDAMLoss, WeightedCELoss
+from asklepios_longtail.params import (
+    BalancedSoftmaxLossParams,
+    CBLossParams,
+    DigitsLTParams,
+    EffectiveNumberSamplerParams,
+    FlexSamplerParams,
+    FocalLossParams,
+    LADELossParams,
+    LDAMLossParams,
+    LogitAdjustedLossParams,
+    MixUpParams,
+    ProgressiveSamplerParams,
+    SeesawLossParams,
+    SqrtSamplerParams,
+    VSLossParams,
+    WeightedCELossParams,
 )
 from asklepios_longtail.samplers import (
     ClassBalancedSampler,
-    EffectiveNumberParams,
     EffectiveNumberSampler,
-    FlexParams,
     FlexSampler,
-    ProgressiveParams,
     ProgressiveSampler,
-    SqrtParams,
     SqrtSampler,
 )
 from asklepios_sdk import BuildContext, EmptyParams
@@ -71,39 +72,41 @@ class Method:
 
 
 def _ce(ctx):
-    return WeightedCELoss(WeightedCEParams(), ctx)
+    return WeightedCELoss(WeightedCELossParams(), ctx)
 
 
 METHODS: dict[str, Method] = {
     "ERM": Method(_ce),
     "RS": Method(_ce, sampler=lambda ctx: ClassBalancedSampler(EmptyParams(), ctx)),
-    "RW": Method(lambda ctx: WeightedCELoss(WeightedCEParams(class_weights="cb"), ctx)),
-    "BalancedSoftmax": Method(lambda ctx: BalancedSoftmaxLoss(BalancedSoftmaxParams(), ctx)),
+    "RW": Method(lambda ctx: WeightedCELoss(WeightedCELossParams(class_weights="cb"), ctx)),
+    "BalancedSoftmax": Method(lambda ctx: BalancedSoftmaxLoss(BalancedSoftmaxLossParams(), ctx)),
     "PosthocLA": Method(_ce, posthoc=True),
     "LA (MONICA sign)": Method(
-        lambda ctx: LogitAdjustedLoss(LogitAdjustedParams(monica_sign=True), ctx)
+        lambda ctx: LogitAdjustedLoss(LogitAdjustedLossParams(monica_sign=True), ctx)
     ),
-    "Focal": Method(lambda ctx: FocalLoss(FocalParams(), ctx)),
-    "LDAM-DRW": Method(lambda ctx: LDAMLoss(LDAMParams(), ctx)),
+    "Focal": Method(lambda ctx: FocalLoss(FocalLossParams(), ctx)),
+    "LDAM-DRW": Method(lambda ctx: LDAMLoss(LDAMLossParams(), ctx)),
 }
 
 EXTRA_METHODS: dict[str, Method] = {
     "WeightedSoftmax": Method(
-        lambda ctx: WeightedCELoss(WeightedCEParams(class_weights="log_inverse"), ctx)
+        lambda ctx: WeightedCELoss(WeightedCELossParams(class_weights="log_inverse"), ctx)
     ),
     "CBLoss": Method(lambda ctx: CBLoss(CBLossParams(), ctx)),
     "CBLoss_Focal": Method(lambda ctx: CBLoss(CBLossParams(variant="sigmoid_focal"), ctx)),
-    "LA (paper sign)": Method(lambda ctx: LogitAdjustedLoss(LogitAdjustedParams(), ctx)),
-    "LADE": Method(lambda ctx: LADELoss(LADEParams(), ctx)),
-    "VS": Method(lambda ctx: VSLoss(VSParams(), ctx)),
-    "DRW-CE": Method(lambda ctx: WeightedCELoss(WeightedCEParams(drw=True), ctx)),
+    "LA (paper sign)": Method(lambda ctx: LogitAdjustedLoss(LogitAdjustedLossParams(), ctx)),
+    "LADE": Method(lambda ctx: LADELoss(LADELossParams(), ctx)),
+    "VS": Method(lambda ctx: VSLoss(VSLossParams(), ctx)),
+    "DRW-CE": Method(lambda ctx: WeightedCELoss(WeightedCELossParams(drw=True), ctx)),
     "MixUp": Method(_ce, mixup=True),
-    "Seesaw": Method(lambda ctx: SeesawLoss(SeesawParams(), ctx)),
+    "Seesaw": Method(lambda ctx: SeesawLoss(SeesawLossParams(), ctx)),
     "RSG sampler": Method(
-        _ce, sampler=lambda ctx: EffectiveNumberSampler(EffectiveNumberParams(), ctx)
+        _ce, sampler=lambda ctx: EffectiveNumberSampler(EffectiveNumberSamplerParams(), ctx)
     ),
-    "Sqrt sampling": Method(_ce, sampler=lambda ctx: SqrtSampler(SqrtParams(), ctx)),
-    "Progressive": Method(_ce, sampler=lambda ctx: ProgressiveSampler(ProgressiveParams(), ctx)),
+    "Sqrt sampling": Method(_ce, sampler=lambda ctx: SqrtSampler(SqrtSamplerParams(), ctx)),
+    "Progressive": Method(
+        _ce, sampler=lambda ctx: ProgressiveSampler(ProgressiveSamplerParams(), ctx)
+    ),
 }
 
 
@@ -196,14 +199,14 @@ def sampler_speed(n: int = 10_000_000) -> None:
     rng.permutation(n)
     shuffle = time.perf_counter() - baseline
     print(f"{'numpy permutation':<22} {shuffle:6.2f} s  (baseline)")
-    flex = FlexSampler(FlexParams(), ctx)
+    flex = FlexSampler(FlexSamplerParams(), ctx)
     flex.set_accuracy(np.linspace(90, 10, 20))
     samplers = {
         "class_balanced": ClassBalancedSampler(EmptyParams(), ctx),
-        "effective_number": EffectiveNumberSampler(EffectiveNumberParams(), ctx),
+        "effective_number": EffectiveNumberSampler(EffectiveNumberSamplerParams(), ctx),
         "flex": flex,
-        "sqrt": SqrtSampler(SqrtParams(), ctx),
-        "progressive": ProgressiveSampler(ProgressiveParams(), ctx),
+        "sqrt": SqrtSampler(SqrtSamplerParams(), ctx),
+        "progressive": ProgressiveSampler(ProgressiveSamplerParams(), ctx),
     }
     for name, sampler in samplers.items():
         sampler.epoch_indices(2, np.random.default_rng([0, 2]))  # warm-up (page faults)
@@ -233,7 +236,7 @@ def loss_speed(batch: int = 256, classes: int = 100, repeat: int = 20) -> None:
     from asklepios_sdk import DataFacts
 
     ctx = BuildContext(data=DataFacts(num_classes=classes, class_counts=tuple(counts)), epochs=10)
-    loss = LDAMLoss(LDAMParams(), ctx)
+    loss = LDAMLoss(LDAMLossParams(), ctx)
     loss.set_epoch(9)
     weight = loss.current_weight()
     z = torch.randn(batch, classes, requires_grad=True)

@@ -8,27 +8,25 @@ import torch
 from _fixtures import COUNTS, F1, FY, QUERIES, TNORM_W, make_ctx
 from asklepios_longtail.adapters import (
     BBNHead,
-    BBNHeadParams,
     CausalNormHead,
-    CausalNormParams,
     CosineHead,
-    CosineHeadParams,
     CRTHead,
-    CRTParams,
     DisAlignHead,
-    DisAlignParams,
     LWSHead,
-    LWSParams,
     bbn_alpha,
 )
-from asklepios_longtail.posthoc import (
-    NCMClassifier,
-    NCMParams,
-    PosthocLA,
+from asklepios_longtail.params import (
+    BBNHeadParams,
+    CausalNormHeadParams,
+    CosineHeadParams,
+    CRTHeadParams,
+    DisAlignHeadParams,
+    LWSHeadParams,
+    NCMClassifierParams,
     PosthocLAParams,
-    TauNorm,
     TauNormParams,
 )
+from asklepios_longtail.posthoc import NCMClassifier, PosthocLA, TauNorm
 from asklepios_sdk import Backbone, ComponentError
 from torch import nn
 
@@ -84,7 +82,7 @@ def _np_cl2n(train, labels, queries):
 
 
 def test_ncm_cl2n_fixture_and_centroids_classify_themselves():
-    adapter = NCMClassifier(NCMParams(), make_ctx([2, 2, 2])).wrap(Linear4())
+    adapter = NCMClassifier(NCMClassifierParams(), make_ctx([2, 2, 2])).wrap(Linear4())
     for half in (slice(0, 3), slice(3, 6)):
         adapter.collect({**feats(F1[half]), "label": torch.tensor(FY[half])})
     adapter.eval()
@@ -99,7 +97,7 @@ def test_ncm_cl2n_fixture_and_centroids_classify_themselves():
 
 
 def test_ncm_without_collection_errors():
-    adapter = NCMClassifier(NCMParams(), make_ctx([2, 2, 2])).wrap(Linear4()).eval()
+    adapter = NCMClassifier(NCMClassifierParams(), make_ctx([2, 2, 2])).wrap(Linear4()).eval()
     with pytest.raises(ComponentError, match=r"longtail\.collect"):
         adapter(feats(QUERIES))
 
@@ -118,7 +116,7 @@ def test_posthoc_la_eval_only_and_scale_invariant():
 
 def test_causal_norm_train_output_and_alpha_zero_eval():
     torch.manual_seed(0)
-    head = CausalNormHead(CausalNormParams(), make_ctx([5, 3, 1])).wrap(Linear4())
+    head = CausalNormHead(CausalNormHeadParams(), make_ctx([5, 3, 1])).wrap(Linear4())
     x = torch.randn(6, 4)
     out = head({"image": x})["logits"].detach().numpy()
     w = head.weight.detach().numpy()
@@ -132,7 +130,7 @@ def test_causal_norm_train_output_and_alpha_zero_eval():
         expected += 8 * xk @ wk.T
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(head.embed_mean.numpy(), xn.mean(0), rtol=1e-6)
-    no_effect = CausalNormHead(CausalNormParams(alpha=0), make_ctx([5, 3, 1])).wrap(Linear4())
+    no_effect = CausalNormHead(CausalNormHeadParams(alpha=0), make_ctx([5, 3, 1])).wrap(Linear4())
     with torch.no_grad():
         no_effect.weight.copy_(head.weight)
     no_effect({"image": x})
@@ -146,14 +144,14 @@ def test_causal_norm_train_output_and_alpha_zero_eval():
 def test_disalign_at_initialisation_and_freezing():
     torch.manual_seed(0)
     model = Linear4(hidden=True)
-    head = DisAlignHead(DisAlignParams(), make_ctx([5, 3, 1])).wrap(model)
+    head = DisAlignHead(DisAlignHeadParams(), make_ctx([5, 3, 1])).wrap(model)
     x = torch.randn(5, 4)
     f = model.body(x)
     sigma = torch.sigmoid(head.confidence(f))
     expected = (1 + sigma) * head.linear(f)
     assert torch.allclose(head({"image": x})["logits"], expected, atol=1e-6)
     assert not any(p.requires_grad for p in model.parameters())
-    original = DisAlignHead(DisAlignParams(mode="original"), make_ctx([5, 3, 1])).wrap(
+    original = DisAlignHead(DisAlignHeadParams(mode="original"), make_ctx([5, 3, 1])).wrap(
         Linear4(hidden=True)
     )
     trainable = {n for n, p in original.named_parameters() if p.requires_grad}
@@ -168,7 +166,7 @@ def test_disalign_at_initialisation_and_freezing():
 def test_lws_scales_one_equals_linear_and_only_scales_train():
     torch.manual_seed(0)
     model = Linear4(hidden=True)
-    head = LWSHead(LWSParams(), make_ctx([5, 3, 1])).wrap(model)
+    head = LWSHead(LWSHeadParams(), make_ctx([5, 3, 1])).wrap(model)
     x = torch.randn(5, 4)
     assert torch.allclose(head({"image": x})["logits"], model({"image": x})["logits"])
     before = {n: p.detach().clone() for n, p in head.named_parameters()}
@@ -187,10 +185,10 @@ def test_lws_scales_one_equals_linear_and_only_scales_train():
 
 
 def test_lws_mislas_and_dropped_bias():
-    mislas = LWSHead(LWSParams(trainable="all"), make_ctx([5, 3, 1])).wrap(Linear4(hidden=True))
+    mislas = LWSHead(LWSHeadParams(trainable="all"), make_ctx([5, 3, 1])).wrap(Linear4(hidden=True))
     trainable = {n for n, p in mislas.named_parameters() if p.requires_grad}
     assert trainable == {"scales", "model.classifier.weight", "model.classifier.bias"}
-    dropped = LWSHead(LWSParams(drop_stage1_bias=True), make_ctx([5, 3, 1])).wrap(Linear4())
+    dropped = LWSHead(LWSHeadParams(drop_stage1_bias=True), make_ctx([5, 3, 1])).wrap(Linear4())
     x = torch.randn(3, 4)
     w = dropped.stage1_classifier().weight
     expected = x @ w.T + dropped.fresh_bias
@@ -199,14 +197,14 @@ def test_lws_mislas_and_dropped_bias():
 
 def test_crt_freezes_body_and_trains_fresh_head():
     model = Linear4(hidden=True)
-    head = CRTHead(CRTParams(), make_ctx([5, 3, 1])).wrap(model)
+    head = CRTHead(CRTHeadParams(), make_ctx([5, 3, 1])).wrap(model)
     trainable = {n for n, p in head.named_parameters() if p.requires_grad}
     assert trainable == {"head.weight", "head.bias"}
-    everything = CRTHead(CRTParams(finetune_all=True), make_ctx([5, 3, 1])).wrap(
+    everything = CRTHead(CRTHeadParams(finetune_all=True), make_ctx([5, 3, 1])).wrap(
         Linear4(hidden=True)
     )
     assert all(p.requires_grad for p in everything.parameters())
-    cosine = CRTHead(CRTParams(head="cosine"), make_ctx([5, 3, 1])).wrap(Linear4())
+    cosine = CRTHead(CRTHeadParams(head="cosine"), make_ctx([5, 3, 1])).wrap(Linear4())
     assert cosine({"image": torch.randn(2, 4)})["logits"].abs().max() <= 1 + 1e-6
 
 

@@ -6,17 +6,15 @@ import numpy as np
 import pytest
 import torch
 from _fixtures import COUNTS, Y, Z, batch, make_ctx, outputs
-from asklepios_longtail.augmentations import (
-    CutMix,
+from asklepios_longtail.augmentations import CutMix, MixUp, ReMix, cutmix_box, remix_label_weight
+from asklepios_longtail.losses.reweighting import FocalLoss, WeightedCELoss
+from asklepios_longtail.params import (
     CutMixParams,
-    MixUp,
+    FocalLossParams,
     MixUpParams,
-    ReMix,
     ReMixParams,
-    cutmix_box,
-    remix_label_weight,
+    WeightedCELossParams,
 )
-from asklepios_longtail.losses import FocalLoss, FocalParams, WeightedCELoss, WeightedCEParams
 from asklepios_sdk import ComponentError
 
 
@@ -43,7 +41,7 @@ def test_mixup_mixes_with_its_permutation():
 
 
 def test_mixup_loss_identities():
-    loss = FocalLoss(FocalParams(), make_ctx())
+    loss = FocalLoss(FocalLossParams(), make_ctx())
     base = float(loss(outputs(), batch()).total.detach())
     mixed = batch(label_b=torch.tensor(Y[::-1].copy()), lam=torch.tensor(1.0))
     assert float(loss(outputs(), mixed).total.detach()) == pytest.approx(base)
@@ -65,7 +63,7 @@ def test_cutmix_box_and_lambda():
     assert float(out["lam"]) == pytest.approx(unpasted, abs=1e-6)
     never = CutMix(CutMixParams(prob=0), make_ctx())({"image": x, "label": torch.tensor(Y)})
     assert float(never["lam"]) == 1 and torch.equal(never["image"], x)
-    loss = WeightedCELoss(WeightedCEParams(), make_ctx())
+    loss = WeightedCELoss(WeightedCELossParams(), make_ctx())
     base = float(loss(outputs(), batch()).total.detach())
     zero_box = batch(label_b=torch.tensor(Y[::-1].copy()), lam=never["lam"])
     assert float(loss(outputs(), zero_box).total.detach()) == pytest.approx(base)
@@ -92,7 +90,7 @@ def test_remix_with_infinite_kappa_equals_mixup():
     assert torch.equal(mix["image"], remix["image"])
     assert torch.equal(mix["label_b"], remix["label_b"])
     assert torch.allclose(remix["lam"], torch.full((6,), float(mix["lam"])))
-    loss = WeightedCELoss(WeightedCEParams(class_weights="cb"), make_ctx(COUNTS))
+    loss = WeightedCELoss(WeightedCELossParams(class_weights="cb"), make_ctx(COUNTS))
     out = outputs(Z)
     a = loss(out, {"label": y, "label_b": mix["label_b"], "lam": mix["lam"]}).total
     b = loss(out, {"label": y, "label_b": remix["label_b"], "lam": remix["lam"]}).total

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from _fixtures import make_ctx
-from asklepios_longtail.backbones import ExpertResNet, ExpertResNetParams
-from asklepios_longtail.losses import RIDELoss, RIDEParams, SADELoss, SADEParams
+from asklepios_longtail.backbones import ExpertResNet
+from asklepios_longtail.losses.experts import RIDELoss, SADELoss
+from asklepios_longtail.params import ExpertResNetParams, RIDELossParams, SADELossParams
 
 TINY = {"layers": (1, 1, 1, 1), "planes": (4, 4, 8, 8)}
 
@@ -27,7 +28,7 @@ def test_outputs_and_training_with_sade_and_ride():
     assert out["expert_logits"].shape == (3, 4, 4) and out["features"].shape == (4, 32)
     assert torch.allclose(out["logits"], out["expert_logits"].mean(dim=0))
     assert out["expert_logits"].abs().max() <= 30 + 1e-4  # scaled cosines
-    for loss in (SADELoss(SADEParams(), ctx), RIDELoss(RIDEParams(), ctx)):
+    for loss in (SADELoss(SADELossParams(), ctx), RIDELoss(RIDELossParams(), ctx)):
         model.zero_grad()
         loss(model(batch), batch).total.backward()
         assert all(p.grad is not None for p in model.heads.parameters())
@@ -52,7 +53,8 @@ def _np_center(maps, labels, centers, weight, bias):
 
 def test_rsg_center_term_against_numpy_and_aux_losses():
     import numpy as np
-    from asklepios_longtail.rsg import RSGModule, RSGParams, RSGResNeXt
+    from asklepios_longtail.params import RSGResNeXtParams
+    from asklepios_longtail.rsg import RSGModule, RSGResNeXt
 
     torch.manual_seed(0)
     module = RSGModule(channels=3, num_classes=2, n_center=4, contrastive_dim=5)
@@ -76,7 +78,8 @@ def test_rsg_center_term_against_numpy_and_aux_losses():
     assert np.isfinite(expected)
 
     model = RSGResNeXt(
-        RSGParams(model_name="resnet10t", n_center=2, contrastive_dim=8), make_ctx([5, 3, 2, 1])
+        RSGResNeXtParams(model_name="resnet10t", n_center=2, contrastive_dim=8),
+        make_ctx([5, 3, 2, 1]),
     )
     batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 1, 2, 3])}
     out = model(batch)

@@ -7,15 +7,14 @@ import pytest
 from _fixtures import write_split_lists
 from asklepios_longtail.datasets import (
     DigitsLT,
-    DigitsLTParams,
     SplitList,
-    SplitListParams,
     build_long_tailed_split,
     digits_counts,
     long_tail_profile,
     read_label_map,
     reindex_by_frequency,
 )
+from asklepios_longtail.params import DigitsLTParams, SplitListParams
 from asklepios_longtail.split_list_convert import main as convert_main
 from asklepios_sdk import ComponentError
 
@@ -94,7 +93,8 @@ def test_pickled_label_map_needs_trust_and_converts(tmp_path, capsys):
 
 def test_long_tailed_wrapper_reproduces_dermamnist_counts():
     import torch
-    from asklepios_longtail.datasets import LongTailed, LongTailedParams
+    from asklepios_longtail.datasets import LongTailed
+    from asklepios_longtail.params import LongTailedParams
     from asklepios_sdk import DataFacts, Dataset
 
     natural = {5: 4693, 4: 779, 2: 769, 1: 359, 0: 228, 6: 99, 3: 80}  # DermaMNIST train

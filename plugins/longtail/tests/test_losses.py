@@ -25,41 +25,42 @@ from _fixtures import (
     outputs,
 )
 from asklepios_longtail import _functional as fn
-from asklepios_longtail.losses import (
+from asklepios_longtail.losses.adjustment import (
     BalancedSoftmaxLoss,
-    BalancedSoftmaxParams,
-    CBLoss,
-    CBLossParams,
-    CenterLoss,
-    CenterParams,
-    ConMixLoss,
-    ConMixParams,
-    FocalLoss,
-    FocalParams,
     GCLLoss,
-    GCLParams,
-    LabelAwareSmoothingLoss,
-    LabelAwareSmoothingParams,
     LADELoss,
-    LADEParams,
-    LDAMLoss,
-    LDAMParams,
     LogitAdjustedLoss,
-    LogitAdjustedParams,
-    RangeLoss,
-    RangeParams,
-    RIDELoss,
-    RIDEParams,
-    SADELoss,
-    SADEParams,
     SeesawLoss,
-    SeesawParams,
     SEQLLoss,
-    SEQLParams,
     VSLoss,
-    VSParams,
+)
+from asklepios_longtail.losses.experts import RIDELoss, SADELoss
+from asklepios_longtail.losses.representation import CenterLoss, ConMixLoss, RangeLoss
+from asklepios_longtail.losses.reweighting import (
+    CBLoss,
+    FocalLoss,
+    LabelAwareSmoothingLoss,
+    LDAMLoss,
     WeightedCELoss,
-    WeightedCEParams,
+)
+from asklepios_longtail.params import (
+    BalancedSoftmaxLossParams,
+    CBLossParams,
+    CenterLossParams,
+    ConMixLossParams,
+    FocalLossParams,
+    GCLLossParams,
+    LabelAwareSmoothingLossParams,
+    LADELossParams,
+    LDAMLossParams,
+    LogitAdjustedLossParams,
+    RangeLossParams,
+    RIDELossParams,
+    SADELossParams,
+    SeesawLossParams,
+    SEQLLossParams,
+    VSLossParams,
+    WeightedCELossParams,
 )
 from asklepios_sdk import ComponentError
 
@@ -106,7 +107,7 @@ def test_empty_class_counts_error_names_the_component():
 
 
 def test_plain_ce():
-    loss = WeightedCELoss(WeightedCEParams(), make_ctx())
+    loss = WeightedCELoss(WeightedCELossParams(), make_ctx())
     assert value(loss) == pytest.approx(np_ce(Z, Y).mean(), rel=RTOL)
 
 
@@ -119,14 +120,14 @@ def test_plain_ce():
     ],
 )
 def test_weighted_ce(weights, reference):
-    loss = WeightedCELoss(WeightedCEParams(class_weights=weights), make_ctx())
+    loss = WeightedCELoss(WeightedCELossParams(class_weights=weights), make_ctx())
     assert value(loss) == pytest.approx(np_weighted_ce(Z, Y, reference), rel=RTOL)
 
 
 def test_focal():
     ce = np_ce(Z, Y)
     expected = ((1 - np.exp(-ce)) ** 2 * ce).mean()
-    assert value(FocalLoss(FocalParams(), make_ctx())) == pytest.approx(expected, rel=RTOL)
+    assert value(FocalLoss(FocalLossParams(), make_ctx())) == pytest.approx(expected, rel=RTOL)
 
 
 def test_cb_softmax_bce():
@@ -157,7 +158,7 @@ def _np_ldam(weights):
 
 
 def test_ldam_drw_schedule_e10():
-    loss = LDAMLoss(LDAMParams(), make_ctx(epochs=10))
+    loss = LDAMLoss(LDAMLossParams(), make_ctx(epochs=10))
     for epoch in range(10):
         loss.set_epoch(epoch)
         expected = _np_ldam(None if epoch < 8 else np_cb(COUNTS))
@@ -165,15 +166,15 @@ def test_ldam_drw_schedule_e10():
 
 
 def test_ldam_without_drw_and_ce_identity():
-    loss = LDAMLoss(LDAMParams(drw=False), make_ctx(epochs=10))
+    loss = LDAMLoss(LDAMLossParams(drw=False), make_ctx(epochs=10))
     loss.set_epoch(9)
     assert value(loss) == pytest.approx(_np_ldam(None), rel=RTOL)
-    plain = LDAMLoss(LDAMParams(s=1, max_m=0, drw=False), make_ctx())
+    plain = LDAMLoss(LDAMLossParams(s=1, max_m=0, drw=False), make_ctx())
     assert value(plain) == pytest.approx(np_ce(Z, Y).mean(), rel=RTOL)
 
 
 def test_weighted_ce_drw_switches_at_int_0_8_e():
-    loss = WeightedCELoss(WeightedCEParams(drw=True), make_ctx(epochs=50))
+    loss = WeightedCELoss(WeightedCELossParams(drw=True), make_ctx(epochs=50))
     loss.set_epoch(39)
     assert loss.current_weight() is None
     loss.set_epoch(40)
@@ -185,9 +186,9 @@ def test_label_aware_smoothing():
     logp = Z - np_logsumexp(Z)[:, None]
     e = eps[Y]
     expected = ((1 - e) * -logp[np.arange(6), Y] + e * -logp.mean(axis=1)).mean()
-    loss = LabelAwareSmoothingLoss(LabelAwareSmoothingParams(), make_ctx())
+    loss = LabelAwareSmoothingLoss(LabelAwareSmoothingLossParams(), make_ctx())
     assert value(loss) == pytest.approx(expected, rel=RTOL)
-    zero = LabelAwareSmoothingLoss(LabelAwareSmoothingParams(eps_head=0), make_ctx())
+    zero = LabelAwareSmoothingLoss(LabelAwareSmoothingLossParams(eps_head=0), make_ctx())
     assert value(zero) == pytest.approx(np_ce(Z, Y).mean(), rel=RTOL)
 
 
@@ -195,8 +196,8 @@ def test_label_aware_smoothing():
 
 
 def test_balanced_softmax_and_prior_ce():
-    bs = BalancedSoftmaxLoss(BalancedSoftmaxParams(), make_ctx())
-    prior_ce = BalancedSoftmaxLoss(BalancedSoftmaxParams(prior="frequency"), make_ctx())
+    bs = BalancedSoftmaxLoss(BalancedSoftmaxLossParams(), make_ctx())
+    prior_ce = BalancedSoftmaxLoss(BalancedSoftmaxLossParams(prior="frequency"), make_ctx())
     expected = np_ce(Z + np.log(COUNTS), Y).mean()
     assert value(bs) == pytest.approx(expected, rel=RTOL)
     assert value(prior_ce) == pytest.approx(np_ce(Z + np.log(PI + 1e-9), Y).mean(), rel=RTOL)
@@ -208,8 +209,8 @@ def test_prior_ce_equals_balanced_softmax_on_random_inputs():
     ctx = make_ctx(counts)
     z = torch.randn(32, 7, generator=gen) * 3
     y = torch.randint(0, 7, (32,), generator=gen)
-    a = BalancedSoftmaxLoss(BalancedSoftmaxParams(), ctx)({"logits": z}, {"label": y}).total
-    b = BalancedSoftmaxLoss(BalancedSoftmaxParams(prior="frequency"), ctx)(
+    a = BalancedSoftmaxLoss(BalancedSoftmaxLossParams(), ctx)({"logits": z}, {"label": y}).total
+    b = BalancedSoftmaxLoss(BalancedSoftmaxLossParams(prior="frequency"), ctx)(
         {"logits": z}, {"label": y}
     ).total
     assert float(a) == pytest.approx(float(b), abs=1e-6)
@@ -217,11 +218,11 @@ def test_prior_ce_equals_balanced_softmax_on_random_inputs():
 
 def test_logit_adjusted_both_signs():
     adj = np.log((COUNTS / COUNTS.max()) ** 1.0 + 1e-12)
-    paper = LogitAdjustedLoss(LogitAdjustedParams(), make_ctx())
-    monica = LogitAdjustedLoss(LogitAdjustedParams(monica_sign=True), make_ctx())
+    paper = LogitAdjustedLoss(LogitAdjustedLossParams(), make_ctx())
+    monica = LogitAdjustedLoss(LogitAdjustedLossParams(monica_sign=True), make_ctx())
     assert value(paper) == pytest.approx(np_ce(Z + adj, Y).mean(), rel=RTOL)
     assert value(monica) == pytest.approx(np_ce(Z - adj, Y).mean(), rel=RTOL)
-    bs = BalancedSoftmaxLoss(BalancedSoftmaxParams(), make_ctx())
+    bs = BalancedSoftmaxLoss(BalancedSoftmaxLossParams(), make_ctx())
     assert value(paper) == pytest.approx(value(bs), rel=1e-6)
 
 
@@ -238,7 +239,7 @@ def _np_lade_reg(lam=0.1):
 
 
 def test_lade_regulariser_and_total():
-    loss = LADELoss(LADEParams(), make_ctx())
+    loss = LADELoss(LADELossParams(), make_ctx())
     reg = loss.regulariser(outputs()["logits"], batch()["label"])
     assert float(reg.detach()) == pytest.approx(_np_lade_reg(), rel=RTOL)
     expected = np_ce(Z + np.log(PI + 1e-9), Y).mean() + 0.1 * _np_lade_reg()
@@ -247,25 +248,25 @@ def test_lade_regulariser_and_total():
 
 def test_vs_and_identity():
     expected = np_ce(Z * (COUNTS / 500) ** 0.3 + np.log(PI), Y).mean()
-    assert value(VSLoss(VSParams(), make_ctx())) == pytest.approx(expected, rel=RTOL)
-    ident = VSLoss(VSParams(gamma=0, tau=0), make_ctx())
+    assert value(VSLoss(VSLossParams(), make_ctx())) == pytest.approx(expected, rel=RTOL)
+    ident = VSLoss(VSLossParams(gamma=0, tau=0), make_ctx())
     assert value(ident) == pytest.approx(np_ce(Z, Y).mean(), rel=RTOL)
 
 
 def test_seql_equals_ce_when_no_class_is_rare():
-    loss = SEQLLoss(SEQLParams(), make_ctx())
+    loss = SEQLLoss(SEQLLossParams(), make_ctx())
     assert value(loss) == pytest.approx(np_ce(Z, Y).mean(), rel=RTOL)
 
 
 def test_seql_masks_rare_class_gradient():
     counts = [10000, 10000, 10000, 1]  # π_3 ≈ 3.3e-5 ≤ λ
     torch.manual_seed(0)
-    always = SEQLLoss(SEQLParams(gamma=1.0), make_ctx(counts))
+    always = SEQLLoss(SEQLLossParams(gamma=1.0), make_ctx(counts))
     z = torch.randn(400, 4, requires_grad=True)
     y = torch.randint(0, 3, (400,))
     always({"logits": z}, {"label": y}).total.backward()
     assert torch.all(z.grad[:, 3] == 0)
-    kept = SEQLLoss(SEQLParams(), make_ctx(counts))
+    kept = SEQLLoss(SEQLLossParams(), make_ctx(counts))
     z2 = torch.randn(20000, 4, requires_grad=True)
     y2 = torch.randint(0, 3, (20000,))
     kept({"logits": z2}, {"label": y2}).total.backward()
@@ -282,18 +283,18 @@ def _np_gcl(cos, eps_abs, kappa=0.5, m=0.0, s=30.0):
 def test_gcl_fixture_cases():
     cos = np.tanh(Z / 3)
     out = outputs(cos)
-    no_noise = GCLLoss(GCLParams(noise_mul=0), make_ctx())
+    no_noise = GCLLoss(GCLLossParams(noise_mul=0), make_ctx())
     assert value(no_noise, out) == pytest.approx(_np_gcl(cos, 0, kappa=0), rel=RTOL)
-    margin = GCLLoss(GCLParams(noise_mul=0, m=0.5), make_ctx())
+    margin = GCLLoss(GCLLossParams(noise_mul=0, m=0.5), make_ctx())
     assert value(margin, out) == pytest.approx(_np_gcl(cos, 0, kappa=0, m=0.5), rel=RTOL)
     eps = np.abs(np.random.default_rng(0).normal(0, 1 / 3, Z.shape)).clip(0, 1)
-    noisy = GCLLoss(GCLParams(), make_ctx())
+    noisy = GCLLoss(GCLLossParams(), make_ctx())
     noisy.fixed_noise = torch.tensor(eps, dtype=torch.float32)
     assert value(noisy, out) == pytest.approx(_np_gcl(cos, eps), rel=RTOL)
 
 
 def test_gcl_perturbation_statistics():
-    loss = GCLLoss(GCLParams(), make_ctx())
+    loss = GCLLoss(GCLLossParams(), make_ctx())
     torch.manual_seed(0)
     like = torch.zeros(10000, 4)
     pert = 0.5 * loss.noise(like) * loss.relative_cloud
@@ -310,7 +311,7 @@ def test_sade_loss_and_inverted_prior():
         + np_ce(e2 + lp, Y).mean()
         + np_ce(e3 + lp - 2 * np.log(inv + 1e-9), Y).mean()
     )
-    loss = SADELoss(SADEParams(), make_ctx())
+    loss = SADELoss(SADELossParams(), make_ctx())
     out = outputs(expert_logits=np.stack([e1, e2, e3]))
     assert value(loss, out) == pytest.approx(expected, rel=RTOL)
 
@@ -338,7 +339,7 @@ def test_ride_loss_against_numpy():
             total += -0.2 * t_mean**2 * kl
         return total
 
-    loss = RIDELoss(RIDEParams(), make_ctx(epochs=10))
+    loss = RIDELoss(RIDELossParams(), make_ctx(epochs=10))
     out = outputs(ensemble, expert_logits=experts)
     assert value(loss, out) == pytest.approx(reference(False), rel=RTOL)
     loss.set_epoch(8)
@@ -347,9 +348,9 @@ def test_ride_loss_against_numpy():
 
 def test_seesaw_identity_and_mitigation():
     ce = np_ce(Z, Y).mean()
-    plain = SeesawLoss(SeesawParams(p=0, q=0), make_ctx())
+    plain = SeesawLoss(SeesawLossParams(p=0, q=0), make_ctx())
     assert value(plain) == pytest.approx(ce, rel=RTOL)
-    fixed = SeesawLoss(SeesawParams(counts="fixed", q=0), make_ctx())
+    fixed = SeesawLoss(SeesawLossParams(counts="fixed", q=0), make_ctx())
     n = COUNTS
     ratio = n[None, :] / n[:, None]
     mitig = np.where(ratio < 1, ratio**0.8, 1.0)
@@ -360,7 +361,7 @@ def test_seesaw_identity_and_mitigation():
 
 
 def test_seesaw_compensation_and_online_counts():
-    loss = SeesawLoss(SeesawParams(), make_ctx())
+    loss = SeesawLoss(SeesawLossParams(), make_ctx())
     loss.train()
     out = value(loss)
     seen = np.bincount(Y, minlength=4).astype(float)
@@ -390,7 +391,7 @@ def test_conmix_nt_xent():
         pos = (a + 3) % 6
         denom = sum(np.exp(sim[a, b]) for b in range(6) if b != a)
         total += -np.log(np.exp(sim[a, pos]) / denom)
-    loss = ConMixLoss(ConMixParams(), make_ctx([2, 2, 2]))
+    loss = ConMixLoss(ConMixLossParams(), make_ctx([2, 2, 2]))
     out = outputs(np.zeros((6, 3)), features=F1, features_view2=F2)
     assert value(loss, out, batch(FY)) == pytest.approx(total / 6, rel=RTOL)
     one_class = value(loss, out, batch(np.zeros(6, dtype=int)))
@@ -403,7 +404,7 @@ def test_conmix_nt_xent():
 
 
 def _center_loss(kind):
-    loss = CenterLoss(CenterParams(variant=kind, feat_dim=4, epochs=10), make_ctx([2, 2, 2]))
+    loss = CenterLoss(CenterLossParams(variant=kind, feat_dim=4, epochs=10), make_ctx([2, 2, 2]))
     with torch.no_grad():
         loss.centers.copy_(torch.tensor(CENTERS))
     return loss
@@ -432,7 +433,7 @@ def test_center_terms(kind):
 
 
 def test_center_schedule_and_parameters():
-    loss = CenterLoss(CenterParams(feat_dim=4), make_ctx([2, 2, 2], epochs=50))
+    loss = CenterLoss(CenterLossParams(feat_dim=4), make_ctx([2, 2, 2], epochs=50))
     weights = []
     for e in (0, 29, 30, 39, 40, 49):
         loss.set_epoch(e)
@@ -440,7 +441,7 @@ def test_center_schedule_and_parameters():
     assert weights == [0, 0, 0.001, 0.001, 0.005, 0.005]
     assert any(p is loss.centers for p in loss.parameters())
     frozen = CenterLoss(
-        CenterParams(feat_dim=4, centers_not_optimised=True), make_ctx([2, 2, 2], epochs=50)
+        CenterLossParams(feat_dim=4, centers_not_optimised=True), make_ctx([2, 2, 2], epochs=50)
     )
     assert list(frozen.parameters()) == []
 
@@ -463,9 +464,9 @@ def _np_range(x, y, k=2, margin=0.1):
 
 def test_range_loss_alone_on_logits_and_with_ce():
     y = np.array([0, 0, 0, 1, 1, 2])
-    alone = RangeLoss(RangeParams(range_loss_alone=True), make_ctx())
+    alone = RangeLoss(RangeLossParams(range_loss_alone=True), make_ctx())
     assert value(alone, outputs(), batch(y)) == pytest.approx(_np_range(Z, y), rel=1e-4)
-    with_ce = RangeLoss(RangeParams(), make_ctx())
+    with_ce = RangeLoss(RangeLossParams(), make_ctx())
     out = outputs(features=F1)
     expected = _np_range(F1, y) + np_ce(Z, y).mean()
     assert value(with_ce, out, batch(y)) == pytest.approx(expected, rel=1e-4)
@@ -475,7 +476,7 @@ def test_range_loss_alone_on_logits_and_with_ce():
 
 
 def test_mixing_with_lambda_one_or_identity_equals_base():
-    loss = FocalLoss(FocalParams(), make_ctx())
+    loss = FocalLoss(FocalLossParams(), make_ctx())
     base = value(loss)
     perm = torch.tensor(Y[::-1].copy())
     assert value(loss, b=batch(label_b=perm, lam=torch.tensor(1.0))) == pytest.approx(base)
@@ -484,7 +485,7 @@ def test_mixing_with_lambda_one_or_identity_equals_base():
 
 
 def test_per_sample_mixing_weight():
-    loss = WeightedCELoss(WeightedCEParams(class_weights="cb"), make_ctx())
+    loss = WeightedCELoss(WeightedCELossParams(class_weights="cb"), make_ctx())
     yb = np.array([1, 1, 0, 2, 3, 0])
     lam = np.array([1.0, 0.0, 0.5, 0.2, 1.0, 0.7])
     w = np_cb(COUNTS)
@@ -495,21 +496,21 @@ def test_per_sample_mixing_weight():
     b = batch(label_b=torch.tensor(yb), lam=torch.tensor(lam, dtype=torch.float32))
     assert value(loss, b=b) == pytest.approx(expected, rel=RTOL)
     with pytest.raises(ComponentError, match="per-sample"):
-        LADELoss(LADEParams(), make_ctx())(outputs(), b)
+        LADELoss(LADELossParams(), make_ctx())(outputs(), b)
 
 
 @pytest.mark.parametrize(
     ("cls", "params"),
     [
-        (WeightedCELoss, WeightedCEParams(class_weights="cb")),
-        (FocalLoss, FocalParams()),
+        (WeightedCELoss, WeightedCELossParams(class_weights="cb")),
+        (FocalLoss, FocalLossParams()),
         (CBLoss, CBLossParams()),
         (CBLoss, CBLossParams(variant="sigmoid_focal")),
-        (LDAMLoss, LDAMParams()),
-        (LADELoss, LADEParams()),
-        (VSLoss, VSParams()),
-        (LabelAwareSmoothingLoss, LabelAwareSmoothingParams()),
-        (LogitAdjustedLoss, LogitAdjustedParams()),
+        (LDAMLoss, LDAMLossParams()),
+        (LADELoss, LADELossParams()),
+        (VSLoss, VSLossParams()),
+        (LabelAwareSmoothingLoss, LabelAwareSmoothingLossParams()),
+        (LogitAdjustedLoss, LogitAdjustedLossParams()),
     ],
 )
 def test_gradients_match_finite_differences(cls, params):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 from _fixtures import make_ctx
-from asklepios_longtail.metrics import ShotGroupParams, ShotGroupsEvaluator
+from asklepios_longtail.metrics import ShotGroupsEvaluator
+from asklepios_longtail.params import ShotGroupsEvaluatorParams
 from asklepios_sdk import BuildContext, ComponentError, DataFacts
 from sklearn.metrics import (
     average_precision_score,
@@ -36,7 +37,7 @@ GROUPS = {"many": [0], "medium": [1], "few": [2, 3]}
 
 def evaluator(**params) -> ShotGroupsEvaluator:
     ctx = BuildContext(data=DataFacts(num_classes=4))
-    return ShotGroupsEvaluator(ShotGroupParams(head=1, medium=2, **params), ctx)
+    return ShotGroupsEvaluator(ShotGroupsEvaluatorParams(head=1, medium=2, **params), ctx)
 
 
 def run(metric, parts=1):
@@ -107,7 +108,9 @@ def test_two_halves_and_merged_ranks_equal_one_pass():
 
 
 def test_absent_class_scores_zero_and_count_grouping():
-    metric = ShotGroupsEvaluator(ShotGroupParams(grouping="counts"), make_ctx([500, 100, 20, 5]))
+    metric = ShotGroupsEvaluator(
+        ShotGroupsEvaluatorParams(grouping="counts"), make_ctx([500, 100, 20, 5])
+    )
     assert metric.groups == {"many": [0], "medium": [1, 2], "few": [3]}
     metric.update(
         {"logits": torch.tensor(LOGITS[:7], dtype=torch.float32)},
@@ -117,5 +120,6 @@ def test_absent_class_scores_zero_and_count_grouping():
     assert float(out["class_acc_3"]) == 0 and float(out["class_auroc_3"]) == 0
     with pytest.raises(ComponentError, match="grouping 'counts' needs"):
         ShotGroupsEvaluator(
-            ShotGroupParams(grouping="counts"), BuildContext(data=DataFacts(num_classes=4))
+            ShotGroupsEvaluatorParams(grouping="counts"),
+            BuildContext(data=DataFacts(num_classes=4)),
         )

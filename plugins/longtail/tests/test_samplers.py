@@ -5,17 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _fixtures import COUNTS, make_ctx
+from asklepios_longtail.params import (
+    EffectiveNumberSamplerParams,
+    FlexSamplerParams,
+    ProgressiveSamplerParams,
+    SqrtSamplerParams,
+    SwitchSamplerParams,
+)
 from asklepios_longtail.samplers import (
     ClassBalancedSampler,
-    EffectiveNumberParams,
     EffectiveNumberSampler,
-    FlexParams,
     FlexSampler,
-    ProgressiveParams,
     ProgressiveSampler,
-    SqrtParams,
     SqrtSampler,
-    SwitchParams,
     SwitchSampler,
 )
 from asklepios_sdk import ComponentError, EmptyParams
@@ -46,12 +48,12 @@ def test_class_balanced_uniform_with_replacement():
 def test_effective_number_expectation():
     beta = 0.9999
     mass = COUNTS * (1 - beta) / (1 - beta**COUNTS)
-    sampler = EffectiveNumberSampler(EffectiveNumberParams(), make_ctx())
+    sampler = EffectiveNumberSampler(EffectiveNumberSamplerParams(), make_ctx())
     np.testing.assert_allclose(frequencies(sampler), mass / mass.sum(), atol=0.01)
 
 
 def test_flex_expectation_and_rebuild_from_metrics():
-    sampler = FlexSampler(FlexParams(), make_ctx())
+    sampler = FlexSampler(FlexSamplerParams(), make_ctx())
     sampler.set_epoch(0)
     first = sorted(sampler)
     assert first == list(range(625))  # epoch 0: plain shuffle, each index once
@@ -65,11 +67,11 @@ def test_flex_expectation_and_rebuild_from_metrics():
 
 
 def test_flex_zero_accuracy_rules():
-    sampler = FlexSampler(FlexParams(), make_ctx())
+    sampler = FlexSampler(FlexSamplerParams(), make_ctx())
     sampler.set_accuracy([90, 0, 30, 10])
     mass = COUNTS / np.array([90, 10, 30, 10])
     np.testing.assert_allclose(sampler.class_probabilities(1), mass / mass.sum())
-    strict = FlexSampler(FlexParams(zero_accuracy="error"), make_ctx())
+    strict = FlexSampler(FlexSamplerParams(zero_accuracy="error"), make_ctx())
     with pytest.raises(ComponentError, match=r"classes \[1\] have 0 validation accuracy"):
         strict.set_accuracy([90, 0, 30, 10])
 
@@ -77,27 +79,29 @@ def test_flex_zero_accuracy_rules():
 def test_sqrt_and_q_zero():
     mass = np.sqrt(COUNTS)
     np.testing.assert_allclose(
-        frequencies(SqrtSampler(SqrtParams(), make_ctx())), mass / mass.sum(), atol=0.01
+        frequencies(SqrtSampler(SqrtSamplerParams(), make_ctx())), mass / mass.sum(), atol=0.01
     )
     np.testing.assert_allclose(
-        frequencies(SqrtSampler(SqrtParams(q=0), make_ctx()), range(50)), 0.25, atol=0.01
+        frequencies(SqrtSampler(SqrtSamplerParams(q=0), make_ctx()), range(50)), 0.25, atol=0.01
     )
 
 
 def test_progressive_interpolates_from_prior_to_uniform():
-    sampler = ProgressiveSampler(ProgressiveParams(), make_ctx(epochs=10))
+    sampler = ProgressiveSampler(ProgressiveSamplerParams(), make_ctx(epochs=10))
     np.testing.assert_allclose(sampler.class_probabilities(0), PI)
     np.testing.assert_allclose(sampler.class_probabilities(10), 0.25)
     np.testing.assert_allclose(sampler.class_probabilities(4), 0.6 * PI + 0.4 * 0.25)
     drawn = []
     for seed in range(100):
-        seeded = ProgressiveSampler(ProgressiveParams(), make_ctx(epochs=10).replace(seed=seed))
+        seeded = ProgressiveSampler(
+            ProgressiveSamplerParams(), make_ctx(epochs=10).replace(seed=seed)
+        )
         drawn.extend(seeded)
     np.testing.assert_allclose(np.bincount(LABELS[drawn]) / len(drawn), PI, atol=0.01)
 
 
 def test_switch_fires_at_int_0_8_e():
-    sampler = SwitchSampler(SwitchParams(), make_ctx(epochs=10))
+    sampler = SwitchSampler(SwitchSamplerParams(), make_ctx(epochs=10))
     assert [sampler.rule(e) for e in (7, 8)] == ["shuffle", "effective_number"]
     sampler.set_epoch(7)
     assert sorted(sampler) == list(range(625))

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 from _fixtures import make_ctx
-from asklepios_longtail.ssl import BYOLParams, BYOLTrainer, byol_loss
+from asklepios_longtail.params import BYOLTrainerParams
+from asklepios_longtail.ssl import BYOLTrainer, byol_loss
 from asklepios_sdk import Backbone, ComponentError
 from torch import nn
 
@@ -68,7 +69,8 @@ def test_byol_loss_against_numpy():
 def test_byol_step_trains_encoder_projector_predictor(momentum):
     model = Tiny()
     trainer = BYOLTrainer(
-        BYOLParams(projection_size=4, projection_hidden_size=8, use_momentum=momentum), make_ctx()
+        BYOLTrainerParams(projection_size=4, projection_hidden_size=8, use_momentum=momentum),
+        make_ctx(),
     )
     groups = trainer.optimizer_groups(model)
     assert len(groups["main"]) == 4 + 6 + 6  # encoder + classifier, projector, predictor
@@ -88,7 +90,9 @@ def test_byol_step_trains_encoder_projector_predictor(momentum):
 
 def test_byol_needs_two_views():
     model = Tiny()
-    trainer = BYOLTrainer(BYOLParams(projection_size=4, projection_hidden_size=8), make_ctx())
+    trainer = BYOLTrainer(
+        BYOLTrainerParams(projection_size=4, projection_hidden_size=8), make_ctx()
+    )
     groups = trainer.optimizer_groups(model)
     single = {k: v for k, v in batch().items() if k != "image_view2"}
     with pytest.raises(ComponentError, match="two_view"):
@@ -111,10 +115,13 @@ def test_info_nce_against_numpy():
 
 
 def test_moco_step_queue_and_momentum():
-    from asklepios_longtail.ssl import MoCoParams, MoCoTrainer
+    from asklepios_longtail.params import MoCoTrainerParams
+    from asklepios_longtail.ssl import MoCoTrainer
 
     model = Tiny()
-    trainer = MoCoTrainer(MoCoParams(projection=(5, 3), queue_size=12, momentum=0.9), make_ctx())
+    trainer = MoCoTrainer(
+        MoCoTrainerParams(projection=(5, 3), queue_size=12, momentum=0.9), make_ctx()
+    )
     groups = trainer.optimizer_groups(model)
     assert len(groups["main"]) == 4 + 4
     key_before = trainer.key_model.body.weight.detach().clone()

@@ -8,18 +8,25 @@ import numpy as np
 import pytest
 import torch
 from _fixtures import COUNTS, make_ctx
-from asklepios_longtail.adapters import BBNHead, BBNHeadParams
-from asklepios_longtail.losses import WeightedCELoss, WeightedCEParams
-from asklepios_longtail.posthoc import NCMClassifier, NCMParams, PosthocLA, PosthocLAParams
-from asklepios_longtail.samplers import BBNPairsParams, BBNPairsSampler
+from asklepios_longtail.adapters import BBNHead
+from asklepios_longtail.losses.reweighting import WeightedCELoss
+from asklepios_longtail.params import (
+    BBNHeadParams,
+    BBNPairsSamplerParams,
+    BBNTrainerParams,
+    CollectTrainerParams,
+    ERMTrainerParams,
+    NCMClassifierParams,
+    PosthocLAParams,
+    SAMTrainerParams,
+    WeightedCELossParams,
+)
+from asklepios_longtail.posthoc import NCMClassifier, PosthocLA
+from asklepios_longtail.samplers import BBNPairsSampler
 from asklepios_longtail.trainers import (
     BBNTrainer,
-    BBNTrainerParams,
-    CollectParams,
     CollectTrainer,
-    ERMParams,
     ERMTrainer,
-    SAMParams,
     SAMTrainer,
     sam_rho,
     split_pairs,
@@ -73,20 +80,20 @@ def data(n=8, seed=0):
 
 
 def ce():
-    return WeightedCELoss(WeightedCEParams(), make_ctx())
+    return WeightedCELoss(WeightedCELossParams(), make_ctx())
 
 
 def test_sam_rho_schedule():
     rhos = [sam_rho(e) for e in (0, 4, 5, 59, 60, 89)]
     assert rhos == [0.05, 0.05, 0.1, 0.1, 0.5, 0.5]
-    trainer = SAMTrainer(SAMParams(), make_ctx(epochs=90))
+    trainer = SAMTrainer(SAMTrainerParams(), make_ctx(epochs=90))
     trainer.set_epoch(60)
     assert trainer.rho == 0.5
 
 
 def test_sam_first_step_and_restore_leave_parameters_unchanged():
     model = Tiny()
-    trainer = SAMTrainer(SAMParams(), make_ctx())
+    trainer = SAMTrainer(SAMTrainerParams(), make_ctx())
     params = list(model.parameters())
     before = torch.cat([p.detach().flatten().clone() for p in params])
     ce()(model(data()), data()).total.backward()
@@ -101,7 +108,7 @@ def test_sam_first_step_and_restore_leave_parameters_unchanged():
 def test_sam_step_uses_the_perturbed_gradient():
     model, reference = Tiny(), Tiny()
     reference.load_state_dict(model.state_dict())
-    trainer = SAMTrainer(SAMParams(rhos=(0.5, 0.5, 0.5)), make_ctx())
+    trainer = SAMTrainer(SAMTrainerParams(rhos=(0.5, 0.5, 0.5)), make_ctx())
     trainer.train_step(Step(model, ce()), data())
     # reference: perturb by hand, take the gradient there, step from the original weights
     params = list(reference.parameters())
@@ -123,7 +130,7 @@ def test_sam_step_uses_the_perturbed_gradient():
 
 def test_erm_mode_leak_flag():
     model = PosthocLA(PosthocLAParams(), make_ctx()).wrap(Tiny())
-    leak = ERMTrainer(ERMParams(eval_mode_after_epoch0=True), make_ctx())
+    leak = ERMTrainer(ERMTrainerParams(eval_mode_after_epoch0=True), make_ctx())
     model.train()
     leak.train_step(Step(model, ce(), epoch=0), data())
     assert model.model.training
@@ -131,13 +138,13 @@ def test_erm_mode_leak_flag():
     assert not model.model.body[1].training  # BatchNorm runs on running statistics
     assert model.training  # the evaluation-time adapter is not switched on in training
     model.train()
-    ERMTrainer(ERMParams(), make_ctx()).train_step(Step(model, ce(), epoch=3), data())
+    ERMTrainer(ERMTrainerParams(), make_ctx()).train_step(Step(model, ce(), epoch=3), data())
     assert model.model.training
 
 
 def test_bbn_pairs_sampler_streams_and_shards():
     ctx = make_ctx()
-    sampler = BBNPairsSampler(BBNPairsParams(), ctx)
+    sampler = BBNPairsSampler(BBNPairsSamplerParams(), ctx)
     order = np.array(list(sampler))
     assert len(order) == 1250
     assert sorted(order[0::2]) == list(range(625))  # stream a: plain shuffle
@@ -147,7 +154,9 @@ def test_bbn_pairs_sampler_streams_and_shards():
         freq.append(np.array(list(sampler))[1::2])
     balanced = np.bincount(LABELS[np.concatenate(freq)], minlength=4) / (625 * 100)
     np.testing.assert_allclose(balanced, 0.25, atol=0.01)
-    ranks = [BBNPairsSampler(BBNPairsParams(), ctx.replace(rank=r, world_size=2)) for r in (0, 1)]
+    ranks = [
+        BBNPairsSampler(BBNPairsSamplerParams(), ctx.replace(rank=r, world_size=2)) for r in (0, 1)
+    ]
     shard = np.array(list(ranks[0]))
     assert len(shard) == 626
     both = np.concatenate([shard[0::2], np.array(list(ranks[1]))[0::2]])
@@ -178,9 +187,9 @@ def test_bbn_trainer_mixes_the_two_streams():
 
 
 def test_collect_trainer_fits_ncm_without_training():
-    model = NCMClassifier(NCMParams(), make_ctx()).wrap(Tiny())
+    model = NCMClassifier(NCMClassifierParams(), make_ctx()).wrap(Tiny())
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    trainer = CollectTrainer(CollectParams(), make_ctx())
+    trainer = CollectTrainer(CollectTrainerParams(), make_ctx())
     step = Step(model, ce())
     assert trainer.optimizer_groups(model) == {}
     for seed in range(3):

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from asklepios_longtail.transforms import (
-    OPS,
-    Preset,
-    TransformParams,
-    TwoView,
-    TwoViewParams,
-    UDARandAugment,
-)
+from asklepios_longtail.params import PresetParams, TwoViewParams
+from asklepios_longtail.transforms import OPS, Preset, TwoView, UDARandAugment
 from torchvision.transforms.v2 import functional as TF
 
 IMAGE = torch.rand(3, 30, 30, generator=torch.Generator().manual_seed(0))
@@ -19,7 +13,7 @@ IMAGE = torch.rand(3, 30, 30, generator=torch.Generator().manual_seed(0))
 
 @pytest.mark.parametrize("preset", ["strong", "weak", "randaugment", "crop", "resize"])
 def test_presets_shape_and_seed(preset):
-    transform = Preset(TransformParams(preset=preset, size=16), None)
+    transform = Preset(PresetParams(preset=preset, size=16), None)
     torch.manual_seed(1)
     first = transform({"image": IMAGE, "label": 0})["image"]
     torch.manual_seed(1)
@@ -28,11 +22,11 @@ def test_presets_shape_and_seed(preset):
 
 
 def test_eval_presets_are_deterministic_and_normalised():
-    crop = Preset(TransformParams(preset="crop", size=16, margin=4), None)
+    crop = Preset(PresetParams(preset="crop", size=16, margin=4), None)
     expected = TF.center_crop(TF.resize(IMAGE, [20, 20], antialias=True), [16, 16])
     expected = TF.normalize(expected.clamp(0, 1), [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     assert torch.allclose(crop({"image": IMAGE})["image"], expected, atol=1e-6)
-    plain = Preset(TransformParams(preset="resize", size=30, normalize=False), None)
+    plain = Preset(PresetParams(preset="resize", size=30, normalize=False), None)
     assert torch.allclose(plain({"image": IMAGE})["image"], IMAGE, atol=1e-6)
 
 

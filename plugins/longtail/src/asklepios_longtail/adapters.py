@@ -9,30 +9,29 @@ after the adapters are built) fills them with the stage-1 values.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import Adapter, Batch, BuildContext, ComponentError, Params
-from pydantic import Field
+from asklepios_sdk import Adapter, Batch, BuildContext, ComponentError
 from torch import Tensor, nn
 
 from asklepios_longtail._heads import feature_dim, find_classifier, freeze_module
+from asklepios_longtail.params import (
+    BBNHeadParams,
+    CausalNormHeadParams,
+    CosineHeadParams,
+    CRTHeadParams,
+    DisAlignHeadParams,
+    LWSHeadParams,
+)
 
 __all__ = [
-    "ADAPTERS",
     "BBNHead",
-    "BBNHeadParams",
     "CRTHead",
-    "CRTParams",
     "CausalNormHead",
-    "CausalNormParams",
     "CosineHead",
-    "CosineHeadParams",
     "DisAlignHead",
-    "DisAlignParams",
     "LWSHead",
-    "LWSParams",
     "NormedLinear",
     "bbn_alpha",
 ]
@@ -94,13 +93,6 @@ class NormedLinear(nn.Module):
         return F.normalize(x, dim=1) @ F.normalize(self.weight, dim=0)
 
 
-class CosineHeadParams(Params):
-    """Params of :class:`CosineHead`."""
-
-    scale: float = Field(1.0, gt=0, description="Multiplier of the cosines (GCL, LDAM: 1).")
-    num_classes: int | None = Field(None, ge=1, description="C; default: the dataset's.")
-
-
 class CosineHead(_HeadAdapter):
     """Replace the classifier by a cosine (NormedLinear) head: logits_j = s·cos(f, w_j).
 
@@ -124,18 +116,6 @@ class CosineHead(_HeadAdapter):
         return out
 
 
-class CausalNormParams(Params):
-    """Params of :class:`CausalNormHead`."""
-
-    num_head: int = Field(2, ge=1, description="K: features and weights split into K chunks.")
-    tau: float = Field(16.0, description="τ: logits scaled by τ/K.")
-    alpha: float = Field(1.5, description="α of the counterfactual subtraction at evaluation.")
-    gamma: float = Field(1 / 32, ge=0, description="γ in w/(‖w‖ + γ).")
-    mu: float = Field(0.9, description="Decay μ of the running feature sum.")
-    use_effect: bool = Field(True, description="Remove the head direction at evaluation (TDE).")
-    num_classes: int | None = Field(None, ge=1, description="C; default: the dataset's.")
-
-
 class CausalNormHead(_HeadAdapter):
     """Compute De-Confound-TDE logits: multi-head causal norm, counterfactual removal at eval.
 
@@ -146,8 +126,10 @@ class CausalNormHead(_HeadAdapter):
     """
 
     component_id = "longtail.causal_norm_head"
+    weight: nn.Parameter
+    embed_mean: Tensor
 
-    def __init__(self, params: CausalNormParams, ctx: BuildContext) -> None:
+    def __init__(self, params: CausalNormHeadParams, ctx: BuildContext) -> None:
         super().__init__(ctx, params.num_classes)
         self.params = params
 
@@ -187,20 +169,6 @@ class CausalNormHead(_HeadAdapter):
         return out
 
 
-class DisAlignParams(Params):
-    """Params of :class:`DisAlignHead`."""
-
-    mode: Literal["monica", "original"] = Field(
-        "monica",
-        description="monica: a new trainable linear layer (MONICA HEAD); original: the frozen "
-        "stage-1 classifier, learning only α, β and the confidence layer.",
-    )
-    confidence_init: float = Field(0.1, description="Constant initial weight v of the confidence.")
-    freeze_encoder: bool = Field(True, description="Freeze the wrapped model (stage 2).")
-    classifier_path: str | None = Field(None, description="Attribute path of the stage-1 head.")
-    num_classes: int | None = Field(None, ge=1, description="C; default: the dataset's.")
-
-
 class DisAlignHead(_HeadAdapter):
     """Align logits as (1 + σ α) ⊙ (W f + b) + σ β with σ = sigmoid(v·f + b_v) (DisAlign).
 
@@ -211,7 +179,7 @@ class DisAlignHead(_HeadAdapter):
 
     component_id = "longtail.disalign_head"
 
-    def __init__(self, params: DisAlignParams, ctx: BuildContext) -> None:
+    def __init__(self, params: DisAlignHeadParams, ctx: BuildContext) -> None:
         super().__init__(ctx, params.num_classes)
         self.params = params
 
@@ -241,22 +209,6 @@ class DisAlignHead(_HeadAdapter):
         return out
 
 
-class LWSParams(Params):
-    """Params of :class:`LWSHead`."""
-
-    trainable: Literal["scales", "all"] = Field(
-        "scales", description="scales: LWS (only s trains); all: MiSLAS (w, b and s train)."
-    )
-    drop_stage1_bias: bool = Field(
-        False,
-        description="Use a fresh, frozen bias instead of the stage-1 bias, as MONICA does "
-        "(spec §0.3 #6). Default: the stage-1 bias.",
-    )
-    freeze_encoder: bool = Field(True, description="Freeze the wrapped model except the head.")
-    classifier_path: str | None = Field(None, description="Attribute path of the stage-1 head.")
-    num_classes: int | None = Field(None, ge=1, description="C; default: the dataset's.")
-
-
 class LWSHead(_HeadAdapter):
     """Scale the stage-1 classifier per class: logits_c = s_c · (w_c · f + b_c) (LWS).
 
@@ -267,8 +219,9 @@ class LWSHead(_HeadAdapter):
     """
 
     component_id = "longtail.lws_head"
+    fresh_bias: nn.Parameter | None
 
-    def __init__(self, params: LWSParams, ctx: BuildContext) -> None:
+    def __init__(self, params: LWSHeadParams, ctx: BuildContext) -> None:
         super().__init__(ctx, params.num_classes)
         self.params = params
 
@@ -305,12 +258,6 @@ def bbn_alpha(epoch: int, epochs: int, schedule: str = "parabolic") -> float:
     return 1 - (epoch / max(epochs, 1)) ** 2
 
 
-class BBNHeadParams(Params):
-    """Params of :class:`BBNHead`."""
-
-    num_classes: int | None = Field(None, ge=1, description="C; default: the dataset's.")
-
-
 class BBNHead(_HeadAdapter):
     """Classify [2α f_a ; 2(1 − α) f_b] with one linear layer, [f ; f] at evaluation (BBN).
 
@@ -342,26 +289,6 @@ class BBNHead(_HeadAdapter):
         return out
 
 
-class CRTParams(Params):
-    """Params of :class:`CRTHead`."""
-
-    head: Literal["linear", "cosine"] = Field(
-        "linear", description="Fresh head: linear (cRT) or cosine (GCL stage 2)."
-    )
-    cosine_scale: float = Field(1.0, gt=0, description="Scale of a cosine head.")
-    finetune_all: bool = Field(
-        False,
-        description="Keep the encoder trainable (MONICA 2025 code: full fine-tuning with a new "
-        "head; spec §0.3 #3). Default: frozen encoder (true decoupling).",
-    )
-    reuse_stage1_head: bool = Field(
-        False,
-        description="Keep the stage-1 classifier instead of a fresh head (results-era MONICA; "
-        "use with finetune_all).",
-    )
-    num_classes: int | None = Field(None, ge=1, description="C; default: the dataset's.")
-
-
 class CRTHead(_HeadAdapter):
     """Freeze the encoder and train a freshly initialised head (classifier re-training, cRT).
 
@@ -369,8 +296,9 @@ class CRTHead(_HeadAdapter):
     """
 
     component_id = "longtail.crt"
+    head: nn.Module | None
 
-    def __init__(self, params: CRTParams, ctx: BuildContext) -> None:
+    def __init__(self, params: CRTHeadParams, ctx: BuildContext) -> None:
         super().__init__(ctx, params.num_classes)
         self.params = params
 
@@ -391,14 +319,3 @@ class CRTHead(_HeadAdapter):
             scale = self.params.cosine_scale if self.params.head == "cosine" else 1.0
             out["logits"] = scale * logits
         return out
-
-
-ADAPTERS = {
-    "cosine_head": (CosineHead, CosineHeadParams),
-    "causal_norm_head": (CausalNormHead, CausalNormParams),
-    "disalign_head": (DisAlignHead, DisAlignParams),
-    "lws_head": (LWSHead, LWSParams),
-    "bbn_head": (BBNHead, BBNHeadParams),
-    "crt": (CRTHead, CRTParams),
-}
-"""Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""

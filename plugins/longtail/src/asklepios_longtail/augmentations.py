@@ -11,20 +11,16 @@ import math
 
 import numpy as np
 import torch
-from asklepios_sdk import Batch, BatchTransform, BuildContext, ComponentError, Params
-from pydantic import Field
+from asklepios_sdk import Batch, BatchTransform, BuildContext, ComponentError
 from torch import Tensor
 
 from asklepios_longtail import _functional as fn
+from asklepios_longtail.params import CutMixParams, MixUpParams, ReMixParams
 
 __all__ = [
-    "AUGMENTATIONS",
     "CutMix",
-    "CutMixParams",
     "MixUp",
-    "MixUpParams",
     "ReMix",
-    "ReMixParams",
     "cutmix_box",
     "remix_label_weight",
 ]
@@ -45,12 +41,6 @@ def _check(batch: Batch, component: str) -> None:
             f"{component}: the batch is already mixed (it has 'label_b'); list only one mixing "
             "augmentation under data.batch_transforms"
         )
-
-
-class MixUpParams(Params):
-    """Params of :class:`MixUp`."""
-
-    alpha: float = Field(1.0, ge=0, description="λ ~ Beta(α, α) per batch (α = 1: uniform).")
 
 
 class MixUp(BatchTransform):
@@ -76,13 +66,6 @@ class MixUp(BatchTransform):
         out["label_b"] = batch["label"][perm]
         out["lam"] = torch.tensor(lam, device=image.device)
         return out
-
-
-class CutMixParams(Params):
-    """Params of :class:`CutMix`."""
-
-    alpha: float = Field(1.0, ge=0, description="λ ~ Beta(α, α) per batch.")
-    prob: float = Field(1.0, ge=0, le=1, description="Probability of mixing a batch.")
 
 
 def cutmix_box(height: int, width: int, lam: float, cy: int, cx: int) -> tuple[int, int, int, int]:
@@ -133,14 +116,6 @@ class CutMix(BatchTransform):
         return out
 
 
-class ReMixParams(Params):
-    """Params of :class:`ReMix`."""
-
-    alpha: float = Field(1.0, ge=0, description="λ_x ~ Beta(α, α) per batch.")
-    kappa: float = Field(3.0, gt=0, description="Count ratio κ that triggers a minority label.")
-    tau: float = Field(0.5, ge=0, le=1, description="Mixing threshold τ.")
-
-
 def remix_label_weight(lam_x: float, n_a: Tensor, n_b: Tensor, kappa: float, tau: float) -> Tensor:
     """Return ReMix's per-sample label weight λ_y of the first target."""
     ratio = n_a / n_b
@@ -157,6 +132,7 @@ class ReMix(BatchTransform):
     """
 
     component_id = "longtail.remix"
+    counts: Tensor
 
     def __init__(self, params: ReMixParams, ctx: BuildContext) -> None:
         super().__init__()
@@ -178,11 +154,3 @@ class ReMix(BatchTransform):
             lam_x, counts[labels], counts[labels[perm]], self.params.kappa, self.params.tau
         )
         return out
-
-
-AUGMENTATIONS = {
-    "mixup": (MixUp, MixUpParams),
-    "cutmix": (CutMix, CutMixParams),
-    "remix": (ReMix, ReMixParams),
-}
-"""Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""

@@ -7,15 +7,16 @@ uses), ``expert_logits`` (K × B × C, what ``longtail.sade`` and ``longtail.rid
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
-from asklepios_sdk import Backbone, Batch, BuildContext, ComponentError, Params
-from pydantic import Field
+from asklepios_sdk import Backbone, Batch, BuildContext, ComponentError
 from torch import Tensor, nn
 
 from asklepios_longtail.adapters import NormedLinear
-from asklepios_longtail.rsg import RSGParams, RSGResNeXt
+from asklepios_longtail.params import ExpertResNetParams
 
-__all__ = ["BACKBONES", "ExpertResNet", "ExpertResNetParams"]
+__all__ = ["ExpertResNet"]
 
 
 def _make_layer(inplanes: int, planes: int, blocks: int, stride: int) -> tuple[nn.Sequential, int]:
@@ -31,22 +32,6 @@ def _make_layer(inplanes: int, planes: int, blocks: int, stride: int) -> tuple[n
     layers = [Bottleneck(inplanes, planes, stride, downsample)]
     layers += [Bottleneck(out, planes) for _ in range(1, blocks)]
     return nn.Sequential(*layers), out
-
-
-class ExpertResNetParams(Params):
-    """Params of :class:`ExpertResNet`."""
-
-    layers: tuple[int, int, int, int] = Field(
-        (3, 4, 6, 3), description="Bottleneck blocks per stage (ResNet-50: 3, 4, 6, 3)."
-    )
-    planes: tuple[int, int, int, int] = Field(
-        (64, 128, 192, 384),
-        description="Planes per stage; SADE reduces the experts' stages 3 and 4 to 192 and 384.",
-    )
-    num_experts: int = Field(3, ge=1, description="Experts (SADE: 3).")
-    scale: float = Field(30.0, gt=0, description="s multiplying each expert's cosine logits.")
-    num_classes: int | None = Field(None, ge=2, description="C; default: the dataset's.")
-    in_chans: int | None = Field(None, ge=1, description="Input channels; default: dataset's.")
 
 
 class ExpertResNet(Backbone):
@@ -106,15 +91,8 @@ class ExpertResNet(Backbone):
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace every expert's cosine head with a fresh one of ``num_classes`` outputs."""
-        device = self.heads[0].weight.device
+        device = cast(NormedLinear, self.heads[0]).weight.device
         self.heads = nn.ModuleList(
             NormedLinear(self.feature_dim, num_classes).to(device)
             for _ in range(self.params.num_experts)
         )
-
-
-BACKBONES = {
-    "sade_resnet": (ExpertResNet, ExpertResNetParams),
-    "rsg_resnext": (RSGResNeXt, RSGParams),
-}
-"""Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""

@@ -9,23 +9,20 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from asklepios_sdk import BuildContext, ComponentError, DataFacts, Dataset, DatasetWrapper, Params
-from pydantic import Field
+from asklepios_sdk import BuildContext, ComponentError, DataFacts, Dataset, DatasetWrapper
+
+from asklepios_longtail.params import DigitsLTParams, LongTailedParams, SplitListParams
 
 __all__ = [
-    "DATASETS",
     "DigitsLT",
-    "DigitsLTParams",
     "LongTailed",
-    "LongTailedParams",
     "SplitList",
-    "SplitListParams",
     "build_long_tailed_split",
     "digits_counts",
     "long_tail_profile",
@@ -39,7 +36,7 @@ def long_tail_profile(
     imbalance_ratio: float,
     n_max: int,
     rounding: Literal["round", "ceil", "floor"] = "round",
-    natural: Sequence[int] | None = None,
+    natural: Sequence[int] | np.ndarray | None = None,
 ) -> list[int]:
     """Return MONICA's geometric ("Pareto") per-class training counts.
 
@@ -53,7 +50,11 @@ def long_tail_profile(
             f"long-tailed profile needs C >= 1, ratio >= 1 and n_max >= 1, got C={num_classes}, "
             f"ratio={imbalance_ratio}, n_max={n_max}"
         )
-    ops = {"round": round, "ceil": math.ceil, "floor": math.floor}
+    ops: dict[str, Callable[[float], int]] = {
+        "round": round,
+        "ceil": math.ceil,
+        "floor": math.floor,
+    }
     factor = imbalance_ratio ** (1 / (num_classes - 1)) if num_classes > 1 else 1.0
     counts = [int(n_max)] + [int(ops[rounding](n_max / factor**i)) for i in range(1, num_classes)]
     if natural is not None:
@@ -150,19 +151,6 @@ def _facts(
 def digits_counts(n_max: int = 120, imbalance_ratio: float = 100.0) -> list[int]:
     """Return the digits benchmark's training counts round(n_max · r^{−c/9})."""
     return [round(n_max * imbalance_ratio ** (-c / 9)) for c in range(10)]
-
-
-class DigitsLTParams(Params):
-    """Params of :class:`DigitsLT`."""
-
-    n_max: int = Field(120, ge=1, description="Training images of digit 0.")
-    imbalance_ratio: float = Field(100.0, ge=1, description="r in n_c = round(n_max r^{−c/9}).")
-    test_per_class: int = Field(50, ge=1, description="Balanced test images per class.")
-    val_per_class: int = Field(
-        4, ge=0, description="Balanced validation images per class (0: no validation split)."
-    )
-    seed: int = Field(0, description="Seed s of RandomState(s) that shuffles each class.")
-    as_image: bool = Field(False, description="Samples as (1, 8, 8) images, not 64 features.")
 
 
 class DigitsLT(Dataset):
@@ -268,27 +256,10 @@ class _FileSplit(torch.utils.data.Dataset):
         from PIL import Image
 
         with Image.open(self.paths[index]) as img:
-            img = img.convert(self.mode).resize((self.size, self.size), Image.BILINEAR)
+            img = img.convert(self.mode).resize((self.size, self.size), Image.Resampling.BILINEAR)
             array = np.asarray(img, dtype=np.float32) / 255.0
         image = torch.from_numpy(array.reshape(self.size, self.size, -1)).permute(2, 0, 1)
         return {"image": image.contiguous(), "label": self.labels[index]}
-
-
-class SplitListParams(Params):
-    """Params of :class:`SplitList`."""
-
-    root: str = Field(description="Image folder; entries of the split lists are relative to it.")
-    lists: str = Field(description="Folder holding the split lists and the label map.")
-    train: str = Field("train.npy", description="Training list (e.g. train_100.npy).")
-    val: str | None = Field("val.npy", description="Validation list, or null.")
-    test: str | None = Field("test.npy", description="Test list, or null.")
-    label_map: str = Field("dic.npy", description="labels.csv (path,label) or MONICA's dic.npy.")
-    trust_pickle: bool = Field(
-        False, description="Allow reading a pickled dic.npy (only for files you trust)."
-    )
-    num_classes: int | None = Field(None, ge=2, description="C; default: max label + 1.")
-    image_size: int = Field(224, ge=1, description="Images are resized to this square size.")
-    mode: Literal["RGB", "L"] = Field("RGB", description="PIL mode of the loaded images.")
 
 
 class SplitList(Dataset):
@@ -363,20 +334,6 @@ class _Relabelled(torch.utils.data.Dataset):
         return sample
 
 
-class LongTailedParams(Params):
-    """Params of :class:`LongTailed`."""
-
-    imbalance_ratio: float = Field(100.0, ge=1, description="r = n_max / n_min of the profile.")
-    n_max: int | None = Field(None, ge=1, description="Head count; default: the natural maximum.")
-    rounding: Literal["round", "ceil", "floor"] = Field(
-        "round", description="round (Kvasir, NCT, MedMNIST) or ceil (ISIC) of n_max / f^i."
-    )
-    reindex_by_frequency: bool = Field(
-        True, description="Relabel so that class 0 is the most frequent (MONICA's label maps)."
-    )
-    seed: int = Field(1, description="Seed of the per-class selection (MONICA: 1).")
-
-
 class LongTailed(DatasetWrapper):
     """Subsample the training split to MONICA's geometric long-tailed profile, capped at n_c.
 
@@ -449,11 +406,3 @@ class LongTailed(DatasetWrapper):
             return self._labels["train"]
         inner = self.inner.labels(name)
         return None if inner is None else self.mapping[np.asarray(inner, dtype=np.int64)]
-
-
-DATASETS = {
-    "digits_lt": (DigitsLT, DigitsLTParams),
-    "split_list": (SplitList, SplitListParams),
-    "long_tailed": (LongTailed, LongTailedParams),
-}
-"""Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""

@@ -3,41 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
-from asklepios_sdk import BuildContext, ComponentError, Evaluator, Params
-from pydantic import Field
+from asklepios_sdk import BuildContext, ComponentError, Evaluator
 from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 from torchmetrics.utilities import dim_zero_cat
 
-__all__ = ["EVALUATORS", "ShotGroupParams", "ShotGroupsEvaluator", "shot_groups"]
+from asklepios_longtail.params import ShotGroupsEvaluatorParams
+
+__all__ = ["ShotGroupsEvaluator", "shot_groups"]
 
 GROUPS = ("many", "medium", "few")
-
-
-class ShotGroupParams(Params):
-    """Params of :class:`ShotGroupsEvaluator`."""
-
-    grouping: Literal["index", "counts"] = Field(
-        "index",
-        description="index: MONICA's class-id cut-offs head/medium; counts: >many_threshold / "
-        "few_threshold..many_threshold / <few_threshold training images (ImageNet-LT style).",
-    )
-    head: int | None = Field(
-        None, ge=0, description="Classes [0, head) are 'many' (default: round(C/3))."
-    )
-    medium: int | None = Field(
-        None, ge=0, description="Classes [head, medium) are 'medium' (default: round(2C/3))."
-    )
-    many_threshold: int = Field(100, description="counts grouping: many if n_c > this.")
-    few_threshold: int = Field(20, description="counts grouping: few if n_c < this.")
-    auc_score: Literal["logits", "probs"] = Field(
-        "logits", description="Scores of AUROC/AUPRC: raw logits (MONICA) or softmax probabilities."
-    )
-    num_classes: int | None = Field(None, ge=2, description="C; default: the dataset's.")
-    logits_key: str = Field("logits", description="Model output holding the class scores.")
 
 
 def shot_groups(
@@ -101,8 +79,10 @@ class ShotGroupsEvaluator(Evaluator):
     name: ClassVar[str] = "shot_groups"
     higher_is_better = True
     full_state_update = False
+    scores: list[Tensor]
+    target: list[Tensor]
 
-    def __init__(self, params: ShotGroupParams, ctx: BuildContext, **kwargs: Any) -> None:
+    def __init__(self, params: ShotGroupsEvaluatorParams, ctx: BuildContext, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.params = params
         num_classes = params.num_classes or ctx.data.num_classes
@@ -174,7 +154,3 @@ def _compute(
         out.update(_group_means(per_class, groups, name))
         out.update({f"class_{name}_{c}": per_class[c] for c in range(num_classes)})
     return out
-
-
-EVALUATORS = {"shot_groups": (ShotGroupsEvaluator, ShotGroupParams)}
-"""Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""

@@ -6,27 +6,23 @@ test passes); in training mode they return the wrapped model's output unchanged.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import Adapter, Batch, BuildContext, ComponentError, Params
-from pydantic import Field
+from asklepios_sdk import Adapter, Batch, BuildContext, ComponentError
 from torch import Tensor, nn
 
 from asklepios_longtail import _functional as fn
 from asklepios_longtail._heads import feature_dim, find_classifier, freeze_module
+from asklepios_longtail.params import NCMClassifierParams, PosthocLAParams, TauNormParams
 
 __all__ = [
-    "EVALUATION_ADAPTERS",
     "EvaluationTimeAdapter",
     "NCMClassifier",
-    "NCMParams",
     "PosthocLA",
-    "PosthocLAParams",
     "TauNorm",
-    "TauNormParams",
 ]
 
 
@@ -48,13 +44,6 @@ class EvaluationTimeAdapter(Adapter):
         return out if self.training else self.adjust(out, batch)
 
 
-class PosthocLAParams(Params):
-    """Params of :class:`PosthocLA`."""
-
-    tau: float = Field(1.0, description="τ of the adjustment.")
-    eps: float = Field(1e-12, gt=0, description="Added inside the log of (n_c/n_max)^τ.")
-
-
 class PosthocLA(EvaluationTimeAdapter):
     """Adjust logits at evaluation: z_c − log((n_c/n_max)^τ + 1e−12) (post-hoc LA).
 
@@ -63,6 +52,7 @@ class PosthocLA(EvaluationTimeAdapter):
     """
 
     component_id = "longtail.posthoc_la"
+    shift: Tensor
 
     def __init__(self, params: PosthocLAParams, ctx: BuildContext) -> None:
         super().__init__()
@@ -74,16 +64,6 @@ class PosthocLA(EvaluationTimeAdapter):
     def adjust(self, out: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
         out["logits"] = out["logits"] - self.shift.to(out["logits"].dtype)
         return out
-
-
-class TauNormParams(Params):
-    """Params of :class:`TauNorm`."""
-
-    tau: float = Field(
-        2.0, description="τ of w_c/‖w_c‖^τ (MONICA hard-codes 2; Kang et al. tune τ in [0, 1])."
-    )
-    keep_bias: bool = Field(False, description="Add the classifier bias (MONICA drops it).")
-    classifier_path: str | None = Field(None, description="Attribute path of the linear head.")
 
 
 class TauNorm(EvaluationTimeAdapter):
@@ -115,21 +95,6 @@ class TauNorm(EvaluationTimeAdapter):
         return out
 
 
-class NCMParams(Params):
-    """Params of :class:`NCMClassifier`."""
-
-    feat_type: Literal["cl2n", "l2n", "un"] = Field(
-        "cl2n",
-        description="Feature normalisation: cl2n (centre by the training mean, then L2; MONICA), "
-        "l2n (L2 only) or un (none).",
-    )
-    dist: Literal["l2", "cosine"] = Field(
-        "l2", description="Logits: −‖f − c_k‖² (l2) or cos(f, c_k) (cosine)."
-    )
-    num_classes: int | None = Field(None, ge=1, description="C; default: the dataset's.")
-    freeze_encoder: bool = Field(True, description="Freeze the wrapped model (no training).")
-
-
 class NCMClassifier(EvaluationTimeAdapter):
     """Classify by the nearest class mean of collected training features (MONICA's KNN).
 
@@ -142,7 +107,7 @@ class NCMClassifier(EvaluationTimeAdapter):
 
     component_id = "longtail.ncm"
 
-    def __init__(self, params: NCMParams, ctx: BuildContext) -> None:
+    def __init__(self, params: NCMClassifierParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
         num = params.num_classes or ctx.data.num_classes
@@ -221,11 +186,3 @@ class NCMClassifier(EvaluationTimeAdapter):
 def _all_reduce(tensor: Tensor) -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(tensor)
-
-
-EVALUATION_ADAPTERS = {
-    "posthoc_la": (PosthocLA, PosthocLAParams),
-    "tau_norm": (TauNorm, TauNormParams),
-    "ncm": (NCMClassifier, NCMParams),
-}
-"""Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""

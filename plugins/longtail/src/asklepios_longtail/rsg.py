@@ -7,15 +7,33 @@ parameters) and returns the class-aware center and pair-contrastive terms (CESC)
 
 from __future__ import annotations
 
+from typing import Any, Protocol, cast
+
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import Backbone, Batch, BuildContext, ComponentError, Params
-from pydantic import Field
+from asklepios_sdk import Backbone, Batch, BuildContext, ComponentError
 from torch import Tensor, nn
 
 from asklepios_longtail.adapters import NormedLinear
+from asklepios_longtail.params import RSGResNeXtParams
 
-__all__ = ["RSGModule", "RSGParams", "RSGResNeXt"]
+__all__ = ["RSGModule", "RSGResNeXt"]
+
+
+class _ResNetTrunk(Protocol):
+    """What RSG reads of a timm ResNet-family model (checked by name when it is built)."""
+
+    conv1: nn.Module
+    bn1: nn.Module
+    act1: nn.Module
+    maxpool: nn.Module
+    layer1: nn.Module
+    layer2: nn.Module
+    layer3: nn.Module
+    layer4: nn.Module
+    global_pool: nn.Module
+    feature_info: list[dict[str, Any]]
+    num_features: int
 
 
 class RSGModule(nn.Module):
@@ -64,17 +82,6 @@ class RSGModule(nn.Module):
         return self.center_term(maps, labels) + self.contrast_term(maps, labels)
 
 
-class RSGParams(Params):
-    """Params of :class:`RSGResNeXt`."""
-
-    model_name: str = Field("resnext50_32x4d", description="timm ResNet-family trunk.")
-    n_center: int = Field(15, ge=1, description="Centers per class.")
-    contrastive_dim: int = Field(256, ge=1, description="Width of the pair-contrastive module.")
-    cesc_weight: float = Field(0.1, ge=0, description="Weight of the CESC term in aux_losses.")
-    num_classes: int | None = Field(None, ge=2, description="C; default: the dataset's.")
-    in_chans: int | None = Field(None, ge=1, description="Input channels; default: dataset's.")
-
-
 class RSGResNeXt(Backbone):
     """Build RSG's backbone: ResNeXt-50 trunk, RSG module after layer3, cosine head.
 
@@ -87,7 +94,9 @@ class RSGResNeXt(Backbone):
     References: Wang et al., CVPR 2021 (RSG). MONICA ``models/resnet.py``, ``models/RSG.py``.
     """
 
-    def __init__(self, params: RSGParams, ctx: BuildContext) -> None:
+    trunk: _ResNetTrunk
+
+    def __init__(self, params: RSGResNeXtParams, ctx: BuildContext) -> None:
         super().__init__()
         import timm
 
@@ -107,10 +116,10 @@ class RSGResNeXt(Backbone):
                     f"longtail.rsg_resnext: timm model {params.model_name!r} has no {name}; use a "
                     "ResNet-family model (resnext50_32x4d, resnet50, resnet10t, ...)"
                 )
-        self.trunk = trunk
-        channels = trunk.feature_info[3]["num_chs"]
+        self.trunk = cast(_ResNetTrunk, trunk)
+        channels = self.trunk.feature_info[3]["num_chs"]
         self.rsg = RSGModule(channels, int(num_classes), params.n_center, params.contrastive_dim)
-        self.feature_dim = int(trunk.num_features)
+        self.feature_dim = int(self.trunk.num_features)
         self.head = NormedLinear(self.feature_dim, int(num_classes))
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:

@@ -11,33 +11,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from asklepios_sdk import BuildContext, ComponentError, EmptyParams, Params, ShardedSampler
-from pydantic import Field
+from asklepios_sdk import BuildContext, ComponentError, EmptyParams, ShardedSampler
 
 from asklepios_longtail import _functional as fn
+from asklepios_longtail.params import (
+    BBNPairsSamplerParams,
+    EffectiveNumberSamplerParams,
+    FlexSamplerParams,
+    ProgressiveSamplerParams,
+    SqrtSamplerParams,
+    SwitchSamplerParams,
+)
+from asklepios_longtail.params.samplers import Rule
 
 __all__ = [
-    "SAMPLERS",
-    "BBNPairsParams",
     "BBNPairsSampler",
     "ClassBalancedSampler",
     "ClassProbabilitySampler",
-    "EffectiveNumberParams",
     "EffectiveNumberSampler",
-    "FlexParams",
     "FlexSampler",
-    "ProgressiveParams",
     "ProgressiveSampler",
-    "SqrtParams",
     "SqrtSampler",
-    "SwitchParams",
     "SwitchSampler",
 ]
-
-Rule = Literal["shuffle", "class_balanced", "effective_number", "sqrt"]
 
 
 def _labels(ctx: BuildContext, component: str) -> np.ndarray:
@@ -105,12 +104,6 @@ class ClassBalancedSampler(ClassProbabilitySampler):
         return self._normalise(np.ones_like(self.counts))
 
 
-class EffectiveNumberParams(Params):
-    """Params of :class:`EffectiveNumberSampler`."""
-
-    beta: float = Field(0.9999, ge=0, lt=1, description="β of the effective number.")
-
-
 class EffectiveNumberSampler(ClassProbabilitySampler):
     """Draw with per-sample weight (1−β)/(1−β^{n_c}) (RSG's sampler; class mass ∝ n_c·weight).
 
@@ -119,31 +112,13 @@ class EffectiveNumberSampler(ClassProbabilitySampler):
 
     component_id = "longtail.effective_number"
 
-    def __init__(self, params: EffectiveNumberParams, ctx: BuildContext) -> None:
+    def __init__(self, params: EffectiveNumberSamplerParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.beta = params.beta
 
     def class_probabilities(self, epoch: int) -> np.ndarray:
         safe = np.maximum(self.counts, 1)
         return self._normalise(safe * (1 - self.beta) / (1 - np.power(self.beta, safe)))
-
-
-class FlexParams(Params):
-    """Params of :class:`FlexSampler`."""
-
-    zero_accuracy: Literal["min_nonzero", "error"] = Field(
-        "min_nonzero",
-        description="A class with 0 validation accuracy: replace its accuracy by the smallest "
-        "non-zero one (all zero: equal accuracies), or raise (MONICA crashes; spec §0.3 #9).",
-    )
-    initial: Literal["shuffle", "class_balanced"] = Field(
-        "shuffle", description="Sampling before the first validation result arrives (epoch 0)."
-    )
-    accuracy_key: str = Field(
-        "class_acc_{c}",
-        description="Metric key of class c's validation accuracy; matched exactly or as the "
-        "last path part of a longer key (e.g. 'val/shot_groups/class_acc_3').",
-    )
 
 
 class FlexSampler(ClassProbabilitySampler):
@@ -157,7 +132,7 @@ class FlexSampler(ClassProbabilitySampler):
 
     component_id = "longtail.flex"
 
-    def __init__(self, params: FlexParams, ctx: BuildContext) -> None:
+    def __init__(self, params: FlexSamplerParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
         self.accuracy: np.ndarray | None = None
@@ -228,12 +203,6 @@ class FlexSampler(ClassProbabilitySampler):
         self.accuracy = None if acc is None else np.asarray(acc, dtype=np.float64)
 
 
-class SqrtParams(Params):
-    """Params of :class:`SqrtSampler`."""
-
-    q: float = Field(0.5, ge=0, le=1, description="Class mass ∝ n_c^q (1: instance, 0: class).")
-
-
 class SqrtSampler(ClassProbabilitySampler):
     """Draw classes with probability n_c^q / Σ_k n_k^q (square-root sampling for q = 1/2).
 
@@ -242,18 +211,12 @@ class SqrtSampler(ClassProbabilitySampler):
 
     component_id = "longtail.sqrt"
 
-    def __init__(self, params: SqrtParams, ctx: BuildContext) -> None:
+    def __init__(self, params: SqrtSamplerParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.q = params.q
 
     def class_probabilities(self, epoch: int) -> np.ndarray:
         return self._normalise(np.power(np.maximum(self.counts, 1), self.q))
-
-
-class ProgressiveParams(Params):
-    """Params of :class:`ProgressiveSampler`."""
-
-    epochs: int | None = Field(None, ge=1, description="E of the schedule; default: stage epochs.")
 
 
 class ProgressiveSampler(ClassProbabilitySampler):
@@ -264,7 +227,7 @@ class ProgressiveSampler(ClassProbabilitySampler):
 
     component_id = "longtail.progressive"
 
-    def __init__(self, params: ProgressiveParams, ctx: BuildContext) -> None:
+    def __init__(self, params: ProgressiveSamplerParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.horizon = params.epochs or self.total_epochs
 
@@ -275,18 +238,6 @@ class ProgressiveSampler(ClassProbabilitySampler):
         return self._normalise((1 - t) * prior + t / present.sum())
 
 
-class SwitchParams(Params):
-    """Params of :class:`SwitchSampler`."""
-
-    before: Rule = Field("shuffle", description="Sampling before the switch epoch.")
-    after: Rule = Field("effective_number", description="Sampling from the switch epoch on.")
-    at_fraction: float = Field(0.8, ge=0, le=1, description="Switch at epoch int(fraction · E).")
-    at: int | None = Field(None, ge=0, description="Absolute switch epoch; overrides the fraction.")
-    beta: float = Field(0.9999, ge=0, lt=1, description="β of effective_number.")
-    q: float = Field(0.5, ge=0, le=1, description="q of sqrt.")
-    epochs: int | None = Field(None, ge=1, description="E of the schedule; default: stage epochs.")
-
-
 class SwitchSampler(ClassProbabilitySampler):
     """Change the sampling rule at epoch int(0.8E) (RSG: shuffle → effective number).
 
@@ -295,7 +246,7 @@ class SwitchSampler(ClassProbabilitySampler):
 
     component_id = "longtail.switch"
 
-    def __init__(self, params: SwitchParams, ctx: BuildContext) -> None:
+    def __init__(self, params: SwitchSamplerParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
         self.switch_epoch = fn.drw_start(
@@ -324,14 +275,6 @@ class SwitchSampler(ClassProbabilitySampler):
         return super().epoch_indices(epoch, generator)
 
 
-class BBNPairsParams(Params):
-    """Params of :class:`BBNPairsSampler`."""
-
-    second: Rule = Field(
-        "class_balanced", description="Rule of the second stream (MONICA: class_balanced)."
-    )
-
-
 class BBNPairsSampler(ClassProbabilitySampler):
     """Interleave a shuffled stream and a re-balanced stream for BBN (a, b, a, b, ...).
 
@@ -344,7 +287,7 @@ class BBNPairsSampler(ClassProbabilitySampler):
 
     component_id = "longtail.bbn_pairs"
 
-    def __init__(self, params: BBNPairsParams, ctx: BuildContext) -> None:
+    def __init__(self, params: BBNPairsSamplerParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
 
@@ -372,15 +315,3 @@ class BBNPairsSampler(ClassProbabilitySampler):
         a = np.resize(first, pad).reshape(blocks, width)
         b = np.resize(second, pad).reshape(blocks, width)
         return np.stack([a, b], axis=1).reshape(-1)
-
-
-SAMPLERS = {
-    "class_balanced": (ClassBalancedSampler, EmptyParams),
-    "effective_number": (EffectiveNumberSampler, EffectiveNumberParams),
-    "flex": (FlexSampler, FlexParams),
-    "switch": (SwitchSampler, SwitchParams),
-    "sqrt": (SqrtSampler, SqrtParams),
-    "progressive": (ProgressiveSampler, ProgressiveParams),
-    "bbn_pairs": (BBNPairsSampler, BBNPairsParams),
-}
-"""Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""

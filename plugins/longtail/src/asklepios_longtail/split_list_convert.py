@@ -1,18 +1,19 @@
 """Convert MONICA's pickled label map (``dic.npy``) to a CSV that needs no unpickling.
 
 Usage: ``python -m asklepios_longtail.split_list_convert dic.npy labels.csv --trust-pickle``.
-The output is written atomically (a temporary file renamed into place).
+The output is written atomically (:func:`asklepios_sdk.io.write_atomic`).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import os
+import io
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+from asklepios_sdk.io import write_atomic
 
 __all__ = ["convert", "main"]
 
@@ -22,19 +23,12 @@ def convert(source: str | Path, target: str | Path, trust_pickle: bool = False) 
     from asklepios_longtail.datasets import read_label_map
 
     mapping = read_label_map(source, trust_pickle=trust_pickle)
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "label"])
-            for key in sorted(mapping):
-                writer.writerow([key, mapping[key]])
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["path", "label"])
+    for key in sorted(mapping):
+        writer.writerow([key, mapping[key]])
+    write_atomic(target, text.getvalue())
     return len(mapping)
 
 

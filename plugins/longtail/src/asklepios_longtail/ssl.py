@@ -12,18 +12,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import Batch, BuildContext, ComponentError, LossOutput, Params, StepContext
+from asklepios_sdk import Batch, BuildContext, ComponentError, LossOutput, StepContext
 from asklepios_sdk import Trainer as TrainerBase
-from pydantic import Field
 from torch import Tensor, nn
 
 from asklepios_longtail._heads import feature_dim
+from asklepios_longtail.params import BYOLTrainerParams, MoCoTrainerParams
 
 __all__ = [
-    "SSL_TRAINERS",
-    "BYOLParams",
     "BYOLTrainer",
-    "MoCoParams",
     "MoCoTrainer",
     "byol_loss",
     "info_nce",
@@ -44,22 +41,6 @@ def byol_loss(prediction: Tensor, target: Tensor) -> Tensor:
     return 2 - 2 * (F.normalize(prediction, dim=-1) * F.normalize(target.detach(), dim=-1)).sum(-1)
 
 
-class BYOLParams(Params):
-    """Params of :class:`BYOLTrainer`."""
-
-    projection_size: int = Field(256, ge=1, description="Output width of the projector.")
-    projection_hidden_size: int = Field(4096, ge=1, description="Hidden width of both MLPs.")
-    use_momentum: bool = Field(
-        False,
-        description="Use an EMA target network (the BYOL paper); MONICA sets False, which makes "
-        "the target the online network without gradient (SimSiam-style).",
-    )
-    moving_average_decay: float = Field(0.99, ge=0, le=1, description="EMA decay of the target.")
-    second_view_key: str = Field(
-        "image_view2", description="Batch key of the second view (from longtail.two_view)."
-    )
-
-
 class BYOLTrainer(TrainerBase):
     """Pre-train the encoder with BYOL on two views; the classifier is not trained.
 
@@ -70,7 +51,7 @@ class BYOLTrainer(TrainerBase):
     References: Grill et al., NeurIPS 2020 (BYOL). MONICA ``SSL/train_BYOL.py`` (byol_pytorch).
     """
 
-    def __init__(self, params: BYOLParams, ctx: BuildContext) -> None:
+    def __init__(self, params: BYOLTrainerParams, ctx: BuildContext) -> None:
         self.params = params
         self.projector: nn.Module | None = None
         self.predictor: nn.Module | None = None
@@ -105,6 +86,7 @@ class BYOLTrainer(TrainerBase):
     def _update_target(self, model: nn.Module) -> None:
         decay = self.params.moving_average_decay
         assert self.target is not None and self.target_projector is not None
+        assert self.projector is not None
         pairs = [(self.target, model), (self.target_projector, self.projector)]
         for target, online in pairs:
             for t, o in zip(target.parameters(), online.parameters(), strict=True):
@@ -162,20 +144,6 @@ def info_nce(query: Tensor, key: Tensor, queue: Tensor, temperature: float) -> T
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
 
 
-class MoCoParams(Params):
-    """Params of :class:`MoCoTrainer`."""
-
-    projection: tuple[int, ...] = Field(
-        (100, 50, 25), description="Widths of the projection MLP (MONICA: 2048→100→50→25)."
-    )
-    queue_size: int = Field(8192, ge=1, description="Number of negative keys K.")
-    momentum: float = Field(0.999, ge=0, le=1, description="EMA momentum of the key encoder.")
-    temperature: float = Field(0.05, gt=0, description="InfoNCE temperature.")
-    second_view_key: str = Field(
-        "image_view2", description="Batch key of the second view (from longtail.two_view)."
-    )
-
-
 class MoCoTrainer(TrainerBase):
     """Pre-train the encoder with MoCo v2: momentum key encoder, queue of negatives, InfoNCE.
 
@@ -188,7 +156,7 @@ class MoCoTrainer(TrainerBase):
     ``SSL/train_MocoV2.py``, ``losses/MocoV2.py``.
     """
 
-    def __init__(self, params: MoCoParams, ctx: BuildContext) -> None:
+    def __init__(self, params: MoCoTrainerParams, ctx: BuildContext) -> None:
         self.params = params
         self.projector: nn.Module | None = None
         self.key_model: nn.Module | None = None
@@ -276,7 +244,3 @@ class MoCoTrainer(TrainerBase):
         self.key_projector.load_state_dict(state["key_projector"])
         self.queue = state["queue"]
         self.pointer = int(state["pointer"])
-
-
-SSL_TRAINERS = {"byol": (BYOLTrainer, BYOLParams), "mocov2": (MoCoTrainer, MoCoParams)}
-"""Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""

@@ -2,45 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from asklepios_sdk import Batch, BuildContext, ComponentError, LossOutput, Params, StepContext
+from asklepios_sdk import Batch, BuildContext, ComponentError, LossOutput, StepContext
 from asklepios_sdk import Trainer as TrainerBase
-from pydantic import Field
 from torch import Tensor, nn
 
 from asklepios_longtail.adapters import bbn_alpha
+from asklepios_longtail.params import (
+    BBNTrainerParams,
+    CollectTrainerParams,
+    ERMTrainerParams,
+    SAMTrainerParams,
+    TrainerModeParams,
+)
 from asklepios_longtail.posthoc import EvaluationTimeAdapter, NCMClassifier
 
 __all__ = [
-    "TRAINERS",
     "BBNTrainer",
-    "BBNTrainerParams",
     "CollectTrainer",
-    "ERMParams",
     "ERMTrainer",
-    "SAMParams",
     "SAMTrainer",
     "sam_rho",
     "split_pairs",
 ]
 
 
-class _ModeParams(Params):
-    eval_mode_after_epoch0: bool = Field(
-        False,
-        description="Train in eval mode from epoch 1 on (BatchNorm running statistics, no "
-        "dropout), as MONICA's train/eval mode leak does (spec §0.3 #4).",
-    )
-    second_view_key: str = Field(
-        "image_view2",
-        description="Batch key of a second augmented view (longtail.two_view); when present its "
-        "features are added to the outputs as 'features_view2' (ConMix).",
-    )
-
-
-def _set_mode(model: nn.Module, epoch: int, params: _ModeParams) -> None:
+def _set_mode(model: nn.Module, epoch: int, params: TrainerModeParams) -> None:
     """Reproduce MONICA's mode leak when asked; evaluation-time adapters stay in train mode."""
     if params.eval_mode_after_epoch0 and epoch >= 1:
         model.eval()
@@ -49,7 +38,7 @@ def _set_mode(model: nn.Module, epoch: int, params: _ModeParams) -> None:
                 module.training = True  # only the adapter's own flag, not its children
 
 
-def _forward(model: nn.Module, batch: Batch, params: _ModeParams) -> dict[str, Tensor]:
+def _forward(model: nn.Module, batch: Batch, params: TrainerModeParams) -> dict[str, Tensor]:
     outputs = dict(model(batch))
     second = batch.get(params.second_view_key)
     if second is not None:
@@ -59,17 +48,13 @@ def _forward(model: nn.Module, batch: Batch, params: _ModeParams) -> dict[str, T
     return outputs
 
 
-class ERMParams(_ModeParams):
-    """Params of :class:`ERMTrainer`."""
-
-
 class ERMTrainer(TrainerBase):
     """Run one plain step (forward, loss, backward, step) with MONICA's compatibility switches.
 
     References: MONICA ``main.py:train``.
     """
 
-    def __init__(self, params: ERMParams, ctx: BuildContext) -> None:
+    def __init__(self, params: ERMTrainerParams, ctx: BuildContext) -> None:
         self.params = params
 
     def train_step(self, step: StepContext, batch: Batch) -> LossOutput:
@@ -94,17 +79,6 @@ def sam_rho(
     return rhos[1] if one_based <= bounds[1] else rhos[2]
 
 
-class SAMParams(_ModeParams):
-    """Params of :class:`SAMTrainer`."""
-
-    rhos: tuple[float, float, float] = Field(
-        (0.05, 0.1, 0.5), description="ρ in the three phases of the schedule."
-    )
-    bounds: tuple[int, int] = Field(
-        (5, 60), description="Last 1-based epochs of the first two phases (MONICA: 5, 60)."
-    )
-
-
 class SAMTrainer(TrainerBase):
     """Run a two-pass sharpness-aware step: ascend to w + ρ g/‖g‖, take the gradient there.
 
@@ -116,7 +90,7 @@ class SAMTrainer(TrainerBase):
     ``optimizers/SAM.py``.
     """
 
-    def __init__(self, params: SAMParams, ctx: BuildContext) -> None:
+    def __init__(self, params: SAMTrainerParams, ctx: BuildContext) -> None:
         self.params = params
         self.rho = sam_rho(0, params.rhos, params.bounds)
 
@@ -183,17 +157,6 @@ def split_pairs(batch: Batch) -> tuple[Batch, Batch]:
     return first, second
 
 
-class BBNTrainerParams(_ModeParams):
-    """Params of :class:`BBNTrainer`."""
-
-    alpha_schedule: Literal["parabolic", "monica"] = Field(
-        "parabolic",
-        description="α(e): the BBN paper's 1 − (e/E)², or MONICA's formula, which never nears "
-        "0 for E = 50 and is negative for E ≥ 100 (spec §0.3 #10).",
-    )
-    epochs: int | None = Field(None, ge=1, description="E of the schedule; default: stage epochs.")
-
-
 class BBNTrainer(TrainerBase):
     """Run BBN's bilateral step on interleaved (uniform, class-balanced) pairs of samples.
 
@@ -233,10 +196,6 @@ class BBNTrainer(TrainerBase):
         return loss
 
 
-class CollectParams(Params):
-    """Params of :class:`CollectTrainer`."""
-
-
 class CollectTrainer(TrainerBase):
     """Collect training features for ``longtail.ncm`` without optimising anything (KNN stage).
 
@@ -246,7 +205,7 @@ class CollectTrainer(TrainerBase):
     References: MONICA ``main.py`` (``KNN``), ``models/KNNClassifier.py``.
     """
 
-    def __init__(self, params: CollectParams, ctx: BuildContext) -> None:
+    def __init__(self, params: CollectTrainerParams, ctx: BuildContext) -> None:
         self.params = params
         self.epoch: int | None = None
 
@@ -269,12 +228,3 @@ class CollectTrainer(TrainerBase):
         self.epoch = step.epoch
         zero = torch.zeros((), device=batch["label"].device)
         return LossOutput(total=zero, terms={"collected": zero + len(batch["label"])})
-
-
-TRAINERS = {
-    "erm": (ERMTrainer, ERMParams),
-    "sam": (SAMTrainer, SAMParams),
-    "bbn": (BBNTrainer, BBNTrainerParams),
-    "collect": (CollectTrainer, CollectParams),
-}
-"""Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""

@@ -7,24 +7,21 @@ pickles for workers.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
 import torch
-from asklepios_sdk import BuildContext, ComponentError, Params, SampleTransform
-from pydantic import Field
+from asklepios_sdk import BuildContext, ComponentError, SampleTransform
 from torch import Tensor
 
+from asklepios_longtail.params import PresetParams, TwoViewParams
+
 __all__ = [
-    "SAMPLE_TRANSFORMS",
     "Preset",
-    "TransformParams",
     "TwoView",
-    "TwoViewParams",
     "UDARandAugment",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 OPS = (
     "invert",
     "cutout",
@@ -111,21 +108,6 @@ class UDARandAugment:
         return out.float() / 255
 
 
-class TransformParams(Params):
-    """Params of :class:`Preset`."""
-
-    preset: Literal["strong", "weak", "randaugment", "crop", "resize"] = Field(
-        "strong",
-        description="strong / weak / randaugment (training) or crop / resize (evaluation), as "
-        "MONICA's dataset/get_datasets.py.",
-    )
-    size: int = Field(224, ge=1, description="Output side S (MONICA img_size).")
-    margin: int = Field(40, ge=0, description="strong and crop first resize to S + margin.")
-    normalize: bool = Field(True, description="Normalise with mean/std after the preset.")
-    mean: tuple[float, ...] = Field(IMAGENET_MEAN, description="Per-channel mean (ImageNet).")
-    std: tuple[float, ...] = Field(IMAGENET_STD, description="Per-channel std (ImageNet).")
-
-
 class Preset(SampleTransform):
     """Apply one of MONICA's transform presets to ``sample["image"]``, then normalise.
 
@@ -136,7 +118,7 @@ class Preset(SampleTransform):
     References: MONICA ``dataset/get_datasets.py``.
     """
 
-    def __init__(self, params: TransformParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: PresetParams, ctx: BuildContext | None = None) -> None:
         self.params = params
         if len(params.mean) != len(params.std):
             raise ComponentError("longtail.transforms: mean and std need the same length")
@@ -181,7 +163,7 @@ class Preset(SampleTransform):
         out["image"] = self.transform(sample["image"].float())
         return out
 
-    def output_shapes(self, shapes: dict[str, Any]) -> dict[str, Any]:
+    def output_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
         """Declare the resized image: (C, S, S)."""
         out = dict(shapes)
         out["image"] = (shapes["image"][0], self.params.size, self.params.size)
@@ -215,17 +197,16 @@ def _jitter(image: Tensor) -> Tensor:
     return image
 
 
-class TwoViewParams(TransformParams):
-    """Params of :class:`TwoView`."""
-
-    key: str = Field("image_view2", description="Sample key of the second view.")
-
-
 class TwoView(Preset):
     """Return two independently transformed views: ``image`` and ``image_view2`` (ConMix).
 
     References: MONICA ``dataset/dataloader.py:customData`` (``twice=True``).
     """
+
+    params: TwoViewParams
+
+    def __init__(self, params: TwoViewParams, ctx: BuildContext | None = None) -> None:
+        super().__init__(params, ctx)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         image = sample["image"].float()
@@ -234,15 +215,8 @@ class TwoView(Preset):
         out[self.params.key] = self.transform(image)
         return out
 
-    def output_shapes(self, shapes: dict[str, Any]) -> dict[str, Any]:
+    def output_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
         """Declare the added second view (same shape as the first)."""
         out = super().output_shapes(shapes)
         out[self.params.key] = out["image"]
         return out
-
-
-SAMPLE_TRANSFORMS = {
-    "transforms": (Preset, TransformParams),
-    "two_view": (TwoView, TwoViewParams),
-}
-"""Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""

@@ -1,100 +1,14 @@
-"""Losses of the longtail plugin, one module per family (re-weighting, adjustment, experts, ...)."""
+"""Losses of the longtail plugin, one module per family.
+
+- :mod:`~asklepios_longtail.losses.reweighting`: weighted CE (RW, GRW, DRW), Focal, CB, LDAM, LAS;
+- :mod:`~asklepios_longtail.losses.adjustment`: Balanced Softmax, LA, LADE, VS, SEQL, GCL, Seesaw;
+- :mod:`~asklepios_longtail.losses.experts`: SADE and RIDE over multi-expert logits;
+- :mod:`~asklepios_longtail.losses.representation`: Center, Range and ConMix.
+
+This package re-exports nothing: the registry reads each loss's doc from its source, which imports
+this ``__init__``, so importing it must stay free of torch. Import the classes from their modules.
+"""
 
 from __future__ import annotations
 
-from asklepios_longtail.losses.adjustment import (
-    BalancedSoftmaxLoss,
-    BalancedSoftmaxParams,
-    GCLLoss,
-    GCLParams,
-    LADELoss,
-    LADEParams,
-    LogitAdjustedLoss,
-    LogitAdjustedParams,
-    SeesawLoss,
-    SeesawParams,
-    SEQLLoss,
-    SEQLParams,
-    VSLoss,
-    VSParams,
-)
-from asklepios_longtail.losses.experts import RIDELoss, RIDEParams, SADELoss, SADEParams
-from asklepios_longtail.losses.representation import (
-    CenterLoss,
-    CenterParams,
-    ConMixLoss,
-    ConMixParams,
-    RangeLoss,
-    RangeParams,
-)
-from asklepios_longtail.losses.reweighting import (
-    CBLoss,
-    CBLossParams,
-    FocalLoss,
-    FocalParams,
-    LabelAwareSmoothingLoss,
-    LabelAwareSmoothingParams,
-    LDAMLoss,
-    LDAMParams,
-    WeightedCELoss,
-    WeightedCEParams,
-)
-
-LOSSES = {
-    "weighted_ce": (WeightedCELoss, WeightedCEParams),
-    "focal": (FocalLoss, FocalParams),
-    "cb_loss": (CBLoss, CBLossParams),
-    "ldam": (LDAMLoss, LDAMParams),
-    "balanced_softmax": (BalancedSoftmaxLoss, BalancedSoftmaxParams),
-    "logit_adjusted": (LogitAdjustedLoss, LogitAdjustedParams),
-    "lade": (LADELoss, LADEParams),
-    "vs": (VSLoss, VSParams),
-    "seql": (SEQLLoss, SEQLParams),
-    "gcl": (GCLLoss, GCLParams),
-    "label_aware_smoothing": (LabelAwareSmoothingLoss, LabelAwareSmoothingParams),
-    "sade": (SADELoss, SADEParams),
-    "ride": (RIDELoss, RIDEParams),
-    "center": (CenterLoss, CenterParams),
-    "range": (RangeLoss, RangeParams),
-    "conmix": (ConMixLoss, ConMixParams),
-    "seesaw": (SeesawLoss, SeesawParams),
-}
-"""Bare component name -> (class, params model); the class is the factory ``(params, ctx)``."""
-
-__all__ = [
-    "LOSSES",
-    "BalancedSoftmaxLoss",
-    "BalancedSoftmaxParams",
-    "CBLoss",
-    "CBLossParams",
-    "CenterLoss",
-    "CenterParams",
-    "ConMixLoss",
-    "ConMixParams",
-    "FocalLoss",
-    "FocalParams",
-    "GCLLoss",
-    "GCLParams",
-    "LADELoss",
-    "LADEParams",
-    "LDAMLoss",
-    "LDAMParams",
-    "LabelAwareSmoothingLoss",
-    "LabelAwareSmoothingParams",
-    "LogitAdjustedLoss",
-    "LogitAdjustedParams",
-    "RIDELoss",
-    "RIDEParams",
-    "RangeLoss",
-    "RangeParams",
-    "SADELoss",
-    "SADEParams",
-    "SEQLLoss",
-    "SEQLParams",
-    "SeesawLoss",
-    "SeesawParams",
-    "VSLoss",
-    "VSParams",
-    "WeightedCELoss",
-    "WeightedCEParams",
-]
+__all__: list[str] = []

@@ -4,44 +4,35 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import BuildContext, LossOutput, Params
-from pydantic import Field
+from asklepios_sdk import BuildContext, LossOutput
 from torch import Tensor
 
 from asklepios_longtail import _functional as fn
 from asklepios_longtail.losses._base import MixableLoss, class_buffer, weighted_ce
+from asklepios_longtail.params import (
+    BalancedSoftmaxLossParams,
+    GCLLossParams,
+    LADELossParams,
+    LogitAdjustedLossParams,
+    SeesawLossParams,
+    SEQLLossParams,
+    VSLossParams,
+)
 
 __all__ = [
     "BalancedSoftmaxLoss",
-    "BalancedSoftmaxParams",
     "GCLLoss",
-    "GCLParams",
     "LADELoss",
-    "LADEParams",
     "LogitAdjustedLoss",
-    "LogitAdjustedParams",
     "SEQLLoss",
-    "SEQLParams",
     "SeesawLoss",
-    "SeesawParams",
     "VSLoss",
-    "VSParams",
 ]
-
-
-class BalancedSoftmaxParams(Params):
-    """Params of :class:`BalancedSoftmaxLoss`."""
-
-    prior: Literal["counts", "frequency"] = Field(
-        "counts",
-        description="counts: add log n_c (BalancedSoftmax); frequency: add log(π_c + 1e-9) "
-        "(PriorCELoss / LADE-CE). Both give the same loss.",
-    )
 
 
 class BalancedSoftmaxLoss(MixableLoss):
@@ -54,8 +45,9 @@ class BalancedSoftmaxLoss(MixableLoss):
     """
 
     component_id = "longtail.balanced_softmax"
+    shift: Tensor
 
-    def __init__(self, params: BalancedSoftmaxParams, ctx: BuildContext) -> None:
+    def __init__(self, params: BalancedSoftmaxLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
         counts = fn.check_counts(ctx.data.class_counts, self.component_id)
@@ -69,18 +61,6 @@ class BalancedSoftmaxLoss(MixableLoss):
         return {"balanced_ce": weighted_ce(logits, target, None, sample_weight)}
 
 
-class LogitAdjustedParams(Params):
-    """Params of :class:`LogitAdjustedLoss`."""
-
-    tau: float = Field(1.0, description="Temperature τ of the adjustment.")
-    monica_sign: bool = Field(
-        False,
-        description="Subtract the adjustment as MONICA's main.py does (a sign bug that makes the "
-        "classifier more head-biased); default: the paper's sign (spec §0.3 #5).",
-    )
-    eps: float = Field(1e-12, gt=0, description="Added inside the log of (n_c/n_max)^τ.")
-
-
 class LogitAdjustedLoss(MixableLoss):
     """Compute the logit-adjusted loss CE(z + log((n/n_max)^τ + ε), y) of Menon et al.
 
@@ -92,8 +72,9 @@ class LogitAdjustedLoss(MixableLoss):
     """
 
     component_id = "longtail.logit_adjusted"
+    shift: Tensor
 
-    def __init__(self, params: LogitAdjustedParams, ctx: BuildContext) -> None:
+    def __init__(self, params: LogitAdjustedLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
         counts = fn.check_counts(ctx.data.class_counts, self.component_id)
@@ -109,15 +90,6 @@ class LogitAdjustedLoss(MixableLoss):
         return {"la_ce": weighted_ce(adjusted, target, None, sample_weight)}
 
 
-class LADEParams(Params):
-    """Params of :class:`LADELoss`."""
-
-    remine_lambda: float = Field(0.1, ge=0, description="λ of the ReMINE regulariser B_c².")
-    weight: float = Field(
-        0.1, ge=0, description="Weight of the LADE regulariser (MONICA HEAD 0.1; results era 1)."
-    )
-
-
 class LADELoss(MixableLoss):
     """Compute PriorCE + w·L_LADE, the label-distribution-disentangling loss of Hong et al.
 
@@ -129,8 +101,10 @@ class LADELoss(MixableLoss):
 
     component_id = "longtail.lade"
     per_sample_mixing = False
+    pi: Tensor
+    log_prior: Tensor
 
-    def __init__(self, params: LADEParams, ctx: BuildContext) -> None:
+    def __init__(self, params: LADELossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
         counts = fn.check_counts(ctx.data.class_counts, self.component_id)
@@ -161,13 +135,6 @@ class LADELoss(MixableLoss):
         }
 
 
-class VSParams(Params):
-    """Params of :class:`VSLoss`."""
-
-    gamma: float = Field(0.3, description="Exponent γ of the multiplicative factor (n_c/n_max)^γ.")
-    tau: float = Field(1.0, description="Weight τ of the additive term τ·log π_c.")
-
-
 class VSLoss(MixableLoss):
     """Compute the vector-scaling loss CE(z_c·(n_c/n_max)^γ + τ·log π_c, y).
 
@@ -175,8 +142,10 @@ class VSLoss(MixableLoss):
     """
 
     component_id = "longtail.vs"
+    scale: Tensor
+    offset: Tensor
 
-    def __init__(self, params: VSParams, ctx: BuildContext) -> None:
+    def __init__(self, params: VSLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
         counts = fn.check_counts(ctx.data.class_counts, self.component_id)
@@ -191,15 +160,6 @@ class VSLoss(MixableLoss):
         return {"vs_ce": weighted_ce(adjusted, target, None, sample_weight)}
 
 
-class SEQLParams(Params):
-    """Params of :class:`SEQLLoss`."""
-
-    gamma: float = Field(0.9, ge=0, le=1, description="A rare class's logit is kept if u > γ.")
-    lambda_threshold: float = Field(
-        0.00043, ge=0, description="λ: a class is rare if its prior π_j ≤ λ."
-    )
-
-
 class SEQLLoss(MixableLoss):
     """Compute the softmax equalization loss: CE with rare non-target logits randomly masked.
 
@@ -210,8 +170,9 @@ class SEQLLoss(MixableLoss):
     """
 
     component_id = "longtail.seql"
+    rare: Tensor
 
-    def __init__(self, params: SEQLParams, ctx: BuildContext) -> None:
+    def __init__(self, params: SEQLLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
         counts = fn.check_counts(ctx.data.class_counts, self.component_id, positive=False)
@@ -231,15 +192,6 @@ class SEQLLoss(MixableLoss):
         return {"seql_ce": weighted_ce(masked, target, None, sample_weight)}
 
 
-class GCLParams(Params):
-    """Params of :class:`GCLLoss`."""
-
-    m: float = Field(0.0, description="Margin subtracted from the target cosine.")
-    s: float = Field(30.0, gt=0, description="Scale applied to the perturbed cosines.")
-    noise_mul: float = Field(0.5, ge=0, description="Cloud size multiplier κ.")
-    sigma: float = Field(1 / 3, gt=0, description="Standard deviation of the Gaussian noise ε.")
-
-
 class GCLLoss(MixableLoss):
     """Compute the Gaussian-clouded logit loss on cosine outputs of a normalised head.
 
@@ -252,8 +204,9 @@ class GCLLoss(MixableLoss):
     """
 
     component_id = "longtail.gcl"
+    relative_cloud: Tensor
 
-    def __init__(self, params: GCLParams, ctx: BuildContext) -> None:
+    def __init__(self, params: GCLLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
         counts = fn.check_counts(ctx.data.class_counts, self.component_id)
@@ -281,19 +234,6 @@ class GCLLoss(MixableLoss):
         return {"gcl": weighted_ce(self.params.s * perturbed, target, None, sample_weight)}
 
 
-class SeesawParams(Params):
-    """Params of :class:`SeesawLoss`."""
-
-    p: float = Field(0.8, ge=0, description="Exponent of the mitigation factor.")
-    q: float = Field(2.0, ge=0, description="Exponent of the compensation factor.")
-    counts: Literal["online", "fixed"] = Field(
-        "online",
-        description="online: cumulative per-class counts of the labels seen in training "
-        "(the paper); fixed: the training split's class counts.",
-    )
-    eps: float = Field(1e-2, gt=0, description="Clamp of the target probability in σ_j/σ_i.")
-
-
 class SeesawLoss(MixableLoss):
     """Compute the Seesaw loss: CE after adding log(M_ij·C_ij) to each non-target logit j.
 
@@ -304,8 +244,9 @@ class SeesawLoss(MixableLoss):
     """
 
     component_id = "longtail.seesaw"
+    cum_samples: Tensor
 
-    def __init__(self, params: SeesawParams, ctx: BuildContext) -> None:
+    def __init__(self, params: SeesawLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
         if params.counts == "fixed":

@@ -7,14 +7,14 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import Batch, BuildContext, ComponentError, Params
-from pydantic import Field
+from asklepios_sdk import Batch, BuildContext, ComponentError
 from torch import Tensor
 
 from asklepios_longtail import _functional as fn
 from asklepios_longtail.losses._base import MixableLoss, class_buffer, weighted_ce
+from asklepios_longtail.params import RIDELossParams, SADELossParams
 
-__all__ = ["RIDELoss", "RIDEParams", "SADELoss", "SADEParams", "expert_logits"]
+__all__ = ["RIDELoss", "SADELoss", "expert_logits"]
 
 
 def expert_logits(outputs: Mapping[str, Tensor], component: str) -> Tensor:
@@ -48,12 +48,6 @@ class _ExpertLoss(MixableLoss):
         return {"logits": experts.mean(dim=0), "expert_logits": experts}, batch
 
 
-class SADEParams(Params):
-    """Params of :class:`SADELoss`."""
-
-    tau: float = Field(2.0, description="Strength τ of the inverted-prior adjustment of expert 3.")
-
-
 class SADELoss(_ExpertLoss):
     """Compute SADE's diverse-expert loss over three experts' logits.
 
@@ -64,8 +58,10 @@ class SADELoss(_ExpertLoss):
     """
 
     component_id = "longtail.sade"
+    log_prior: Tensor
+    inverse_shift: Tensor
 
-    def __init__(self, params: SADEParams, ctx: BuildContext) -> None:
+    def __init__(self, params: SADELossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
         counts = fn.check_counts(ctx.data.class_counts, self.component_id)
@@ -95,26 +91,6 @@ class SADELoss(_ExpertLoss):
         }
 
 
-class RIDEParams(Params):
-    """Params of :class:`RIDELoss`."""
-
-    max_m: float = Field(0.5, ge=0, description="LDAM margin of the rarest class.")
-    s: float = Field(30.0, gt=0, description="Logit scale of the experts (margins scale by s).")
-    base_loss_factor: float = Field(1.0, description="Weight of each expert's LDAM loss.")
-    base_diversity_temperature: float = Field(1.0, gt=0, description="Diversity temperature T.")
-    additional_diversity_factor: float = Field(
-        -0.2, description="Weight of the KL diversity term (negative: rewards diversity)."
-    )
-    reweight: bool = Field(True, description="Turn on DRW weights and class temperatures.")
-    reweight_fraction: float = Field(
-        0.8, ge=0, le=1, description="Re-weighting starts at epoch int(fraction · E)."
-    )
-    reweight_epoch: int | None = Field(None, ge=0, description="Absolute first re-weight epoch.")
-    reweight_factor: float = Field(0.05, ge=0, description="Strength of the class temperatures.")
-    beta: float = Field(0.9999, ge=0, lt=1, description="β of the deferred CB weights.")
-    epochs: int | None = Field(None, ge=1, description="Total epochs; default: stage epochs.")
-
-
 class RIDELoss(_ExpertLoss):
     """Compute RIDE's loss: per-expert LDAM(-DRW) plus a KL diversity term to the ensemble.
 
@@ -130,8 +106,11 @@ class RIDELoss(_ExpertLoss):
 
     component_id = "longtail.ride"
     per_sample_mixing = False
+    margins: Tensor
+    cb_weight: Tensor
+    class_temperature: Tensor
 
-    def __init__(self, params: RIDEParams, ctx: BuildContext) -> None:
+    def __init__(self, params: RIDELossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
         counts = fn.check_counts(ctx.data.class_counts, self.component_id)
@@ -165,6 +144,7 @@ class RIDELoss(_ExpertLoss):
         shift = self.params.s * onehot * self.margins.to(dtype)[target][:, None]
         on = self.reweighting()
         weight = self.cb_weight if on else None
+        temperature: Tensor | float
         if on:
             temperature = self.params.base_diversity_temperature * self.class_temperature.to(
                 dtype

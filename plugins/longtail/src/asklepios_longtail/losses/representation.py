@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import BuildContext, ComponentError, Params
-from pydantic import Field
+from asklepios_sdk import BuildContext, ComponentError
 from torch import Tensor, nn
 
 from asklepios_longtail import _functional as fn
 from asklepios_longtail.losses._base import MixableLoss, sample_mean, weighted_ce
+from asklepios_longtail.params import CenterLossParams, ConMixLossParams, RangeLossParams
 
 __all__ = [
     "CenterLoss",
-    "CenterParams",
     "ConMixLoss",
-    "ConMixParams",
     "RangeLoss",
-    "RangeParams",
     "pairwise_distance",
 ]
 
@@ -41,28 +37,6 @@ def pairwise_distance(x: Tensor) -> Tensor:
     return dist.clamp(min=1e-12).sqrt()
 
 
-class CenterParams(Params):
-    """Params of :class:`CenterLoss`."""
-
-    variant: Literal["origin", "cos", "triplet"] = Field(
-        "triplet", description="Center term: origin (squared L2), cos (1 − cosine) or triplet."
-    )
-    feat_dim: int = Field(2048, ge=1, description="Width d of the features (ResNet-50: 2048).")
-    term_weights: tuple[float, float, float] = Field(
-        (0.0, 0.001, 0.005), description="Center-term weight before / between / after the cuts."
-    )
-    cuts: tuple[float, float] = Field(
-        (0.6, 0.8), description="Weight changes at epochs int(cut · E)."
-    )
-    margin: float = Field(1.0, description="Margin of the triplet variant.")
-    centers_not_optimised: bool = Field(
-        False,
-        description="Keep the centers as fixed random buffers, as MONICA (its optimiser never "
-        "receives them; spec §0.3 #8). Default: trainable parameters.",
-    )
-    epochs: int | None = Field(None, ge=1, description="Total epochs E; default: stage epochs.")
-
-
 class CenterLoss(MixableLoss):
     """Compute CE + w(e)·center term on pre-logit features, with MONICA's weight schedule.
 
@@ -77,7 +51,7 @@ class CenterLoss(MixableLoss):
 
     component_id = "longtail.center"
 
-    def __init__(self, params: CenterParams, ctx: BuildContext) -> None:
+    def __init__(self, params: CenterLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
         num_classes = ctx.data.num_classes or (
@@ -143,25 +117,6 @@ class CenterLoss(MixableLoss):
         return outputs, batch
 
 
-class RangeParams(Params):
-    """Params of :class:`RangeLoss`."""
-
-    k: int = Field(2, ge=1, description="Number of largest intra-class distances used.")
-    margin: float = Field(0.1, description="Margin of the inter-class term.")
-    alpha: float = Field(0.5, description="Weight of the intra-class term.")
-    beta: float = Field(0.5, description="Weight of the inter-class term.")
-    range_loss_alone: bool = Field(
-        False,
-        description="Optimise the range term alone with no CE, as MONICA does (training "
-        "collapses; spec §0.3 #7). Default: CE + range term.",
-    )
-    input: Literal["features", "logits"] | None = Field(
-        None,
-        description="What the range term acts on; default logits with range_loss_alone "
-        "(MONICA), else features.",
-    )
-
-
 class RangeLoss(MixableLoss):
     """Compute CE + α·Σ_c intra_c + β·max(0, margin − min_{c≠c'} ‖μ_c − μ_c'‖) (Range loss).
 
@@ -175,7 +130,7 @@ class RangeLoss(MixableLoss):
     component_id = "longtail.range"
     per_sample_mixing = False
 
-    def __init__(self, params: RangeParams, ctx: BuildContext) -> None:
+    def __init__(self, params: RangeLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
         self.input_key = params.input or ("logits" if params.range_loss_alone else "features")
@@ -233,15 +188,6 @@ class RangeLoss(MixableLoss):
         return outputs, batch
 
 
-class ConMixParams(Params):
-    """Params of :class:`ConMixLoss`."""
-
-    temperature: float = Field(0.5, gt=0, description="NT-Xent temperature t.")
-    second_view_key: str = Field(
-        "features_view2", description="Output key holding the second view's features."
-    )
-
-
 class ConMixLoss(MixableLoss):
     """Compute ConMix's NT-Xent over per-class mean features of two augmented views.
 
@@ -256,7 +202,7 @@ class ConMixLoss(MixableLoss):
     component_id = "longtail.conmix"
     per_sample_mixing = False
 
-    def __init__(self, params: ConMixParams, ctx: BuildContext) -> None:
+    def __init__(self, params: ConMixLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
 

@@ -3,59 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from asklepios_sdk import BuildContext, Params
-from pydantic import Field
+from asklepios_sdk import BuildContext
 from torch import Tensor
 
 from asklepios_longtail import _functional as fn
 from asklepios_longtail.losses._base import MixableLoss, class_buffer, sample_mean, weighted_ce
+from asklepios_longtail.params import (
+    CBLossParams,
+    FocalLossParams,
+    LabelAwareSmoothingLossParams,
+    LDAMLossParams,
+    WeightedCELossParams,
+)
 
 __all__ = [
     "CBLoss",
-    "CBLossParams",
     "FocalLoss",
-    "FocalParams",
     "LDAMLoss",
-    "LDAMParams",
     "LabelAwareSmoothingLoss",
-    "LabelAwareSmoothingParams",
     "WeightedCELoss",
-    "WeightedCEParams",
 ]
-
-
-class _DRWParams(Params):
-    drw_fraction: float = Field(
-        0.8, ge=0, le=1, description="DRW starts at epoch int(drw_fraction · E) (MONICA: 0.8)."
-    )
-    drw_epoch: int | None = Field(
-        None, ge=0, description="Absolute first DRW epoch; overrides drw_fraction when given."
-    )
-    drw_beta: float = Field(
-        0.9999, ge=0, lt=1, description="β of the class-balanced weights used once DRW is on."
-    )
-    epochs: int | None = Field(
-        None, ge=1, description="Total epochs E of the schedule; default: the stage's epochs."
-    )
-
-
-class WeightedCEParams(_DRWParams):
-    """Params of :class:`WeightedCELoss`."""
-
-    class_weights: Literal["none", "cb", "log_inverse", "grw"] = Field(
-        "none",
-        description="Class weights: none (ERM), cb (RW), log_inverse (WeightedSoftmax), grw "
-        "(DisAlign's generalised re-weighting).",
-    )
-    beta: float = Field(0.9999, ge=0, lt=1, description="β of the cb weights.")
-    q: float = Field(1.2, description="Exponent of the grw weights π_c^{-q} (exp_scale).")
-    drw: bool = Field(
-        False, description="Deferred re-weighting: uniform weights before the DRW epoch."
-    )
 
 
 class WeightedCELoss(MixableLoss):
@@ -70,25 +41,28 @@ class WeightedCELoss(MixableLoss):
     """
 
     component_id = "longtail.weighted_ce"
+    base_weight: Tensor | None
+    drw_weight: Tensor | None
 
-    def __init__(self, params: WeightedCEParams, ctx: BuildContext) -> None:
+    def __init__(self, params: WeightedCELossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
         self.drw_start = fn.drw_start(
             params.epochs or ctx.epochs, params.drw_fraction, params.drw_epoch
         )
-        base = None
-        counts = None
+        base: np.ndarray | None = None
+        drw: np.ndarray | None = None
         if params.class_weights != "none" or params.drw:
             counts = fn.check_counts(ctx.data.class_counts, self.component_id)
-        if params.class_weights == "cb":
-            base = fn.cb_weights(counts, params.beta)
-        elif params.class_weights == "log_inverse":
-            base = fn.log_inverse_weights(counts)
-        elif params.class_weights == "grw":
-            base = fn.grw_weights(counts, params.q)
+            if params.class_weights == "cb":
+                base = fn.cb_weights(counts, params.beta)
+            elif params.class_weights == "log_inverse":
+                base = fn.log_inverse_weights(counts)
+            elif params.class_weights == "grw":
+                base = fn.grw_weights(counts, params.q)
+            if params.drw:
+                drw = fn.cb_weights(counts, params.drw_beta)
         self.register_buffer("base_weight", None if base is None else class_buffer(base))
-        drw = fn.cb_weights(counts, params.drw_beta) if params.drw else None
         self.register_buffer("drw_weight", None if drw is None else class_buffer(drw))
 
     def current_weight(self) -> Tensor | None:
@@ -104,12 +78,6 @@ class WeightedCELoss(MixableLoss):
         return {"ce": weighted_ce(logits, target, self.current_weight(), sample_weight)}
 
 
-class FocalParams(Params):
-    """Params of :class:`FocalLoss`."""
-
-    gamma: float = Field(2.0, ge=0, description="Focusing parameter γ (MONICA: 2).")
-
-
 class FocalLoss(MixableLoss):
     """Compute the focal loss mean_i (1 − p_i)^γ CE_i with p_i = exp(−CE_i) (no α, no weights).
 
@@ -118,7 +86,7 @@ class FocalLoss(MixableLoss):
 
     component_id = "longtail.focal"
 
-    def __init__(self, params: FocalParams, ctx: BuildContext) -> None:
+    def __init__(self, params: FocalLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
 
@@ -128,18 +96,6 @@ class FocalLoss(MixableLoss):
         ce = F.cross_entropy(self.logits(outputs), target, reduction="none")
         focal = (1 - torch.exp(-ce)) ** self.params.gamma * ce
         return {"focal": sample_mean(focal, sample_weight)}
-
-
-class CBLossParams(Params):
-    """Params of :class:`CBLoss`."""
-
-    variant: Literal["softmax_bce", "sigmoid_focal"] = Field(
-        "softmax_bce",
-        description="softmax_bce (MONICA CBLoss: BCE on softmax probabilities) or sigmoid_focal "
-        "(CBLoss_Focal).",
-    )
-    beta: float = Field(0.9999, ge=0, lt=1, description="β of the class-balanced weights.")
-    gamma: float = Field(2.0, ge=0, description="Focusing γ of the sigmoid_focal variant.")
 
 
 class CBLoss(MixableLoss):
@@ -153,6 +109,7 @@ class CBLoss(MixableLoss):
     """
 
     component_id = "longtail.cb_loss"
+    class_weight: Tensor
 
     def __init__(self, params: CBLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
@@ -179,14 +136,6 @@ class CBLoss(MixableLoss):
         return {"cb_focal": (w[:, None] * modulator * bce).sum() / logits.shape[0]}
 
 
-class LDAMParams(_DRWParams):
-    """Params of :class:`LDAMLoss`."""
-
-    max_m: float = Field(0.5, ge=0, description="Margin M of the rarest class.")
-    s: float = Field(30.0, gt=0, description="Logit scale s.")
-    drw: bool = Field(True, description="Deferred re-weighting (LDAM-DRW); false = plain LDAM.")
-
-
 class LDAMLoss(MixableLoss):
     """Compute LDAM(-DRW): weighted CE(s·(z − m_y e_y), y), m_c = M n_c^{-1/4}/max_k n_k^{-1/4}.
 
@@ -198,8 +147,10 @@ class LDAMLoss(MixableLoss):
     """
 
     component_id = "longtail.ldam"
+    margins: Tensor
+    drw_weight: Tensor
 
-    def __init__(self, params: LDAMParams, ctx: BuildContext) -> None:
+    def __init__(self, params: LDAMLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
         counts = fn.check_counts(ctx.data.class_counts, self.component_id)
@@ -225,17 +176,6 @@ class LDAMLoss(MixableLoss):
         return {"ldam": ce}
 
 
-class LabelAwareSmoothingParams(Params):
-    """Params of :class:`LabelAwareSmoothingLoss`."""
-
-    shape: Literal["concave", "linear", "convex", "exp"] = Field(
-        "concave", description="Shape of ε_c over class counts (MiSLAS: concave)."
-    )
-    eps_head: float = Field(0.3, ge=0, le=1, description="ε of the most frequent class.")
-    eps_tail: float = Field(0.0, ge=0, le=1, description="ε of the rarest class.")
-    power: float = Field(2.0, gt=0, description="Power of the exp shape.")
-
-
 class LabelAwareSmoothingLoss(MixableLoss):
     """Compute MiSLAS label-aware smoothing: (1−ε_y)·CE + ε_y·mean_j(−log p_j).
 
@@ -245,8 +185,9 @@ class LabelAwareSmoothingLoss(MixableLoss):
     """
 
     component_id = "longtail.label_aware_smoothing"
+    epsilon: Tensor
 
-    def __init__(self, params: LabelAwareSmoothingParams, ctx: BuildContext) -> None:
+    def __init__(self, params: LabelAwareSmoothingLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
         counts = fn.check_counts(ctx.data.class_counts, self.component_id)
