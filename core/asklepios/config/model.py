@@ -55,7 +55,11 @@ class LoaderConfig(_Section):
     eval_batch_size: PositiveInt | None = None
     num_workers: int = Field(0, ge=0)
     pin_memory: bool | None = Field(None, description="Default: on when training on CUDA.")
-    drop_last: bool = False
+    drop_last: bool = Field(
+        False,
+        description="Drop every incomplete last training batch. Without it, only a last batch "
+        "of a single sample (per rank; over all ranks under SyncBatchNorm) is dropped.",
+    )
     persistent_workers: bool = False
 
 
@@ -79,6 +83,12 @@ class DataConfig(_Section):
         default_factory=list, description="Per-batch augmentations, on the device, training only."
     )
     loader: LoaderConfig = Field(default_factory=LoaderConfig)
+    verify: Literal["auto", "none", "exists", "headers", "full"] = Field(
+        "auto",
+        description="Pre-flight check of every file the dataset lists, before training: 'exists', "
+        "'headers' (image headers readable), 'full' (decode every image), 'none'. 'auto': "
+        "'headers' up to 20000 files, 'exists' above.",
+    )
 
 
 class ModelConfig(_Section):
@@ -142,6 +152,14 @@ class TrainConfig(_Section):
     folds: int | None = Field(None, ge=2, description="k-fold cross-validation over train+val.")
     deterministic: bool = True
     log_every: PositiveInt = 10
+    nonfinite: Literal["stop", "skip_batch", "warn"] = Field(
+        "stop",
+        description="On a NaN/Inf training loss: 'stop' the run (exit 1, the last epoch "
+        "checkpoint stays the resume point), 'skip_batch' (no update from it), or 'warn'.",
+    )
+    sync_batchnorm: bool | None = Field(
+        None, description="Synchronise BatchNorm statistics across ranks; default: on under DDP."
+    )
 
 
 class InitFrom(_Section):
