@@ -66,7 +66,7 @@ def _fake_site(root: Path, count: int = 500, plugins: int = 50) -> None:
         dist = f"benchfake{i:03d}"
         info = root / f"{dist}-1.0.dist-info"
         info.mkdir()
-        requires = "Requires-Dist: asklepios>=0.1,<0.2\n" if i < plugins else ""
+        requires = "Requires-Dist: asklepios>=0.2,<0.3\n" if i < plugins else ""
         (info / "METADATA").write_text(
             f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n{requires}"
         )

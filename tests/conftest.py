@@ -48,7 +48,7 @@ class FakeSite:
         *,
         dist: str | None = None,
         version: str = "0.1.0",
-        requires: tuple[str, ...] = ("asklepios>=0.1,<0.2", "asklepios-sdk>=0.1,<0.2"),
+        requires: tuple[str, ...] = ("asklepios>=0.2,<0.3", "asklepios-sdk>=0.2,<0.3"),
         package: str | None = None,
         entry_value: str | None = None,
         extra_modules: dict[str, str] | None = None,

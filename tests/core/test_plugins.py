@@ -67,8 +67,8 @@ def test_index_reads_distribution_metadata_without_importing(fake_site):
     host = fake_site.host()
     info = host.info("good")
     assert (info.distribution, info.version, info.module) == ("asklepios-good", "0.3.1", module)
-    assert info.core_range == ">=0.1,<0.2"
-    assert info.sdk_range == ">=0.1,<0.2"
+    assert info.core_range == ">=0.2,<0.3"
+    assert info.sdk_range == ">=0.2,<0.3"
     assert info.location == str(fake_site.root)
     assert info.status == PluginStatus.NOT_LOADED
     assert module not in sys.modules
