@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import subprocess
 import sys
 import textwrap
@@ -750,3 +751,16 @@ def test_component_table_rows_give_id_kind_and_doc_per_component() -> None:
     assert len(rows) == sum(len(entries) for entries in GOOD.values())
     focal_doc = inspect.getdoc(FocalLoss).splitlines()[0]
     assert f"| `fake.focal` | loss | {focal_doc} |" in rows
+
+
+def test_component_table_rows_escape_bars_and_fit_the_header() -> None:
+    from asklepios_sdk.testing import COMPONENT_TABLE_HEADER, component_table_rows
+
+    doc = "Average |p - y| over the batch."
+    plugin = plugin_with({"loss": [("l1", FocalLoss, FocalLossParams, doc)]})
+    rows = component_table_rows(plugin, "fake")
+    assert rows == ["| `fake.l1` | loss | Average \\|p - y\\| over the batch. |"]
+    columns = [c.strip() for c in COMPONENT_TABLE_HEADER[0].strip("|").split("|")]
+    assert columns == ["component", "kind", "what it does"]
+    cells = re.split(r"(?<!\\)\|", rows[0])[1:-1]
+    assert len(cells) == len(columns)  # the escaped bars stay inside their cell
