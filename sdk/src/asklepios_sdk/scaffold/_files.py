@@ -294,7 +294,7 @@ def dependencies(kinds: Sequence[str]) -> list[str]:
     """Return the requirements of a plugin with these kinds (core and SDK ranges first).
 
     The ranges are those of the installed core and SDK, whose contract the generated code
-    follows (``asklepios>=0.1,<0.2`` next to asklepios 0.1.x); the core is released with the SDK,
+    follows (``asklepios>=0.2,<0.3`` next to asklepios 0.2.x); the core is released with the SDK,
     so the SDK's version stands in for a core that is not installed.
     """
     sdk = _installed("asklepios-sdk", "0.1")
