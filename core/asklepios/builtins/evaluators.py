@@ -36,6 +36,13 @@ class ClassificationEvaluator(Evaluator):
     name: ClassVar[str] = "classification"
     higher_is_better = True
     key_directions: ClassVar[Mapping[str, bool]] = {"ece": False}
+    output_keys: ClassVar[tuple[str, ...]] = (
+        "accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "auroc",
+        "ece",
+    )
     full_state_update = False
 
     def __init__(self, params: ClassificationEvaluatorParams, ctx: BuildContext) -> None:
