@@ -5,8 +5,10 @@ arguments are only ever added, never removed or renamed. Implement them in a plu
 with ``@asklepios_sdk.hookimpl``.
 
 Registration hooks run once, when the host activates a plugin (only when a config names one of
-its components or a listing is asked for). Lifecycle hooks run during ``asklepios run``; the loop
-resolves them at build time and calls the per-step hook only when some plugin implements it.
+its components or a listing is asked for). The settings hook runs when a config has an entry for
+the plugin in a settings section (``tracking.<plugin-id>``). Lifecycle hooks run during
+``asklepios run``; the loop resolves them at build time and calls the per-step hook only when some
+plugin implements it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from asklepios_sdk import PROJECT_NAME
 
 if TYPE_CHECKING:
     from asklepios_sdk import Register, RunState
+    from asklepios_sdk.registration import RegisterSettings
 
 __all__ = ["PROJECT_NAME", "hookspec"]
 
@@ -93,6 +96,25 @@ def register_trainers(register: Register) -> None:
     """Register trainers: the optimisation step the engine's loop calls per batch.
 
     Called once when the plugin is activated, on every rank. Return value: ignored.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings hook: cross-cutting plugins declare their entry of a settings section of configs.
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_settings(register: RegisterSettings) -> None:
+    """Register the params model of this plugin's entry in a settings section of configs.
+
+    For plugins that take part in runs without being named (trackers): ``register("tracking",
+    MLflowParams)`` makes ``tracking.<plugin-id>`` a config entry that validation checks with that
+    model (unknown keys rejected, defaults written into the resolved config). Every field needs a
+    default, since a config may leave the entry out; lifecycle hooks read the entry with
+    ``asklepios_sdk.registration.read_settings(run.config, "tracking", plugin_id, MLflowParams)``.
+    Called when a config with an entry for the plugin is validated, on every rank.
+    Return value: ignored.
     """
 
 

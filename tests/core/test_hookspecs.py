@@ -6,7 +6,7 @@ import inspect
 
 from asklepios import hookspecs
 from asklepios_sdk import PROJECT_NAME
-from asklepios_sdk.registration import KINDS, LIFECYCLE_HOOKS, REGISTRATION_HOOKS
+from asklepios_sdk.registration import KINDS, LIFECYCLE_HOOKS, REGISTRATION_HOOKS, SETTINGS_HOOK
 
 
 def _specs() -> dict[str, inspect.Signature]:
@@ -20,8 +20,9 @@ def _specs() -> dict[str, inspect.Signature]:
 
 def test_registration_and_lifecycle_tables_equal_the_specs():
     specs = _specs()
-    assert set(REGISTRATION_HOOKS.values()) | set(LIFECYCLE_HOOKS) == set(specs)
-    assert not set(REGISTRATION_HOOKS.values()) & set(LIFECYCLE_HOOKS)
+    tables = [set(REGISTRATION_HOOKS.values()), set(LIFECYCLE_HOOKS), {SETTINGS_HOOK}]
+    assert set().union(*tables) == set(specs)
+    assert sum(len(t) for t in tables) == len(specs)  # no hook in two tables
     assert tuple(REGISTRATION_HOOKS) == KINDS
 
 
@@ -29,3 +30,7 @@ def test_every_registration_hook_takes_only_register():
     specs = _specs()
     for hook in REGISTRATION_HOOKS.values():
         assert list(specs[hook].parameters) == ["register"], hook
+
+
+def test_the_settings_hook_takes_only_register():
+    assert list(_specs()[SETTINGS_HOOK].parameters) == ["register"]

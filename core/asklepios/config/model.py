@@ -226,3 +226,9 @@ class ExperimentConfig(_Section):
     trainer: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="core.supervised"))
     train: TrainConfig = Field(default_factory=TrainConfig)
     stages: list[StageConfig] = Field(default_factory=list)
+    tracking: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Settings of tracker plugins by plugin id (tracking.mlflow.tracking_uri), "
+        "each checked with the params model the plugin registers through register_settings. "
+        "Installed trackers run with their defaults when the config has no entry for them.",
+    )

@@ -3,7 +3,10 @@
 Everything the host and the conformance kit need to agree on lives here, once: the component kinds
 and the hook that registers each, the lifecycle hook names, the id and name patterns, the reserved
 param names, the docstring first-line rule and :func:`check_registration`, which returns every
-problem of one ``register(...)`` call (the host raises the first, the kit reports them all).
+problem of one ``register(...)`` call (the host raises the first, the kit reports them all). Cross-
+cutting plugins (trackers) declare their entry of a settings section of configs (``tracking:``)
+through ``register_settings`` (:class:`RegisterSettings`, :func:`check_settings`) and read it back
+in their lifecycle hooks with :func:`read_settings`.
 
 A registration names its implementation lazily, ``"package.module:Class"``, so registering imports
 the params model (pydantic and the SDK) and nothing heavier: torch, timm or diffusers load when the
@@ -19,7 +22,7 @@ import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from asklepios_sdk.context import BuildContext
 from asklepios_sdk.errors import AsklepiosDeprecationWarning
@@ -34,14 +37,19 @@ __all__ = [
     "PLUGIN_ID_PATTERN",
     "REGISTRATION_HOOKS",
     "RESERVED_PARAM_NAMES",
+    "SETTINGS_HOOK",
+    "SETTINGS_SECTIONS",
     "TARGET_PATTERN",
     "ComponentFactory",
     "Register",
+    "RegisterSettings",
     "Registration",
     "Target",
     "check_registration",
+    "check_settings",
     "first_doc_line",
     "make_registration",
+    "read_settings",
     "resolve_target",
 ]
 
@@ -73,6 +81,12 @@ LIFECYCLE_HOOKS: tuple[str, ...] = (
 )
 """The hooks through which plugins take part in a run without being named in its config."""
 
+SETTINGS_HOOK = "register_settings"
+"""The hook through which a cross-cutting plugin declares its entry of a settings section."""
+
+SETTINGS_SECTIONS: tuple[str, ...] = ("tracking",)
+"""Config sections keyed by plugin id: ``tracking.<plugin-id>`` holds one tracker's settings."""
+
 PLUGIN_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 """A plugin id (the entry-point name): lowercase letters, digits and ``_``, a letter first."""
 
@@ -89,6 +103,8 @@ RESERVED_PARAM_NAMES: frozenset[str] = frozenset({"type", "weights"})
 
 ComponentFactory: TypeAlias = Callable[[Any, BuildContext], Any]
 """A callable ``(params, ctx) -> component`` that constructs from validated params only."""
+
+P = TypeVar("P", bound="Params")
 
 Target: TypeAlias = "str | ComponentFactory"
 """What ``register`` takes as the implementation: ``"package.module:Class"`` or a callable."""
@@ -112,6 +128,18 @@ class Register(Protocol):
         params: type[Params],
         doc: str | None = None,
     ) -> None: ...
+
+
+class RegisterSettings(Protocol):
+    """The callback ``register_settings`` receives, bound by the host to the calling plugin.
+
+    ``register(section, params)``: the config entry ``<section>.<plugin-id>`` (``tracking.mlflow``)
+    is validated with ``params``, a :class:`~asklepios_sdk.Params` subclass whose every field has a
+    default (the entry is optional: the plugin runs with the defaults when a config has none).
+    ``section`` is one of :data:`SETTINGS_SECTIONS`. Registering a section twice is an error.
+    """
+
+    def __call__(self, section: str, params: type[Params]) -> None: ...
 
 
 def first_doc_line(doc: str | None) -> str | None:
@@ -289,3 +317,44 @@ def check_registration(reg: Registration, *, read_doc: bool = True) -> list[str]
             f"no one-line doc: give {reg.target_path} a docstring, or pass register(..., doc='...')"
         )
     return problems
+
+
+def check_settings(plugin_id: str, section: str, params: Any) -> list[str]:
+    """Return every problem of one ``register_settings`` call, each with the fix (empty: fine).
+
+    Checks: the section is one of :data:`SETTINGS_SECTIONS`; the params model is a
+    :class:`~asklepios_sdk.Params` subclass that validates with no values (every field has a
+    default, since a config may leave the entry out).
+    """
+    from asklepios_sdk.params import Params
+
+    problems: list[str] = []
+    if section not in SETTINGS_SECTIONS:
+        problems.append(
+            f"plugin '{plugin_id}' registers settings for section {section!r}; sections: "
+            f"{', '.join(SETTINGS_SECTIONS)}"
+        )
+    if not (isinstance(params, type) and issubclass(params, Params)):
+        problems.append(
+            f"plugin '{plugin_id}': settings params {params!r} is not a subclass of "
+            "asklepios_sdk.Params; derive it from Params (unknown keys rejected)"
+        )
+        return problems
+    required = sorted(name for name, info in params.model_fields.items() if info.is_required())
+    if required:
+        problems.append(
+            f"plugin '{plugin_id}': settings {params.__name__} has required field(s) {required}; "
+            f"give each a default, since a config may have no '{section}.{plugin_id}' entry"
+        )
+    return problems
+
+
+def read_settings(config: Any, section: str, plugin_id: str, params: type[P]) -> P:
+    """Return the validated settings of ``plugin_id`` in ``config.<section>`` (defaults if absent).
+
+    Lifecycle hooks call it with ``run.config``: ``read_settings(run.config, "tracking",
+    "mlflow", MLflowParams)``. The host has validated the entry already; this only builds the
+    model from it.
+    """
+    entries = getattr(config, section, None) or {}
+    return params.model_validate(dict(entries.get(plugin_id) or {}))

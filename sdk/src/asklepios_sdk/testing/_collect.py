@@ -20,6 +20,7 @@ from asklepios_sdk._markers import PROJECT_NAME
 from asklepios_sdk.registration import (
     LIFECYCLE_HOOKS,
     REGISTRATION_HOOKS,
+    SETTINGS_HOOK,
     ComponentFactory,
     Registration,
     Target,
@@ -110,7 +111,7 @@ def _load_specs(pm: pluggy.PluginManager) -> bool:
 
 def _unknown_hooks(plugin: object) -> list[str]:
     marker = f"{PROJECT_NAME}_impl"
-    known = set(REGISTRATION_HOOKS.values()) | set(LIFECYCLE_HOOKS)
+    known = {*REGISTRATION_HOOKS.values(), *LIFECYCLE_HOOKS, SETTINGS_HOOK}
     names = [n for n in dir(plugin) if hasattr(getattr(plugin, n, None), marker)]
     return sorted(n for n in names if n not in known)
 
