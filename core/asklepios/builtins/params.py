@@ -3,7 +3,8 @@
 This module imports pydantic and the SDK only (no torch), so registering the built-ins and
 validating a config cost no heavy import; the component classes in the family modules
 (:mod:`asklepios.builtins.losses`, ...) import their params from here. Components without params
-register :class:`asklepios_sdk.EmptyParams`.
+register :class:`asklepios_sdk.EmptyParams`. Files and folders are typed ``LocalFile`` and
+``LocalDir``: relative to the config file that names them, and checked by ``validate``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from asklepios_sdk import Params
+from asklepios_sdk.params import LocalDir, LocalFile
 from pydantic import ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 __all__ = [
@@ -49,7 +51,7 @@ class TimmBackboneParams(Params):
     model_name: str = Field("resnet18", description="Any name from timm.list_models().")
     num_classes: PositiveInt | None = Field(None, description="Default: the dataset's classes.")
     in_chans: PositiveInt | None = Field(None, description="Default: the dataset's channels, or 3.")
-    pretrained_file: str | None = Field(
+    pretrained_file: LocalFile | None = Field(
         None, description="Local weights file loaded by timm (adapts head and input channels)."
     )
     drop_rate: float = Field(0.0, ge=0, lt=1, description="Dropout before the classifier.")
@@ -83,7 +85,7 @@ class OpenCLIPBackboneParams(Params):
         None,
         description="Custom architecture {embed_dim, vision_cfg, text_cfg}; 'model' is a label.",
     )
-    pretrained_file: str | None = Field(
+    pretrained_file: LocalFile | None = Field(
         None, description="Local open_clip / OpenAI checkpoint (.pt, .bin, .safetensors)."
     )
     pretrained: str | None = Field(
@@ -242,7 +244,7 @@ class DigitsDatasetParams(Params):
 class ImageFolderDatasetParams(Params):
     """Params of ``core.image_folder``."""
 
-    root: str = Field(description="Folder with train/val/test sub-folders, or class folders.")
+    root: LocalDir = Field(description="Folder with train/val/test sub-folders, or class folders.")
     mode: Literal["RGB", "L"] = Field("RGB", description="PIL mode images are converted to.")
     image_size: PositiveInt | list[PositiveInt] | None = Field(
         None, description="Resize every image on load (needed for batching mixed sizes)."
@@ -255,8 +257,10 @@ class ImageFolderDatasetParams(Params):
 class CsvDatasetParams(Params):
     """Params of ``core.csv``."""
 
-    path: str = Field(description="CSV manifest with one row per image.")
-    root: str | None = Field(None, description="Folder relative image paths start from.")
+    path: LocalFile = Field(description="CSV manifest with one row per image.")
+    root: LocalDir | None = Field(
+        None, description="Folder relative image paths start from (default: the CSV's folder)."
+    )
     path_column: str = "path"
     label_column: str = "label"
     split_column: str | None = Field(
@@ -272,14 +276,14 @@ class CsvDatasetParams(Params):
 class MedMNISTDatasetParams(Params):
     """Params of ``core.medmnist``."""
 
-    path: str = Field(description="Local MedMNIST .npz file, e.g. ~/.medmnist/pathmnist.npz.")
+    path: LocalFile = Field(description="Local MedMNIST .npz file, e.g. ~/.medmnist/pathmnist.npz.")
     as_rgb: bool = Field(False, description="Repeat grey images to 3 channels.")
 
 
 class TabularDatasetParams(Params):
     """Params of ``core.tabular``."""
 
-    path: str = Field(description="CSV file with one row per sample.")
+    path: LocalFile = Field(description="CSV file with one row per sample.")
     target: str = Field(description="Column to predict.")
     features: list[str] | None = Field(None, description="Feature columns; default: all others.")
     task: Literal["auto", "classification", "regression"] = Field(

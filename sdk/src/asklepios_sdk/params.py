@@ -1,10 +1,63 @@
-"""The params base model every component's parameters derive from."""
+"""The params base model every component's parameters derive from, and local-path field types.
+
+A params field that names a file or folder on this machine is typed :data:`LocalFile`,
+:data:`LocalDir` or :data:`LocalPath` (plain ``str`` values with a marker). The host resolves a
+relative value against the folder of the config file that wrote it (a ``--set`` value against the
+working directory), expands ``~``, and, for files and folders, checks when validating a config that
+they exist and are readable, naming the absolute path it checked::
+
+    class ManifestParams(Params):
+        path: LocalFile = Field(description="CSV manifest, one row per image.")
+        root: LocalDir | None = Field(None, description="Folder image paths start from.")
+        cache_dir: LocalPath = Field("cache", description="Created when missing.")
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-__all__ = ["EmptyParams", "Params", "WeightsSpec"]
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, model_validator
+from pydantic_core import CoreSchema
+
+__all__ = [
+    "EmptyParams",
+    "LocalDir",
+    "LocalFile",
+    "LocalPath",
+    "LocalPathKind",
+    "Params",
+    "WeightsSpec",
+]
+
+
+@dataclass(frozen=True)
+class LocalPathKind:
+    """Marker of a params field that holds a local path; ``kind`` says what must exist there.
+
+    Attributes:
+        kind: ``"file"`` (an existing readable file), ``"dir"`` (an existing readable folder)
+            or ``"path"`` (anything, possibly not yet there: resolved, never checked).
+    """
+
+    kind: Literal["file", "dir", "path"]
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        out = dict(handler(schema))
+        out["format"] = {"file": "file-path", "dir": "directory-path", "path": "path"}[self.kind]
+        return out
+
+
+LocalFile = Annotated[str, LocalPathKind("file")]
+"""A local file that must exist and be readable; relative to the config file that wrote it."""
+
+LocalDir = Annotated[str, LocalPathKind("dir")]
+"""A local folder that must exist and be readable; relative to the config file that wrote it."""
+
+LocalPath = Annotated[str, LocalPathKind("path")]
+"""A local path that need not exist yet (a cache or output folder); resolved like the others."""
 
 
 class Params(BaseModel):
@@ -28,7 +81,11 @@ class WeightsSpec(Params):
     in the user's hub cache) is given.
     """
 
-    path: str | None = Field(None, description="Local .safetensors, .pt or .pth file.")
+    path: LocalFile | None = Field(
+        None,
+        description="Local .safetensors, .pt or .pth file, relative to the config file that "
+        "names it.",
+    )
     cache_id: str | None = Field(None, description="Id of weights already in the local hub cache.")
     prefix: str | None = Field(
         None, description="Keep only keys with this prefix, and strip it (e.g. 'module.')."
