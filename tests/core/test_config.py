@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from asklepios.config import (
+    ConfigWarning,
     ExperimentConfig,
     config_schema,
     dump_config,
@@ -315,21 +316,22 @@ def test_extends_cycle_is_an_error(tmp_path, host):
 
 def test_overrides_parse_yaml_scalars_and_index_lists(tmp_path, host):
     file = write(tmp_path / "exp.yaml", BASE)
-    config = load_config(
-        file,
-        [
-            "seed=7",
-            "train.amp=bf16",
-            "train.deterministic=false",
-            "optimizer.lr=1e-2",
-            "loss.gamma=0",
-            "data.transforms.train.0.p=1",
-            "schedule.milestones=[3, 6]",
-            "train.grad_clip=null",
-            "evaluators.1={type: lt.acc}",
-        ],
-        host=host,
-    )
+    with pytest.warns(ConfigWarning, match="does not reach stage 'two'"):  # it sets loss.gamma
+        config = load_config(
+            file,
+            [
+                "seed=7",
+                "train.amp=bf16",
+                "train.deterministic=false",
+                "optimizer.lr=1e-2",
+                "loss.gamma=0",
+                "data.transforms.train.0.p=1",
+                "schedule.milestones=[3, 6]",
+                "train.grad_clip=null",
+                "evaluators.1={type: lt.acc}",
+            ],
+            host=host,
+        )
     assert config.seed == 7 and config.train.amp == "bf16" and config.train.deterministic is False
     assert config.optimizer.lr == pytest.approx(0.01)
     assert config.loss.params == {"gamma": 0}
@@ -341,8 +343,9 @@ def test_overrides_parse_yaml_scalars_and_index_lists(tmp_path, host):
 def test_override_errors_name_the_override(tmp_path, host):
     file = write(tmp_path / "exp.yaml", BASE)
     with pytest.raises(ConfigError) as caught:
-        load_config(file, ["loss.gamma=-1"], host=host)
+        load_config(file, ["loss.gamma=-1", "stages.two.loss.gamma=-1"], host=host)
     assert caught.value.issues[0].file == "--set loss.gamma=-1"
+    assert caught.value.issues[1].file == "--set stages.two.loss.gamma=-1"
     for bad, fragment in [
         ("seed", "KEY.PATH=VALUE"),
         ("evaluators.5.type=x", "not an index"),

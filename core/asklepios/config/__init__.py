@@ -3,9 +3,13 @@
 Public API (stable):
 
 * :func:`load_config` -- read a YAML/JSON file (with ``extends`` and ``--set`` overrides) and return
-  a fully validated :class:`ExperimentConfig` with every component ``type`` resolved to its full id;
-  raises :class:`~asklepios.errors.ConfigError` listing *every* problem (file, key path, component,
-  plugin and version, suggestion).
+  a fully validated :class:`ExperimentConfig` with every component ``type`` resolved to its full id,
+  every local path absolute and every component default filled in; raises
+  :class:`~asklepios.errors.ConfigError` listing *every* problem (file, line, key path, component,
+  plugin and version, suggestion). It imports no torch; the checks that build each stage's model
+  skeleton are :mod:`asklepios.deep_checks`'s.
+* :func:`load_config_with_origins` -- the same, with the :class:`Origins` of every key (the file
+  and line, or ``--set``, it came from) for checks that report later.
 * :func:`validate_config` -- the same for a mapping already in memory.
 * :func:`stage_configs` -- ``[(StageConfig | None, ExperimentConfig)]``: the effective config each
   stage runs with (one ``(None, config)`` entry when there are no stages).
@@ -16,17 +20,13 @@ Public API (stable):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from asklepios.config.loader import (
-    Origins,
-    apply_overrides,
-    merge,
-    read_config,
-    resolve_weights_paths,
-)
+from asklepios.config.checks import ConfigWarning, effective_stage, shadowed_overrides
+from asklepios.config.loader import Origins, apply_overrides, merge, read_config
 from asklepios.config.model import (
     ComponentSpec,
     DataConfig,
@@ -50,6 +50,7 @@ __all__ = [
     "ComponentSpec",
     "ConfigError",
     "ConfigIssue",
+    "ConfigWarning",
     "DataConfig",
     "ExperimentConfig",
     "InitFrom",
@@ -57,6 +58,7 @@ __all__ = [
     "ModelConfig",
     "MonitorConfig",
     "OptimizerConfig",
+    "Origins",
     "ScheduleConfig",
     "StageConfig",
     "TrainConfig",
@@ -64,6 +66,7 @@ __all__ = [
     "config_schema",
     "dump_config",
     "load_config",
+    "load_config_with_origins",
     "stage_configs",
     "validate_config",
 ]
@@ -75,10 +78,13 @@ def load_config(
     """Read, merge, override and validate a config file.
 
     Args:
-        path: a ``.yaml``/``.yml`` or ``.json`` file; ``extends`` paths and relative
-            ``weights.path`` values are relative to the file that wrote them (``--set`` ones to
-            the working directory) and are made absolute here.
-        overrides: ``"a.b.c=value"`` strings applied after ``extends``; values are YAML scalars.
+        path: a ``.yaml``/``.yml`` or ``.json`` file; ``extends`` paths, ``weights.path`` and
+            the local files and folders of components (``LocalFile``/``LocalDir`` params) are
+            relative to the file that wrote them (``--set`` ones to the working directory) and
+            are made absolute here.
+        overrides: ``"a.b.c=value"`` strings applied after ``extends``; values are YAML scalars;
+            a stage is addressed by index or name (``stages.classifier.train.epochs=1``). One
+            that a stage's own setting shadows warns (:class:`ConfigWarning`).
         host: the plugin host to resolve components with (default: the process-wide one).
 
     Returns:
@@ -87,10 +93,18 @@ def load_config(
     Raises:
         ConfigError: every problem of the config at once.
     """
+    return load_config_with_origins(path, overrides, host=host)[0]
+
+
+def load_config_with_origins(
+    path: str | Path, overrides: Sequence[str] = (), *, host: PluginHost | None = None
+) -> tuple[ExperimentConfig, Origins]:
+    """Do what :func:`load_config` does; also return where every key of the config came from."""
     raw, origins = read_config(path)
-    apply_overrides(raw, overrides, origins)
-    resolve_weights_paths(raw, origins)
-    return validate_raw(raw, origins, host or get_host(), source=origins.root)
+    applied = apply_overrides(raw, overrides, origins)
+    for message in shadowed_overrides(raw, applied, origins):
+        warnings.warn(message, ConfigWarning, stacklevel=3)
+    return validate_raw(raw, origins, host or get_host(), source=origins.root), origins
 
 
 def validate_config(
@@ -139,7 +153,7 @@ def stage_configs(config: ExperimentConfig) -> list[tuple[StageConfig | None, Ex
     base = _plain(config, mode="python", exclude={"stages"})
     out: list[tuple[StageConfig | None, ExperimentConfig]] = []
     for stage in config.stages:
-        effective = merge(base, stage_overrides(stage))
+        effective = effective_stage(base, stage_overrides(stage))
         try:
             out.append((stage, ExperimentConfig.model_validate(effective)))
         except Exception as err:

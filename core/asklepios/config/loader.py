@@ -3,7 +3,8 @@
 Nothing here executes code: YAML is read with a ``yaml.SafeLoader`` (no Python tags; ``1e-3`` is a
 float as in YAML 1.2), ``--set`` values are parsed as YAML scalars (or flow lists/maps), and no key
 is ever imported. Every key remembers the file it came from (:class:`Origins`) so that errors
-point at the right file.
+point at the right file. Files must be UTF-8 text; a key written twice in one mapping is an error
+(YAML would silently keep the last one).
 
 Merging (``extends`` and stages) is key-wise: mappings merge recursively, everything else (lists,
 scalars) is replaced. A component mapping whose ``type`` changes is replaced as a whole, so the old
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -31,7 +31,6 @@ __all__ = [
     "merge",
     "parse_override",
     "read_config",
-    "resolve_weights_paths",
 ]
 
 PathKey = tuple[str | int, ...]
@@ -59,8 +58,14 @@ def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_SafeLoader)  # a SafeLoader subclass: no Python tags
 
 
-def _yaml_document(text: str) -> tuple[Any, dict[PathKey, int]]:
-    """Parse ``text`` safely and return the data and the 1-based line of every key path."""
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _yaml_document(text: str) -> tuple[Any, dict[PathKey, int], list[tuple[PathKey, int, int]]]:
+    """Parse ``text`` safely; return the data, the 1-based line of every key path, duplicates.
+
+    A duplicate is ``(key path, line, line of the first occurrence)``.
+    """
     loader = _SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -68,21 +73,28 @@ def _yaml_document(text: str) -> tuple[Any, dict[PathKey, int]]:
     finally:
         loader.dispose()
     lines: dict[PathKey, int] = {}
+    duplicates: list[tuple[PathKey, int, int]] = []
     stack: list[tuple[Any, PathKey]] = [(node, ())] if node is not None else []
     while stack:
         current, prefix = stack.pop()
         if isinstance(current, yaml.MappingNode):
+            first: dict[str, int] = {}
             for key_node, value_node in current.value:
-                if isinstance(key_node, yaml.ScalarNode):
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
                     path = (*prefix, str(key_node.value))
-                    lines[path] = key_node.start_mark.line + 1
+                    line = key_node.start_mark.line + 1
+                    if str(key_node.value) in first:
+                        duplicates.append((path, line, first[str(key_node.value)]))
+                        continue
+                    first[str(key_node.value)] = line
+                    lines[path] = line
                     stack.append((value_node, path))
         elif isinstance(current, yaml.SequenceNode):
             for i, item in enumerate(current.value):
                 path = (*prefix, i)
                 lines[path] = item.start_mark.line + 1
                 stack.append((item, path))
-    return data, lines
+    return data, lines, sorted(duplicates, key=lambda d: d[1])
 
 
 def format_path(path: Iterable[str | int]) -> str:
@@ -118,6 +130,10 @@ class Origins:
             if found is not None and found[0] == source:
                 return found[1]
         return None
+
+    def mark(self, path: PathKey, source: str) -> None:
+        """Record ``source`` for ``path`` alone (a mapping an override created on its way)."""
+        self._by_path[path] = source
 
     def record(self, node: Any, source: str, prefix: PathKey = ()) -> None:
         """Record ``source`` for ``prefix`` and every key path below it in ``node``."""
@@ -156,27 +172,71 @@ def merge(base: Any, override: Any) -> Any:
     return copy.deepcopy(override)
 
 
-def _issue(file: str, message: str, suggestion: str | None = None, path: str = "") -> ConfigError:
-    return ConfigError([ConfigIssue(file=file, path=path, message=message, suggestion=suggestion)])
+def _issue(
+    file: str,
+    message: str,
+    suggestion: str | None = None,
+    path: str = "",
+    line: int | None = None,
+    source: str | None = None,
+) -> ConfigError:
+    """Return a one-problem error whose header names ``source`` (default: ``file``)."""
+    issue = ConfigIssue(file=file, path=path, message=message, suggestion=suggestion, line=line)
+    return ConfigError([issue], source or file)
+
+
+def _text(data: bytes, shown: str) -> str:
+    """Decode a config file's bytes as UTF-8 (a BOM is allowed) or say where it is not text."""
+    if b"\x00" in data:
+        raise _issue(
+            shown,
+            "this is a binary file (it contains NUL bytes), not a YAML or JSON config",
+            "check the path: a config is a UTF-8 text file (.yaml, .yml or .json)",
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise _issue(
+            shown,
+            f"not UTF-8 text: byte 0x{data[err.start]:02x} at line {line}, column {column} "
+            "cannot be decoded",
+            "save the file as UTF-8 (configs are UTF-8 YAML or JSON)",
+            line=line,
+        ) from None
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r} in a JSON object")
+        out[key] = value
+    return out
 
 
 def _read_document(path: Path, shown: str) -> tuple[dict[str, Any], dict[PathKey, int]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
-        raise _issue(shown, "file not found", "check the path (relative to this file)") from None
+        raise _issue(shown, f"file not found: {path}", "check the path") from None
     except OSError as err:
         raise _issue(shown, f"cannot read the file: {err}") from err
+    text = _text(raw, shown)
     lines: dict[PathKey, int] = {}
+    duplicates: list[tuple[PathKey, int, int]] = []
     try:
         if path.suffix.lower() == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_json_object)
         else:
-            data, lines = _yaml_document(text)
+            data, lines, duplicates = _yaml_document(text)
     except json.JSONDecodeError as err:
         raise _issue(
             shown, f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
         ) from None
+    except ValueError as err:  # a duplicate key in a JSON object
+        raise _issue(shown, str(err), "write each key once") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -185,7 +245,21 @@ def _read_document(path: Path, shown: str) -> tuple[dict[str, Any], dict[PathKey
             shown,
             f"invalid YAML{where}: {problem}",
             "configs are plain YAML: no Python tags (!!python/...), no expressions",
+            line=mark.line + 1 if mark else None,
         ) from None
+    if duplicates:
+        issues = [
+            ConfigIssue(
+                file=shown,
+                path=format_path(key),
+                line=line,
+                message=f"key written twice (first at line {first}); YAML would keep only the "
+                "last one",
+                suggestion="write each key once (merge the two mappings)",
+            )
+            for key, line, first in duplicates
+        ]
+        raise ConfigError(issues, shown)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -200,37 +274,85 @@ def _display(path: Path) -> str:
         return str(path)
 
 
+def _parents(
+    doc: dict[str, Any], lines: dict[PathKey, int], shown: str
+) -> list[tuple[str, PathKey]]:
+    """Pop ``extends`` from ``doc``; return each parent with its key path in this file."""
+    parents = doc.pop("extends", None)
+    if parents is None:
+        return []
+    if isinstance(parents, str):
+        return [(parents, ("extends",))]
+    if isinstance(parents, list) and all(isinstance(p, str) for p in parents):
+        return [(parent, ("extends", i)) for i, parent in enumerate(parents)]
+    raise _issue(
+        shown,
+        "'extends' must be a file path or a list of file paths",
+        path="extends",
+        line=lines.get(("extends",)),
+    )
+
+
 def read_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], Origins]:
     """Read ``path`` and everything it ``extends``, merged, with the origin of every key.
 
     ``extends`` is a path (or list of paths, merged in order) relative to the file that names it;
-    the file's own keys win over the inherited ones. Cycles are errors.
+    the file's own keys win over the inherited ones. Cycles and missing parents are errors of
+    the file (and line) that names them.
     """
     file = Path(path).expanduser().resolve()
     shown = _display(file)
-    if file in _chain:
-        cycle = " -> ".join(_display(p) for p in (*_chain, file))
-        raise _issue(shown, f"'extends' forms a cycle: {cycle}", path="extends")
+    if not _chain and not file.exists():
+        given = Path(path).expanduser()
+        where = "" if given.is_absolute() else f" ('{path}' is relative to the working directory)"
+        raise _issue(shown, f"file not found: {file}{where}", "check the path")
     doc, lines = _read_document(file, shown)
-    parents = doc.pop("extends", None)
-    if parents is None:
-        parents = []
-    elif isinstance(parents, str):
-        parents = [parents]
-    elif not (isinstance(parents, list) and all(isinstance(p, str) for p in parents)):
-        raise _issue(shown, "'extends' must be a file path or a list of file paths", path="extends")
     merged: dict[str, Any] = {}
     origins = Origins(shown)
-    for parent in parents:
-        parent_doc, parent_origins = read_config(file.parent / parent, (*_chain, file))
+    for parent, key in _parents(doc, lines, shown):
+        target = (file.parent / Path(parent).expanduser()).resolve()
+        line = lines.get(key) or lines.get(("extends",))
+        if target in (*_chain, file):
+            cycle = " -> ".join(_display(p) for p in (*_chain, file, target))
+            raise _issue(
+                shown, f"'extends' forms a cycle: {cycle}", path=format_path(key), line=line
+            )
+        if not target.is_file():
+            raise _issue(
+                shown,
+                f"parent config '{parent}' not found: {target} (an 'extends' path is relative "
+                f"to the folder of the file that names it: {file.parent})",
+                "check the path",
+                path=format_path(key),
+                line=line,
+            )
+        parent_doc, parent_origins = read_config(target, (*_chain, file))
         merged = merge(merged, parent_doc)
         origins.update(parent_origins)
     merged = merge(merged, doc)
-    for key, value in doc.items():
-        origins.record(value, shown, (str(key),))
+    for name, value in doc.items():
+        origins.record(value, shown, (str(name),))
     origins.record_lines(lines, shown)
     origins.root = shown
     return merged, origins
+
+
+def _list_index(node: list[Any], key: str) -> int | None:
+    """Return the index ``key`` names in a list: a number, or the ``name`` of an item (stages)."""
+    if key.isdigit():
+        return int(key)
+    names = [item.get("name") if isinstance(item, Mapping) else None for item in node]
+    return names.index(key) if key in names else None
+
+
+def _not_an_index(node: list[Any], key: str) -> str:
+    names = [str(i["name"]) for i in node if isinstance(i, Mapping) and "name" in i]
+    if names:
+        return (
+            f"'{key}' is neither an index nor a name of this list ({len(node)} item(s): "
+            f"{', '.join(names)})"
+        )
+    return f"'{key}' is not an index of this list of {len(node)} item(s)"
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -255,31 +377,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), parsed
 
 
-def resolve_weights_paths(raw: Any, origins: Origins, prefix: PathKey = ()) -> None:
-    """Make every relative ``weights.path`` of a component absolute, in place.
+def apply_overrides(
+    raw: dict[str, Any], overrides: Sequence[str], origins: Origins
+) -> list[tuple[str, PathKey]]:
+    """Apply ``--set`` overrides in place, in order; return each with the key path it set.
 
-    A path written in a file is relative to that file's folder (the file that wrote it, when it
-    came through ``extends``); one given with ``--set`` is relative to the working directory.
-    Absolute paths (``~`` included) are left as written.
+    List items are addressed by index, or by their ``name`` (``stages.classifier.train.epochs``).
     """
-    if isinstance(raw, dict):
-        weights = raw.get("weights")
-        if "type" in raw and isinstance(weights, dict) and isinstance(weights.get("path"), str):
-            given = Path(weights["path"])
-            if not given.expanduser().is_absolute():
-                origin = origins.file_of((*prefix, "weights", "path"))
-                base = Path.cwd() if origin.startswith("--set ") else Path(origin).resolve().parent
-                weights["path"] = os.path.normpath(base / given)
-        for key, value in raw.items():
-            resolve_weights_paths(value, origins, (*prefix, str(key)))
-    elif isinstance(raw, list):
-        for i, value in enumerate(raw):
-            resolve_weights_paths(value, origins, (*prefix, i))
-
-
-def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], origins: Origins) -> None:
-    """Apply ``--set`` overrides in place, in order; list items are addressed by index."""
     issues: list[ConfigIssue] = []
+    applied: list[tuple[str, PathKey]] = []
     for text in overrides:
         try:
             keys, value = parse_override(text)
@@ -288,22 +394,20 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], origins: Orig
             continue
         node: Any = raw
         path: list[str | int] = []
+        created: list[PathKey] = []
         failed = False
         for i, key in enumerate(keys):
             last = i == len(keys) - 1
             step: str | int = key
             if isinstance(node, list):
-                if not key.isdigit() or int(key) > len(node) - (0 if last else 1):
+                index = _list_index(node, key)
+                if index is None or index > len(node) - (0 if last else 1):
                     issues.append(
-                        ConfigIssue(
-                            f"--set {text}",
-                            format_path(path),
-                            f"'{key}' is not an index of this list of {len(node)} item(s)",
-                        )
+                        ConfigIssue(f"--set {text}", format_path(path), _not_an_index(node, key))
                     )
                     failed = True
                     break
-                step = int(key)
+                step = index
                 if last:
                     if step == len(node):
                         node.append(value)
@@ -317,6 +421,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], origins: Orig
                 else:
                     if node.get(key) is None:
                         node[key] = {}
+                        created.append((*path, key))
                     node = node[key]
             else:
                 issues.append(
@@ -330,6 +435,10 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], origins: Orig
                 break
             path.append(step)
         if not failed:
+            for prefix in created:
+                origins.mark(prefix, f"--set {text}")
             origins.record(value, f"--set {text}", tuple(path))
+            applied.append((text, tuple(path)))
     if issues:
-        raise ConfigError(issues)
+        raise ConfigError(issues, "--set")
+    return applied

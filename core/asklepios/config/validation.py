@@ -1,27 +1,40 @@
 """Two-phase validation of a merged config, collecting every problem before raising.
 
-Phase 1 checks the envelope (:class:`~asklepios.config.model.ExperimentConfig`), ``requires`` and
-every component ``type`` against the plugin index, importing nothing. Phase 2 activates only the
-plugins the config names (bare names activate all), resolves each ``type`` to its full id (written
-back into the config) and validates the component's params with its own params model
-(``extra="forbid"``). Stages are validated as the effective config each stage runs with. Plugins
-listed in ``requires`` are loaded (not activated), so that their lifecycle hooks take part in the
-run even when the config names none of their components.
+Phase 1 checks the envelope (:class:`~asklepios.config.model.ExperimentConfig`), that every
+number is finite, the device strings, ``requires`` and every component ``type`` against the plugin
+index, importing nothing. Phase 2 activates only the plugins the config names (bare names activate
+all), resolves each ``type`` to its full id, validates the component's params with its own params
+model (``extra="forbid"``), resolves and checks its local files and folders
+(:mod:`asklepios.config.paths`) and writes the params back with every default filled in, so the
+resolved config says everything a run used. Stages are validated as the effective config each
+stage runs with; a problem a stage inherits from the base config is reported once, at the base.
+Plugins listed in ``requires`` are loaded (not activated), so that their lifecycle hooks take part
+in the run even when the config names none of their components.
 """
 
 from __future__ import annotations
 
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from asklepios_sdk import Params, WeightsSpec
 from pydantic import BaseModel, ValidationError
 
 from asklepios._text import did_you_mean
-from asklepios.config.loader import Origins, format_path, merge
+from asklepios.config.checks import (
+    STAGE_SECTIONS,
+    ConfigWarning,
+    device_problem,
+    effective_stage,
+    non_finite_numbers,
+)
+from asklepios.config.loader import Origins, format_path
 from asklepios.config.model import ExperimentConfig, StageConfig
+from asklepios.config.paths import PATH_RULE, LocalPathRef, check_local_path, resolve_local_paths
 from asklepios.errors import ConfigError, ConfigIssue, PluginLoadError, RegistryError
 from asklepios.plugins import PluginHost
 from asklepios.registry import ComponentEntry, format_params_errors
@@ -43,19 +56,6 @@ COMPONENT_LOCATIONS: tuple[tuple[tuple[str, ...], str, bool], ...] = (
 )
 """Where components sit in a config: (key path, kind, is a list of components)."""
 
-STAGE_SECTIONS = (
-    "data",
-    "model",
-    "loss",
-    "optimizer",
-    "optimizers",
-    "schedule",
-    "evaluators",
-    "trainer",
-    "train",
-)
-"""Sections a stage may override; mappings merge key-wise, lists and scalars replace."""
-
 DEFAULT_TRAINER = "core.supervised"
 
 Path = tuple[str | int, ...]
@@ -75,6 +75,10 @@ def _get(node: Any, path: Path) -> Any:
         if not found:
             return None
     return node
+
+
+def _put(node: Any, path: Path, value: Any) -> None:
+    _get(node, path[:-1])[path[-1]] = value
 
 
 def _has(node: Any, path: Path) -> bool:
@@ -131,6 +135,7 @@ class _Report:
     origins: Origins
     issues: list[ConfigIssue] = field(default_factory=list)
     seen: set[tuple[str, str]] = field(default_factory=set)
+    settled: set[str] = field(default_factory=set)  # paths whose one problem is reported
 
     def add(
         self,
@@ -143,7 +148,7 @@ class _Report:
         suggestion: str | None = None,
     ) -> None:
         key = (format_path(path), message)
-        if key in self.seen:
+        if key in self.seen or key[0] in self.settled:
             return
         self.seen.add(key)
         self.issues.append(
@@ -175,6 +180,17 @@ def _trim(raw: Any, loc: Path) -> Path:
         else:
             break
     return tuple(out)
+
+
+def _filled(model: type[Params], validated: Params) -> dict[str, Any] | None:
+    """Return every param with its default filled in, or None if that would not round-trip."""
+    try:
+        dumped: dict[str, Any] = validated.model_dump(mode="json")
+        if model.model_validate(dumped) == validated:
+            return dumped
+    except Exception:  # a params model that does not dump to plain data keeps what was written
+        return None
+    return None
 
 
 def _envelope_issues(raw: Mapping[str, Any]) -> list[tuple[Path, str, str | None]]:
@@ -212,6 +228,37 @@ class _Validator:
         self.required: list[str] = []
 
     # -- phase 1 ---------------------------------------------------------------------------------
+
+    def check_finite(self) -> None:
+        """Refuse infinite and NaN numbers anywhere (before other checks of the same keys)."""
+        for path, value in non_finite_numbers(self.raw):
+            self.report.add(
+                path,
+                f"{value} is not a finite number (YAML reads .inf, .nan and overflowing "
+                "literals such as 1e999 as infinite or NaN floats)",
+                suggestion="write a finite value",
+            )
+            self.report.settled.add(format_path(path))
+
+    def check_devices(self) -> None:
+        """Check ``train.device`` of the base and of each stage; warn where a stage's is unused."""
+        found: list[tuple[Path, Any]] = [(("train", "device"), _get(self.raw, ("train", "device")))]
+        stages = self.raw.get("stages")
+        for i, stage in enumerate(stages if isinstance(stages, list) else []):
+            if _has(stage, ("train", "device")):
+                found.append((("stages", i, "train", "device"), _get(stage, ("train", "device"))))
+        base = found[0][1] if found[0][1] is not None else "auto"
+        for path, value in found:
+            problem = device_problem(value)
+            if problem is not None:
+                self.report.add(path, problem[0], suggestion=problem[1])
+            elif path[0] == "stages" and value != base:
+                warnings.warn(
+                    f"{format_path(path)}: a run uses one device for every stage (train.device "
+                    f"of the base config, or --device); this stage's '{value}' is not used",
+                    ConfigWarning,
+                    stacklevel=4,
+                )
 
     def check_envelope(self) -> None:
         for path, msg, hint in _envelope_issues(self.raw):
@@ -319,6 +366,8 @@ class _Validator:
         except (PluginLoadError, RegistryError) as err:
             if self.host.strict and isinstance(err, PluginLoadError):
                 raise
+            if only is not None and not _has(only, (*local, "type")):
+                return  # the base config's own check reports it
             info = self.host.index.get(type_id.partition(".")[0]) if "." in type_id else None
             self.report.add(
                 (*path, "type"),
@@ -329,9 +378,10 @@ class _Validator:
             return
         if entry.id != type_id:
             spec["type"] = entry.id
+        self.check_paths(path, spec, local, only, entry)
         params = {k: v for k, v in spec.items() if k not in ("type", "weights")}
         try:
-            entry.params_model.model_validate(params)
+            validated = entry.params_model.model_validate(params)
         except ValidationError as err:
             fields = entry.params_field_names()
             for loc, msg in format_params_errors(err):
@@ -356,12 +406,68 @@ class _Validator:
                 entry=entry,
                 suggestion=f"a bug in plugin {entry.origin}: validators should raise ValueError",
             )
+        else:
+            self.fill_defaults(spec, local, only, entry, validated)
+
+    def check_paths(
+        self,
+        path: Path,
+        spec: dict[str, Any],
+        local: Path,
+        only: dict | None,
+        entry: ComponentEntry,
+    ) -> None:
+        """Resolve the component's local paths (params and weights) and check they are there."""
+
+        def origin_of(sub: Path) -> str:
+            return self.report.origins.file_of((*path, *sub))
+
+        refs = resolve_local_paths(entry.params_model, spec, origin_of)
+        weights = spec.get("weights")
+        if isinstance(weights, dict):
+            refs += [
+                LocalPathRef(("weights", *r.where), r.kind, r.given, r.resolved, r.base)
+                for r in resolve_local_paths(
+                    WeightsSpec, weights, lambda sub: origin_of(("weights", *sub))
+                )
+            ]
+        for ref in refs:
+            written = only is None or _has(only, (*local, *ref.where))
+            if only is not None and written:
+                _put(only, (*local, *ref.where), ref.resolved)
+            problem = check_local_path(ref)
+            if problem is not None and written:
+                self.report.add((*path, *ref.where), problem, entry=entry, suggestion=PATH_RULE)
+
+    def fill_defaults(
+        self,
+        spec: dict[str, Any],
+        local: Path,
+        only: dict | None,
+        entry: ComponentEntry,
+        validated: Params,
+    ) -> None:
+        """Write the params back with every default filled in (``type`` first, weights last)."""
+        params = _filled(entry.params_model, validated)
+        if params is None:
+            return
+        # a default path is relative to the working directory, as the component would read it
+        resolve_local_paths(entry.params_model, params, lambda sub: "<default>")
+        complete = {"type": spec["type"], **params}
+        if "weights" in spec:
+            complete["weights"] = spec["weights"]
+        spec.clear()
+        spec.update(complete)
+        if only is not None and _has(only, (*local, "type")):
+            target = _get(only, local)
+            target.clear()
+            target.update(complete)
 
     def check_components(self, doc: dict[str, Any], prefix: Path, only: dict | None) -> None:
         """Check every component of ``doc``; for a stage, only those the stage overrides."""
+        if "trainer" not in doc and only is None:
+            doc["trainer"] = {"type": DEFAULT_TRAINER}
         specs = component_specs(doc)
-        if "trainer" not in doc:
-            specs.append((("trainer",), "trainer", {"type": DEFAULT_TRAINER}))
         pending = []
         for path, kind, spec in specs:
             if only is not None and not _has(only, path):
@@ -380,14 +486,16 @@ class _Validator:
         if not isinstance(stages, list) or not stages:
             return
         base = {k: v for k, v in self.raw.items() if k != "stages"}
+        in_base = {(path, msg) for path, msg, _ in _envelope_issues(base)}
         for i, stage in enumerate(stages):
             if not isinstance(stage, dict):
                 continue
             overrides = {k: stage[k] for k in STAGE_SECTIONS if stage.get(k) is not None}
-            effective = merge(base, overrides)
+            effective = effective_stage(base, overrides)
             prefix: Path = ("stages", i)
             for path, msg, hint in _envelope_issues(effective):
-                if _has(overrides, path[:1]):
+                inherited = (path, msg) in in_base and not _has(overrides, path)
+                if _has(overrides, path[:1]) and not inherited:
                     self.report.add((*prefix, *path), msg, suggestion=hint)
             self.check_components(effective, prefix, overrides)
 
@@ -402,7 +510,9 @@ def validate_raw(
         PluginLoadError: in strict mode, when a plugin the config names fails to load.
     """
     validator = _Validator(raw, origins, host)
+    validator.check_finite()
     validator.check_envelope()
+    validator.check_devices()
     validator.check_requires()
     validator.check_components(raw, (), None)
     validator.check_stages()
