@@ -115,3 +115,26 @@ def test_read_settings_gives_defaults_without_an_entry():
     assert read_settings(Config(), "tracking", "tb", TrackerParams).every == 3
     assert read_settings(Config(), "tracking", "other", TrackerParams) == TrackerParams()
     assert read_settings(object(), "tracking", "tb", TrackerParams) == TrackerParams()
+
+
+TINY = {
+    "name": "tiny",
+    "data": {"dataset": {"type": "core.digits", "image_size": 8}},
+    "model": {"backbone": {"type": "core.mlp", "hidden": [8]}},
+}
+
+
+def test_validate_config_checks_the_tracking_section(plugin_module):
+    from asklepios.config import validate_config
+    from asklepios.errors import ConfigError
+    from asklepios.plugins import PluginHost
+
+    host = PluginHost(discover=False, strict=False)
+    host.add_plugin(plugin_module("tb_hooks", register_settings=_tracker()), "tb")
+    config = validate_config({**TINY, "tracking": {"tb": {"every": 2}}}, host=host)
+    assert config.tracking == {"tb": {"folder": "tb", "every": 2}}
+    assert validate_config(TINY, host=host).tracking == {}
+    with pytest.raises(ConfigError) as info:
+        validate_config({**TINY, "tracking": {"tb": {"evry": 2}, "mlfow": {}}}, host=host)
+    paths = {issue.path for issue in info.value.issues}
+    assert paths == {"tracking.tb.evry", "tracking.mlfow"}

@@ -38,6 +38,7 @@ from asklepios.config.paths import PATH_RULE, LocalPathRef, check_local_path, re
 from asklepios.errors import ConfigError, ConfigIssue, PluginLoadError, RegistryError
 from asklepios.plugins import PluginHost
 from asklepios.registry import ComponentEntry, format_params_errors
+from asklepios.settings import check_settings_sections
 
 __all__ = ["COMPONENT_LOCATIONS", "STAGE_SECTIONS", "component_specs", "validate_raw"]
 
@@ -516,6 +517,10 @@ def validate_raw(
     validator.check_requires()
     validator.check_components(raw, (), None)
     validator.check_stages()
+    for problem in check_settings_sections(raw, host):  # tracking.<plugin-id> entries
+        validator.report.add(
+            problem.path, problem.message, plugin=problem.plugin, suggestion=problem.suggestion
+        )
     validator.load_required()
     if validator.report.issues:
         raise ConfigError(validator.report.issues, source)
