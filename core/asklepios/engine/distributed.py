@@ -1,15 +1,33 @@
-"""torch.distributed set-up under torchrun, and rank-aware reductions."""
+"""torch.distributed set-up under torchrun, rank-aware reductions, and synchronised BatchNorm.
+
+``torch.nn.SyncBatchNorm`` runs only on accelerators; :class:`SyncBatchNorm` here keeps its
+kernels there and adds a CPU path for gloo (two passes over all ranks: sum and count, then the
+sum of squared deviations), so 2 CPU ranks normalise each batch as one process would, up to
+float summation order.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import Tensor, nn
 
-__all__ = ["DistInfo", "all_reduce_mean", "barrier", "init_distributed", "resolve_device"]
+__all__ = [
+    "DistInfo",
+    "SyncBatchNorm",
+    "all_reduce_mean",
+    "barrier",
+    "batchnorm_layers",
+    "convert_sync_batchnorm",
+    "init_distributed",
+    "resolve_device",
+    "single_sample_problem",
+]
 
 
 @dataclass(frozen=True)
@@ -70,3 +88,146 @@ def all_reduce_mean(
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     tensor /= info.world_size
     return dict(zip(keys, tensor.tolist(), strict=True))
+
+
+def batchnorm_layers(model: nn.Module) -> list[str]:
+    """Return the names of ``model``'s BatchNorm layers (of any dimension, synced or not)."""
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+    ]
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """Sum a tensor over ranks, differentiably.
+
+    Every rank's output is the sum of every rank's input, so each input's gradient is the sum of
+    every rank's output gradient: another all-reduce.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor, group: Any) -> Tensor:
+        ctx.group = group
+        out = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad, group=ctx.group)
+        return grad, None
+
+
+class SyncBatchNorm(nn.SyncBatchNorm):
+    """``nn.SyncBatchNorm`` that also synchronises on CPU (gloo).
+
+    On CPU in training under an initialised process group the batch statistics are those of the
+    samples of all ranks together: the mean from the summed values and count, then the biased
+    variance from the summed squared deviations (two all-reduces, differentiable), and the
+    running variance is updated with the unbiased estimate, as ``nn.BatchNorm`` does in one
+    process. Elsewhere it is ``nn.SyncBatchNorm``.
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        if input.device.type != "cpu" or not self.training or not _group_size(self.process_group):
+            return super().forward(input)
+        self._check_input_dim(input)
+        group = self.process_group or dist.group.WORLD
+        channels = input.shape[1]
+        dims = [0, *range(2, input.dim())]
+        shape = [1, channels] + [1] * (input.dim() - 2)
+        count = input.new_full((1,), input.numel() // max(1, channels))
+        totals = _SumOverRanks.apply(torch.cat([input.sum(dims), count]), group)
+        n = float(totals[-1].detach())
+        if n <= 1:
+            raise ValueError(
+                f"Expected more than 1 value per channel when training, got {n:.0f} over all ranks"
+            )
+        mean = totals[:channels] / n
+        centred = input - mean.view(shape)
+        var = _SumOverRanks.apply(centred.pow(2).sum(dims), group) / n
+        if self.track_running_stats and self.running_mean is not None:
+            self._update_running(mean.detach(), var.detach() * (n / (n - 1)))
+        out = centred * torch.rsqrt(var.view(shape) + self.eps)
+        if self.weight is not None:
+            out = out * self.weight.view(shape)
+        if self.bias is not None:
+            out = out + self.bias.view(shape)
+        return out
+
+    @torch.no_grad()
+    def _update_running(self, mean: Tensor, unbiased_var: Tensor) -> None:
+        assert self.running_mean is not None and self.running_var is not None
+        assert self.num_batches_tracked is not None
+        self.num_batches_tracked.add_(1)
+        factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)
+        self.running_var.mul_(1 - factor).add_(
+            unbiased_var.to(self.running_var.dtype), alpha=factor
+        )
+
+
+def _group_size(group: Any) -> int:
+    """Return the size of ``group`` when it spans more than one rank, else 0."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return 0
+    size = dist.get_world_size(group or dist.group.WORLD)
+    return size if size > 1 else 0
+
+
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm layer of ``module`` by a :class:`SyncBatchNorm` sharing its state.
+
+    Parameters and buffers are the same tensors, so optimizers and state-dict keys are unchanged.
+    """
+    out = module
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(
+        module, SyncBatchNorm
+    ):
+        out = SyncBatchNorm(
+            module.num_features,
+            module.eps,
+            module.momentum,  # type: ignore[arg-type]
+            module.affine,
+            module.track_running_stats,
+        )
+        if module.affine:
+            out.weight, out.bias = module.weight, module.bias
+        out.running_mean = module.running_mean
+        out.running_var = module.running_var
+        out.num_batches_tracked = module.num_batches_tracked
+        out.train(module.training)
+    for name, child in module.named_children():
+        out.add_module(name, convert_sync_batchnorm(child))
+    return out
+
+
+def single_sample_problem(
+    layers: list[str], batch_size: int, sampler: Any, distributed: bool
+) -> str | None:
+    """Say why unsynchronised BatchNorm ``layers`` would see one sample per batch, if they would.
+
+    A last batch of one sample is dropped by the loop; what is left are a batch size of one and
+    an epoch of a single sample per rank.
+    """
+    named = f"the model's BatchNorm layers ({', '.join(layers[:3])}" + (
+        ", ...)" if len(layers) > 3 else ")"
+    )
+    if batch_size == 1:
+        return (
+            f"data.loader.batch_size is 1, but {named} cannot normalise a single sample in "
+            "training; use --set data.loader.batch_size=2 (or more)"
+        )
+    try:
+        samples = len(sampler)
+    except TypeError:  # a sampler without a length: the loop's own check still applies
+        return None
+    if samples == 1:
+        per = "each rank" if distributed else "the run"
+        return (
+            f"the training sampler gives {per} a single sample per epoch, and {named} cannot "
+            "normalise one sample in training; use more training data (or fewer ranks)"
+        )
+    return None
