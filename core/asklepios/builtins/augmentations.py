@@ -1,8 +1,13 @@
 """Built-in per-sample image augmentations on torchvision.transforms.v2.
 
 Each transform changes ``sample["image"]`` (a ``C x H x W`` tensor, a PIL image or an ``H x W
-[x C]`` array) and leaves the other keys alone. They run in DataLoader workers, pickle, and draw
-randomness from torch's global generator, which the engine seeds per worker.
+[x C]`` array) and, for segmentation samples, ``sample["mask"]`` with it: the mask (an integer or
+boolean ``H x W``, ``1 x H x W`` or ``K x H x W`` tensor, array or PIL image) travels through the
+same call as a :class:`torchvision.tv_tensors.Mask`, so geometric transforms (resize, crops, flips,
+rotation) move image and mask with the same random draw (masks resized with nearest neighbours,
+rotated with fill 0) and photometric ones (colour jitter, normalisation) leave the mask alone.
+Other keys are left alone. They run in DataLoader workers, pickle, and draw randomness from
+torch's global generator, which the engine seeds per worker.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from asklepios_sdk import BuildContext, ComponentError, SampleTransform
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from asklepios.builtins.params import (
@@ -40,14 +46,31 @@ __all__ = [
 ]
 
 
+def _as_mask(mask: Any) -> tv_tensors.Mask:
+    """Return ``mask`` (tensor, array or PIL image) as a tv_tensors Mask of the same shape."""
+    if isinstance(mask, np.ndarray):
+        mask = torch.from_numpy(np.ascontiguousarray(mask))
+    elif not isinstance(mask, torch.Tensor):
+        mask = torch.from_numpy(np.array(mask))
+    return tv_tensors.Mask(mask)
+
+
 class _ImageTransform(SampleTransform):
-    """Apply a torchvision v2 transform to ``sample["image"]``."""
+    """Apply a torchvision v2 transform to ``sample["image"]`` and ``sample["mask"]`` together."""
 
     transform: Any
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         out = dict(sample)
-        out["image"] = self.transform(sample["image"])
+        if "mask" not in sample:
+            out["image"] = self.transform(sample["image"])
+            return out
+        image = sample["image"]
+        if isinstance(image, torch.Tensor):
+            image = tv_tensors.Image(image)
+        image, mask = self.transform(image, _as_mask(sample["mask"]))
+        out["image"] = image.as_subclass(torch.Tensor) if isinstance(image, torch.Tensor) else image
+        out["mask"] = mask.as_subclass(torch.Tensor)
         return out
 
     def __repr__(self) -> str:
@@ -55,7 +78,10 @@ class _ImageTransform(SampleTransform):
 
 
 class ToTensor(_ImageTransform):
-    """Convert a PIL image, an ``H x W [x C]`` array or a tensor to a float ``C x H x W`` tensor."""
+    """Convert a PIL image, an ``H x W [x C]`` array or a tensor to a float ``C x H x W`` tensor.
+
+    A ``mask`` entry becomes a tensor of the same shape and dtype (never rescaled).
+    """
 
     def __init__(self, params: ToTensorParams, ctx: BuildContext | None = None) -> None:
         self.scale = params.scale
@@ -71,6 +97,8 @@ class ToTensor(_ImageTransform):
             image = image.unsqueeze(0)
         out = dict(sample)
         out["image"] = v2.functional.to_dtype(image, torch.float32, scale=self.scale)
+        if "mask" in sample:
+            out["mask"] = _as_mask(sample["mask"]).as_subclass(torch.Tensor)
         return out
 
 
@@ -84,9 +112,11 @@ class _SizedTransform(_ImageTransform):
     size: list[int]
 
     def output_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
-        """Return ``shapes`` with the image's last two dimensions set to ``size``."""
+        """Return ``shapes`` with the last two dimensions of image (and mask) set to ``size``."""
         out = dict(shapes)
-        out["image"] = (*shapes["image"][:-2], *self.size)
+        for key in ("image", "mask"):
+            if key in shapes:
+                out[key] = (*shapes[key][:-2], *self.size)
         return out
 
 
@@ -134,7 +164,10 @@ class Rotation(_ImageTransform):
     """Rotate the image by a uniform random angle in ``[-degrees, degrees]``."""
 
     def __init__(self, params: RotationParams, ctx: BuildContext | None = None) -> None:
-        self.transform = v2.RandomRotation(params.degrees, fill=params.fill)
+        # the image gets ``fill``, a mask 0 (background) where the rotation uncovers pixels
+        self.transform = v2.RandomRotation(
+            params.degrees, fill={tv_tensors.Mask: 0, "others": params.fill}
+        )
 
 
 class ColorJitter(_ImageTransform):

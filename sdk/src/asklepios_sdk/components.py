@@ -1,7 +1,9 @@
 """Base classes for every component kind, with the data contracts of the design.
 
 A sample is a ``dict`` (``image``, ``label`` and per task ``time``, ``event``, ``mask``, ``video``,
-``text``, ``meta``); a batch is the collated dict. A model returns a ``dict`` (``logits``,
+``text``, ``meta``); a batch is the collated dict. A segmentation sample's ``mask`` is an integer
+``H x W`` map of class indices (or ``K x H x W`` binary masks) aligned with ``image``; its model
+returns per-pixel ``logits`` ``(B, C, H, W)``. A model returns a ``dict`` (``logits``,
 ``features`` and, for adapters that add terms, ``aux_losses``: a ``dict[str, Tensor]`` of scalars
 the engine adds to the loss). A loss returns a :class:`LossOutput`. Mixing augmentations keep
 ``label`` as the first target and add ``label_b`` (second target) and ``lam`` (weight of the first),
@@ -10,6 +12,7 @@ so that any loss can be mixed as ``lam * L(label) + (1 - lam) * L(label_b)``.
 
 from __future__ import annotations
 
+import importlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,6 +43,7 @@ __all__ = [
     "ShardedSampler",
     "StepContext",
     "Trainer",
+    "build_component",
     "example_batch",
 ]
 
@@ -62,7 +66,52 @@ def example_batch(ctx: BuildContext, batch_size: int = 2, seed: int = 0) -> Batc
     if facts.task == "survival":
         batch["time"] = torch.randint(1, 20, (batch_size,), generator=gen).float()
         batch["event"] = torch.randint(0, 2, (batch_size,), generator=gen)
+    if facts.task == "segmentation":
+        height, width = batch["image"].shape[-2:]
+        classes = max(2, facts.num_classes or 2)
+        batch["mask"] = torch.randint(0, classes, (batch_size, height, width), generator=gen)
     return batch
+
+
+def build_component(
+    kind: str,
+    component_id: str,
+    params: Mapping[str, Any] | None,
+    ctx: BuildContext,
+    *,
+    where: str = "",
+) -> Any:
+    """Build a registered component as a part of another one (e.g. a frozen auxiliary encoder).
+
+    The component is looked up in the running host's registry (its plugin activates on demand),
+    ``params`` are validated by its own params model and it is built with ``ctx``, exactly as if
+    a config had named it at ``where``. A plugin reuses another's component this way instead of
+    importing its implementation.
+
+    Raises:
+        ComponentError: the asklepios host is not installed.
+        AsklepiosError: the id is unknown, the params do not validate or the build fails; the
+            host's message names ``where``, the component and its plugin.
+    """
+    try:
+        plugins = importlib.import_module("asklepios.plugins")
+    except ImportError as err:
+        raise ComponentError(
+            f"{where or component_id}: building {kind} {component_id!r} needs the asklepios host; "
+            "pip install asklepios"
+        ) from err
+    entry = plugins.get_component(kind, component_id)
+    return entry.build(params, ctx, where=where)
+
+
+def _example_logits(ctx: BuildContext, batch: Batch, batch_size: int, seed: int) -> Tensor:
+    """Return random logits shaped for the task: ``(B, C)``, or ``(B, C, H, W)`` per pixel."""
+    gen = torch.Generator().manual_seed(seed)
+    num_classes = ctx.data.num_classes or 2
+    if ctx.data.task == "segmentation" and "mask" in batch:
+        height, width = batch["mask"].shape[-2:]
+        return torch.randn(batch_size, num_classes, height, width, generator=gen)
+    return torch.randn(batch_size, num_classes, generator=gen)
 
 
 @dataclass
@@ -146,9 +195,7 @@ class Loss(nn.Module):
     ) -> tuple[dict[str, Tensor], Batch]:
         """Return ``(outputs, batch)`` the loss accepts; ``outputs["logits"]`` requires grad."""
         batch = example_batch(ctx, batch_size)
-        num_classes = ctx.data.num_classes or 2
-        gen = torch.Generator().manual_seed(1)
-        logits = torch.randn(batch_size, num_classes, generator=gen).requires_grad_(True)
+        logits = _example_logits(ctx, batch, batch_size, seed=1).requires_grad_(True)
         return {"logits": logits}, batch
 
 
@@ -278,9 +325,7 @@ class Evaluator(torchmetrics.Metric):
     ) -> tuple[dict[str, Tensor], Batch]:
         """Return ``(outputs, batch)`` that :meth:`update` accepts (the conformance kit uses it)."""
         batch = example_batch(ctx, batch_size)
-        num_classes = ctx.data.num_classes or 2
-        logits = torch.randn(batch_size, num_classes, generator=torch.Generator().manual_seed(2))
-        return {"logits": logits}, batch
+        return {"logits": _example_logits(ctx, batch, batch_size, seed=2)}, batch
 
 
 class Dataset(ABC):
