@@ -379,9 +379,10 @@ def build_experiment(
         builder.component("evaluator", s, ctx, f"evaluators.{i}") for i, s in enumerate(eval_specs)
     ]
     trainer = builder.component("trainer", config.trainer, ctx, "trainer")
+    fit_splits = sorted({e.fit_split for e in evaluators if getattr(e, "fit_split", None)})
     splits: dict[str, torch.utils.data.Dataset[Any]] = {
         name: _with_transforms(dataset.split(name), eval_tf)
-        for name in ("val", "test")
+        for name in ("val", "test", *fit_splits)
         if name in dataset.split_names
     }
     return Built(
@@ -402,6 +403,27 @@ def build_experiment(
     )
 
 
+def _parameters(params: Sequence[Any]) -> list[nn.Parameter]:
+    """Return the parameters of a trainer's group: a list of parameters or of param-group dicts."""
+    out: list[nn.Parameter] = []
+    for item in params:
+        out += list(item["params"]) if isinstance(item, dict) else [item]
+    return out
+
+
+def _trainable(params: Sequence[Any]) -> list[Any]:
+    """Drop frozen parameters; param-group dicts keep their settings, empty ones are dropped."""
+    if not any(isinstance(item, dict) for item in params):
+        return [p for p in params if p.requires_grad]
+    groups = []
+    for item in params:
+        group = dict(item) if isinstance(item, dict) else {"params": [item]}
+        group["params"] = [p for p in group["params"] if p.requires_grad]
+        if group["params"]:
+            groups.append(group)
+    return groups
+
+
 def build_optimizers(
     built: Built, model: nn.Module, steps_per_epoch: int
 ) -> tuple[dict[str, torch.optim.Optimizer], dict[str, torch.optim.lr_scheduler.LRScheduler]]:
@@ -411,12 +433,16 @@ def build_optimizers(
     names join the ``main`` group, so they are optimised like the model's.
     """
     config = built.config
-    groups = dict(built.trainer.optimizer_groups(model))
+    groups: dict[str, list[Any]] = {
+        name: list(params) for name, params in built.trainer.optimizer_groups(model).items()
+    }
     if built.loss is not None:
-        grouped = {id(p) for params in groups.values() for p in params}
+        grouped = {id(p) for params in groups.values() for p in _parameters(params)}
         extra = [p for p in built.loss.parameters() if p.requires_grad and id(p) not in grouped]
         if extra:
-            groups["main"] = [*groups.get("main", []), *extra]
+            main = groups.get("main", [])
+            is_dicts = bool(main) and isinstance(main[0], dict)
+            groups["main"] = [*main, {"params": extra}] if is_dicts else [*main, *extra]
     optimizers: dict[str, torch.optim.Optimizer] = {}
     schedules: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
     for name, params in groups.items():
@@ -429,7 +455,7 @@ def build_optimizers(
                 f"trainer '{config.trainer.type}' needs an optimizer for parameter group "
                 f"{name!r}; add it under 'optimizers: {{{name}: {{name: adamw, lr: 1e-3}}}}'"
             )
-        trainable = [p for p in params if p.requires_grad]
+        trainable = _trainable(params)
         optimizers[name] = build_optimizer(trainable, opt_config, where)
         schedules[name] = build_schedule(
             optimizers[name], config.schedule, steps_per_epoch, config.train.epochs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from asklepios_sdk import AsklepiosError
@@ -27,13 +28,14 @@ def _optimizer_classes() -> dict[str, type[torch.optim.Optimizer]]:
 
 
 def build_optimizer(
-    params: Sequence[torch.nn.Parameter], config: object, where: str = "optimizer"
+    params: Sequence[Any], config: object, where: str = "optimizer"
 ) -> torch.optim.Optimizer:
     """Build the ``torch.optim`` class named ``config.name`` with its keyword arguments checked.
 
     ``config`` is an :class:`~asklepios.config.model.OptimizerConfig`: ``name``, ``lr``,
     ``weight_decay`` and extra keys passed as keyword arguments after checking them against the
-    class's signature.
+    class's signature. ``params`` is a list of parameters or of torch param-group dicts; a group's
+    ``lr_scale`` (kept in the group) sets its learning rate to ``lr_scale * config.lr``.
     """
     classes = _optimizer_classes()
     name = str(config.name).lower()  # type: ignore[attr-defined]
@@ -50,7 +52,12 @@ def build_optimizer(
         raise OptimError(
             f"{where}: {cls.__name__} does not accept {unknown}; it accepts {sorted(accepted)}"
         )
-    params = list(params)
+    params = [
+        {**item, "lr": float(item["lr_scale"]) * config.lr}  # type: ignore[attr-defined]
+        if isinstance(item, dict) and "lr_scale" in item
+        else item
+        for item in params
+    ]
     if not params:
         raise OptimError(
             f"{where}: no trainable parameters (all frozen?); check the stage's 'freeze' patterns"
@@ -103,8 +110,12 @@ def lr_factor(
 def build_schedule(
     optimizer: torch.optim.Optimizer, config: object, steps_per_epoch: int, epochs: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Return a per-step ``LambdaLR`` following :func:`lr_factor` (decays end at ``min_lr``)."""
-    base_lr = optimizer.param_groups[0]["lr"]
+    """Return a per-step ``LambdaLR`` following :func:`lr_factor` (decays end at ``min_lr``).
+
+    ``min_lr`` is relative to the configured rate, so a group with ``lr_scale`` ends at
+    ``lr_scale * min_lr``.
+    """
+    base_lr = optimizer.defaults["lr"]
     min_factor = float(config.min_lr) / base_lr if base_lr > 0 else 0.0  # type: ignore[attr-defined]
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_factor(config, steps_per_epoch, epochs, min_factor)

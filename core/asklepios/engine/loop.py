@@ -193,6 +193,7 @@ class StageRunner:
         self.last_val: dict[str, Any] = {}
         self.start_epoch = 0
         self.global_step = 0
+        self._fitted_at: int | None = None
         self.monitor_key = train.monitor.metric
         self.monitor_mode = train.monitor.mode
         loader = self.config.data.loader
@@ -392,8 +393,59 @@ class StageRunner:
     # -- evaluation ------------------------------------------------------------------------------
 
     @torch.no_grad()
+    def _fit_evaluators(self) -> None:
+        """Fit every evaluator that declares ``fit_split`` on that split, once per model state.
+
+        The split is read like val and test (evaluation transforms, eval mode, sharded across
+        ranks); each such evaluator receives every batch through ``update``, then ``fit()`` and
+        ``reset()``. Skipped when no optimiser step happened since the last fit, so a frozen
+        model's features are computed once for all its evaluations.
+        """
+        fitting = [e for e in self.built.evaluators if getattr(e, "fit_split", None)]
+        if not fitting or self._fitted_at == self.global_step:
+            return
+        loader = self.config.data.loader
+        for split in sorted({str(e.fit_split) for e in fitting}):
+            group = [e for e in fitting if e.fit_split == split]
+            if split not in self.built.eval_splits:
+                raise EngineError(
+                    f"evaluators {[type(e).__name__ for e in group]} fit on split {split!r}, "
+                    f"which data.dataset [{self.config.data.dataset.type}] does not provide"
+                )
+            dataset = self.built.eval_splits[split]
+            data_loader = torch.utils.data.DataLoader(
+                dataset,
+                batch_size=loader.eval_batch_size or loader.batch_size,
+                sampler=EvalShardSampler(
+                    len(cast(Sized, dataset)), self.dist.rank, self.dist.world_size
+                ),
+                num_workers=loader.num_workers,
+                pin_memory=self.pin_memory,
+                worker_init_fn=worker_init,
+            )
+            self.model.eval()
+            for evaluator in group:
+                evaluator.reset()
+            for batch in data_loader:
+                batch = move_batch(batch, self.device)
+                ctx = (
+                    torch.autocast(self.device.type, dtype=self.amp_dtype)
+                    if self.amp_dtype is not None
+                    else contextlib.nullcontext()
+                )
+                with ctx:
+                    outputs = self.model(batch)
+                for evaluator in group:
+                    evaluator.update(outputs, batch)
+            for evaluator in group:
+                evaluator.fit()
+                evaluator.reset()
+        self._fitted_at = self.global_step
+
+    @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, Any]:
         """Evaluate ``split`` with every evaluator (synced across ranks) and the mean loss."""
+        self._fit_evaluators()
         dataset = self.built.eval_splits[split]
         loader = self.config.data.loader
         data_loader = torch.utils.data.DataLoader(

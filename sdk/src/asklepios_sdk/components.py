@@ -311,6 +311,26 @@ class Evaluator(torchmetrics.Metric):
     key_directions: ClassVar[Mapping[str, bool]] = {}
     output_keys: ClassVar[tuple[str, ...]] = ()
     full_state_update: bool | None = False
+    fit_split: ClassVar[str | None] = None
+    """A split this evaluator fits on before it evaluates any other (``"train"``), or ``None``.
+
+    Evaluators that learn from data (a linear probe or a kNN classifier on frozen features) set
+    it. Before evaluating val or test the engine then runs the model over that split (evaluation
+    transforms, eval mode, no gradient, sharded across ranks), passes every batch to
+    :meth:`update`, calls :meth:`fit` and then :meth:`reset`. It fits again only when the model
+    has taken an optimiser step since, so one pass serves every evaluation of a frozen model.
+    """
+
+    def fit(self) -> None:
+        """Fit on the states :meth:`update` accumulated over ``fit_split``.
+
+        Called by the engine (and the conformance kit) only when ``fit_split`` is set; sync the
+        states across ranks first (``with self.sync_context(): ...``). What is fitted must be
+        kept outside the metric states, which :meth:`reset` clears right after.
+        """
+        raise ComponentError(
+            f"{type(self).__name__} sets fit_split={self.fit_split!r} but does not implement fit()"
+        )
 
     def artifacts(self) -> dict[str, Any]:
         """Return non-scalar results (confusion matrices, curves) for the summary and plots."""
@@ -396,8 +416,14 @@ class Trainer(ABC):
     loss, backward and step through the :class:`StepContext`.
     """
 
-    def optimizer_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
-        """Return the trainable parameters of each optimizer, by name."""
+    def optimizer_groups(self, model: nn.Module) -> Mapping[str, Sequence[Any]]:
+        """Return the trainable parameters of each optimizer, by name.
+
+        Each value is a list of parameters, or a list of torch param-group dicts
+        (``{"params": [...], "lr_scale": 0.5, "weight_decay": 0.0}``) when groups need their own
+        settings (layer-wise learning-rate decay): ``lr_scale`` multiplies the configured learning
+        rate, and every other key overrides the optimizer's setting for that group.
+        """
         return {"main": [p for p in model.parameters() if p.requires_grad]}
 
     def set_epoch(self, epoch: int) -> None:  # noqa: B027 - optional hook, a no-op by default

@@ -44,6 +44,7 @@ def _worker(job_file: str, rank: int) -> None:
     import torch.distributed as dist
 
     from asklepios_sdk.testing._collect import collect
+    from asklepios_sdk.testing._rules import fit_example
 
     with open(job_file, "rb") as handle:
         job = pickle.load(handle)
@@ -59,7 +60,9 @@ def _worker(job_file: str, rank: int) -> None:
             evaluator = entry.factory()(params, task["ctx"].replace(rank=rank, world_size=2))
             outputs, batch = task["inputs"]
             size = task["batch_size"]
-            evaluator.update(shard(outputs, rank, 2, size), shard(batch, rank, 2, size))
+            outputs, batch = shard(outputs, rank, 2, size), shard(batch, rank, 2, size)
+            fit_example(evaluator, outputs, batch)  # evaluators with fit_split fit first
+            evaluator.update(outputs, batch)
             results[component_id] = _scalars(evaluator.compute())
         except Exception as err:  # reported per evaluator by the parent
             results[component_id] = f"{type(err).__name__}: {err}"

@@ -31,7 +31,15 @@ from asklepios_sdk.testing._collect import Entry
 from asklepios_sdk.testing._config import Override
 from asklepios_sdk.testing._fixtures import CrossEntropy, KitStepContext, TinyBackbone, TinyDataset
 
-__all__ = ["COMMON_RULES", "KIND_RULES", "RuleFailure", "Subject", "run_rule", "run_seeded"]
+__all__ = [
+    "COMMON_RULES",
+    "KIND_RULES",
+    "RuleFailure",
+    "Subject",
+    "fit_example",
+    "run_rule",
+    "run_seeded",
+]
 
 T = TypeVar("T")
 
@@ -480,9 +488,18 @@ def rule_sampler_shards(subject: Subject) -> None:
 # -- evaluators --------------------------------------------------------------------------------
 
 
+def fit_example(evaluator: Any, outputs: Any, batch: Any) -> None:
+    """Fit an evaluator that declares ``fit_split`` on the inputs, as the engine would."""
+    if getattr(evaluator, "fit_split", None):
+        evaluator.update(outputs, batch)
+        evaluator.fit()
+        evaluator.reset()
+
+
 def _update_compute(evaluator: Any, ctx: BuildContext) -> dict[str, Any]:
     outputs, batch = _example(evaluator, "example_inputs", ctx)
     try:
+        fit_example(evaluator, outputs, batch)
         evaluator.update(outputs, batch)
         result = evaluator.compute()
     except Exception as err:

@@ -1,0 +1,157 @@
+"""Evaluators that fit on a split (``Evaluator.fit_split``) and trainer param-group dicts.
+
+A linear probe on frozen features needs the training split's features inside one run: the engine
+runs the model over ``fit_split`` with the evaluation transforms, feeds the evaluator, calls
+``fit()``, and only then evaluates val and test. Layer-wise learning-rate decay needs one torch
+param group per layer: ``Trainer.optimizer_groups`` may return param-group dicts with
+``lr_scale``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from asklepios.build import build_experiment, build_optimizers
+from asklepios.config import validate_config
+from asklepios.engine.run import run_experiment
+from asklepios.plugins import PluginHost
+from asklepios_sdk import EmptyParams, Evaluator, Trainer, hookimpl
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _engine_helpers import make_config
+
+FITS: list[dict[str, Any]] = []
+
+
+class CentroidProbe(Evaluator):
+    """Classify by the nearest class mean of the features seen in ``fit`` (a test probe)."""
+
+    name = "centroid"
+    fit_split = "train"
+
+    def __init__(self, params: EmptyParams, ctx: Any) -> None:
+        super().__init__()
+        self.add_state("features", default=[], dist_reduce_fx="cat")
+        self.add_state("labels", default=[], dist_reduce_fx="cat")
+        self.centres: torch.Tensor | None = None
+
+    def update(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> None:
+        self.features.append(outputs["logits"].detach().float())
+        self.labels.append(batch["label"])
+
+    def fit(self) -> None:
+        x, y = torch.cat(self.features), torch.cat(self.labels)
+        FITS.append({"n": len(y)})
+        self.centres = torch.stack([x[y == c].mean(0) for c in range(int(y.max()) + 1)])
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        assert self.centres is not None, "compute before fit"
+        x, y = torch.cat(self.features), torch.cat(self.labels)
+        pred = torch.cdist(x, self.centres).argmin(1)
+        return {"acc": (pred == y).float().mean(), "n": torch.tensor(float(len(y)))}
+
+
+class LayerScaledTrainer(Trainer):
+    """Give the first layer of an MLP half the learning rate and no weight decay (a test)."""
+
+    def __init__(self, params: EmptyParams, ctx: Any) -> None:
+        pass
+
+    def optimizer_groups(self, model: nn.Module) -> dict[str, list[dict[str, Any]]]:
+        named = list(model.named_parameters())
+        first = [p for n, p in named if n.startswith("body.1.")]
+        rest = [p for n, p in named if not n.startswith("body.1.")]
+        groups = [
+            {"params": first, "lr_scale": 0.5, "weight_decay": 0.0},
+            {"params": rest, "lr_scale": 1.0},
+        ]
+        return {"main": [g for g in groups if g["params"]]}
+
+    def train_step(self, step: Any, batch: dict[str, Any]) -> Any:
+        outputs = step.model(batch)
+        result = step.loss(outputs, batch)
+        step.backward(result.total)
+        step.step()
+        return result
+
+
+class _Plugin:
+    @staticmethod
+    @hookimpl
+    def register_evaluators(register: Any) -> None:
+        register("centroid", "test_fit_split:CentroidProbe", EmptyParams)
+
+    @staticmethod
+    @hookimpl
+    def register_trainers(register: Any) -> None:
+        register("layer_scaled", "test_fit_split:LayerScaledTrainer", EmptyParams)
+
+
+def _host() -> PluginHost:
+    host = PluginHost(discover=False)
+    host.add_plugin(_Plugin, "fitprobe")
+    return host
+
+
+def _config(tmp_path: Path, epochs: int) -> dict[str, Any]:
+    config = make_config(tmp_path)
+    config["evaluators"] = [{"type": "fitprobe.centroid"}, {"type": "core.classification"}]
+    config["train"] = {**config["train"], "epochs": epochs, "monitor": {"metric": "centroid/acc"}}
+    return config
+
+
+def test_a_frozen_model_is_fitted_once_on_the_whole_train_split(tmp_path: Path) -> None:
+    FITS.clear()
+    host = _host()
+    config = validate_config(_config(tmp_path, epochs=0), host=host)
+    summary = run_experiment(config, host=host, quiet=True)
+    built = build_experiment(config, host.registry)
+    assert "train" in built.eval_splits  # the fit split is read with the eval transforms
+    assert FITS == [{"n": len(built.train_split)}]
+    test = summary["test"]
+    assert test["centroid/n"] == len(built.eval_splits["test"])
+    assert 0.0 <= test["centroid/acc"] <= 1.0
+
+
+def test_the_probe_refits_after_every_optimiser_step_only(tmp_path: Path) -> None:
+    FITS.clear()
+    host = _host()
+    run_experiment(validate_config(_config(tmp_path, epochs=2), host=host), host=host, quiet=True)
+    # val after epoch 1 and 2 (the model changed in between), then test of the best checkpoint:
+    # the global step did not move since the last fit, so test reuses it
+    assert len(FITS) == 2
+
+
+def test_trainer_param_group_dicts_get_scaled_rates_and_their_own_settings(tmp_path) -> None:
+    host = _host()
+    config = make_config(tmp_path)
+    config["trainer"] = {"type": "fitprobe.layer_scaled"}
+    config["optimizer"] = {"name": "adamw", "lr": 0.01, "weight_decay": 0.05}
+    config["schedule"] = {"name": "cosine", "min_lr": 0.001}
+    built = build_experiment(validate_config(config, host=host), host.registry)
+    built.backbone.body[1].bias.requires_grad_(False)  # frozen parameters leave their group
+    optimizers, schedules = build_optimizers(built, built.model, steps_per_epoch=4)
+    groups = optimizers["main"].param_groups
+    assert [g["lr"] for g in groups] == pytest.approx([0.005, 0.01])
+    assert [g["weight_decay"] for g in groups] == [0.0, 0.05]
+    assert [g["lr_scale"] for g in groups] == [0.5, 1.0]
+    assert len(groups[0]["params"]) == 1  # body.1.weight only
+    for _ in range(4 * config["train"]["epochs"]):
+        optimizers["main"].step()
+        schedules["main"].step()
+    # min_lr is relative to the configured rate: each group ends at lr_scale * min_lr
+    assert [g["lr"] for g in groups] == pytest.approx([0.0005, 0.001])
+
+
+def test_the_conformance_kit_fits_such_evaluators_before_computing() -> None:
+    from asklepios_sdk.testing import Conformance, check_plugin
+
+    skip = {"evaluator-ddp": "in-memory plugin: the 2-rank job imports its hooks by name"}
+    report = check_plugin(Conformance(hooks=_Plugin, plugin_id="fitprobe", skip=skip))
+    report.raise_for_failures()
