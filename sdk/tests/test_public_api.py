@@ -54,6 +54,21 @@ SURFACE_1_0 = {
 SURFACE_1_1 = SURFACE_1_0 | {"AsklepiosDeprecationWarning"}
 """SDK 0.2: the warning a deprecated form emits (filter it with ``-W error::...``)."""
 
+SURFACE_1_2 = SURFACE_1_1 | {"SequenceCollate", "SequenceEvaluator", "split_collate"}
+"""Variable-length sequences: the collate a split declares, and evaluators that gather items."""
+
+SEQUENCES_1_2 = {
+    "IGNORE_INDEX",
+    "ItemTable",
+    "SequenceCollate",
+    "SequenceEvaluator",
+    "batch_index",
+    "example_sequence_batch",
+    "pad_sequences",
+    "split_collate",
+    "unpad",
+}
+
 TESTING_1_0 = {
     "DEFAULT_FACTS",
     "HEAVY_MODULES",
@@ -77,7 +92,7 @@ IO_1_1 = {"write_atomic", "write_dir_atomic"}
 
 
 def test_no_public_name_was_removed_and_all_resolve() -> None:
-    assert set(asklepios_sdk.__all__) >= SURFACE_1_1
+    assert set(asklepios_sdk.__all__) >= SURFACE_1_2
     assert set(asklepios_sdk.testing.__all__) >= TESTING_1_1
     for name in asklepios_sdk.__all__:
         assert getattr(asklepios_sdk, name) is not None
@@ -87,7 +102,16 @@ def test_no_public_name_was_removed_and_all_resolve() -> None:
 
 def test_plugin_api_is_major_minor() -> None:
     major, minor = (int(part) for part in asklepios_sdk.PLUGIN_API.split("."))
-    assert (major, minor) >= (1, 1)
+    assert (major, minor) >= (1, 2)
+
+
+def test_the_sequences_module_is_public() -> None:
+    import asklepios_sdk.sequences
+
+    assert set(asklepios_sdk.sequences.__all__) >= SEQUENCES_1_2
+    for name in asklepios_sdk.sequences.__all__:
+        assert getattr(asklepios_sdk.sequences, name) is not None
+    assert asklepios_sdk.SequenceCollate is asklepios_sdk.sequences.SequenceCollate
 
 
 def test_the_io_module_is_public_and_light() -> None:

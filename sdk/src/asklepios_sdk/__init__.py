@@ -44,13 +44,16 @@ if TYPE_CHECKING:
         example_batch,
     )
     from asklepios_sdk.params import EmptyParams, Params, WeightsSpec
+    from asklepios_sdk.sequences import SequenceCollate, SequenceEvaluator, split_collate
     from asklepios_sdk.weights import WeightsReport, load_weights
 
-PLUGIN_API = "1.1"
+PLUGIN_API = "1.2"
 """Version of the plugin-facing surface; see CONTRIBUTING.md for the compatibility policy.
 
 1.1 (SDK 0.2): lazy ``register(name, "package.module:Class", ClassParams)`` targets,
 ``AsklepiosDeprecationWarning``, ``asklepios_sdk.io`` and the kit's README table helpers.
+1.2: variable-length sequences (``asklepios_sdk.sequences``: ``SequenceCollate``,
+``SequenceEvaluator``, ``split_collate``; a split declares its collate as ``collate_fn``).
 """
 
 _LAZY = {
@@ -80,6 +83,9 @@ _LAZY.update(
         "EmptyParams": "asklepios_sdk.params",
         "Params": "asklepios_sdk.params",
         "WeightsSpec": "asklepios_sdk.params",
+        "SequenceCollate": "asklepios_sdk.sequences",
+        "SequenceEvaluator": "asklepios_sdk.sequences",
+        "split_collate": "asklepios_sdk.sequences",
         "WeightsReport": "asklepios_sdk.weights",
         "load_weights": "asklepios_sdk.weights",
     }
@@ -110,6 +116,8 @@ __all__ = [
     "Register",
     "RunState",
     "SampleTransform",
+    "SequenceCollate",
+    "SequenceEvaluator",
     "ShardedSampler",
     "StepContext",
     "Trainer",
@@ -121,6 +129,7 @@ __all__ = [
     "hookimpl",
     "load_weights",
     "read_citation",
+    "split_collate",
 ]
 
 
