@@ -345,6 +345,95 @@ def record_check(run_dir: Annotated[Path, typer.Argument(help="A run directory."
     raise typer.Exit(EXIT_ERROR)
 
 
+# -- finished runs: predict, export, compare (logic in asklepios.inference, .export, .compare) ----
+
+
+@app.command("predict")
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="Dataset config (.yaml/.json), CSV with a 'path' column, or image folder; "
+            "default: the run's own dataset.",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="CSV to write (default RUN_DIR/predictions.csv)."),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Split of a dataset to predict.")] = "test",
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", help="best, last, or a .pt file.")
+    ] = "best",
+    stage: Annotated[str | None, typer.Option("--stage", help="Default: the last stage.")] = None,
+    fold: Annotated[int | None, typer.Option("--fold", help="Fold of a CV run.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Predict with a run's model: one CSV row per item (id, label, probabilities)."""
+    from asklepios.api import Run
+    from asklepios.engine.distributed import init_distributed
+
+    dist, dev = init_distributed(device)
+    predictions = Run.open(run_dir).predict(
+        data, split=split, checkpoint=checkpoint, stage=stage, fold=fold, device=str(dev)
+    )
+    if dist.is_main:
+        path = predictions.write_csv(output or run_dir / "predictions.csv")
+        _console(stderr=True).print(f"wrote {len(predictions)} predictions to {path}")
+
+
+@app.command("export")
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="torchscript, onnx or safetensors.")
+    ] = "torchscript",
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Folder or file (default RUN_DIR/export/)."),
+    ] = None,
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", help="best, last, or a .pt file.")
+    ] = "best",
+    stage: Annotated[str | None, typer.Option("--stage", help="Default: the last stage.")] = None,
+    fold: Annotated[int | None, typer.Option("--fold", help="Fold of a CV run.")] = None,
+) -> None:
+    """Export a run's model with its preprocessing JSON, verified by reloading it."""
+    from asklepios.api import Run
+
+    exported = Run.open(run_dir).export(fmt, output, checkpoint=checkpoint, stage=stage, fold=fold)
+    _console().print(
+        f"wrote {exported.path} and {exported.preprocessing.name} (reloaded: largest logit "
+        f"difference {exported.max_abs_diff:.2g})"
+    )
+
+
+@app.command("compare")
+def compare(
+    runs: Annotated[list[str], typer.Argument(help="Run directories or globs ('runs/lt-*').")],
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", metavar="KEY", help="Metric to show; repeatable."),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", metavar="PNG", help="Write a bar chart.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Compare runs: final test metrics (mean ± sd over folds), config and record differences."""
+    from asklepios.compare import compare_runs, expand_runs, plot_comparison, print_comparison
+
+    comparison = compare_runs(expand_runs(runs), metric or ())
+    if as_json:
+        _print_json(comparison.to_dict())
+    else:
+        print_comparison(comparison, _console())
+    if plot is not None:
+        _console(stderr=True).print(f"wrote {plot_comparison(comparison, plot)}")
+
+
 # -- doctor ----------------------------------------------------------------------------------------
 
 

@@ -38,10 +38,15 @@ class RunError(AsklepiosError):
     """A run cannot start or continue (bad run directory, missing stage checkpoint)."""
 
 
-def _new_run_dir(config: ExperimentConfig, dist: DistInfo) -> Path:
-    """Create ``<output_dir>/<name>-<stamp>[-n]`` on rank 0 and tell every rank its path."""
+def _new_run_dir(config: ExperimentConfig, dist: DistInfo, given: str | Path | None) -> Path:
+    """Create ``given`` or ``<output_dir>/<name>-<stamp>[-n]`` on rank 0; tell every rank."""
     path: Path | None = None
-    if dist.is_main:
+    if dist.is_main and given is not None:
+        path = Path(given)
+        if path.exists() and any(path.iterdir()):
+            raise RunError(f"run directory {path} exists and is not empty; give a new one")
+        path.mkdir(parents=True, exist_ok=True)
+    elif dist.is_main:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = Path(config.output_dir) / f"{config.name}-{stamp}"
         path, n = base, 1
@@ -233,14 +238,17 @@ class _Session:
         from asklepios.reporting import print_summary, write_plots
 
         self.start()
+        plots: list[Path] = []
+        if self.dist.is_main:  # before run_end, so trackers can log the summary and plots
+            write_atomic(self.run_dir / "summary.json", json=to_jsonable(summary))
+            plots = write_plots(self.run_dir, summary)
         self.hooks.run_end(run=self.view, summary=summary)
         if self.dist.is_main:
             if not self.resuming:  # later stages may have named more components
                 self.write_record()
-            write_atomic(self.run_dir / "summary.json", json=to_jsonable(summary))
             if not quiet:
                 print_summary(summary, self.progress.console)
-            for plot in write_plots(self.run_dir, summary):
+            for plot in plots:
                 self.progress.log(f"wrote {plot}")
         barrier(self.dist)
 
@@ -284,6 +292,7 @@ def run_experiment(
     *,
     host: PluginHost,
     resume_dir: str | Path | None = None,
+    new_dir: str | Path | None = None,
     folds: int | None = None,
     quiet: bool = False,
     device: str | None = None,
@@ -295,6 +304,7 @@ def run_experiment(
         config: the validated config (full component ids).
         host: the plugin host (registry, hook relay, plugin index).
         resume_dir: an existing run directory to continue.
+        new_dir: the new run directory to write (default ``<output_dir>/<name>-<time>``).
         folds: k-fold cross-validation over train+val (overrides ``train.folds``).
         quiet: no progress bars or per-epoch lines.
         device: overrides ``train.device``.
@@ -302,7 +312,7 @@ def run_experiment(
     """
     started = time.time()
     dist, dev = init_distributed(device or config.train.device)
-    run_dir = _existing_run_dir(resume_dir) if resume_dir else _new_run_dir(config, dist)
+    run_dir = _existing_run_dir(resume_dir) if resume_dir else _new_run_dir(config, dist, new_dir)
     problems = _load_lifecycle_plugins(host, dist)
     view = RunStateView(
         config=config,
