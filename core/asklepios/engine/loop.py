@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from asklepios_sdk import AsklepiosError, Loss, LossOutput
+from asklepios_sdk import AsklepiosError, Loss, LossOutput, split_collate
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -205,6 +205,7 @@ class StageRunner:
             built.train_split,
             batch_size=loader.batch_size,
             sampler=built.sampler,
+            collate_fn=split_collate(built.train_split),
             num_workers=loader.num_workers,
             pin_memory=self.pin_memory,
             drop_last=loader.drop_last,
@@ -419,6 +420,7 @@ class StageRunner:
                 sampler=EvalShardSampler(
                     len(cast(Sized, dataset)), self.dist.rank, self.dist.world_size
                 ),
+                collate_fn=split_collate(dataset),
                 num_workers=loader.num_workers,
                 pin_memory=self.pin_memory,
                 worker_init_fn=worker_init,
@@ -454,6 +456,7 @@ class StageRunner:
             sampler=EvalShardSampler(
                 len(cast(Sized, dataset)), self.dist.rank, self.dist.world_size
             ),
+            collate_fn=split_collate(dataset),
             num_workers=loader.num_workers,
             pin_memory=self.pin_memory,
             worker_init_fn=worker_init,
