@@ -25,10 +25,12 @@ free of them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import traceback
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -212,27 +214,66 @@ def components(
 # -- configs ---------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _config_warnings() -> Iterator[None]:
+    """Print the config's warnings (a shadowed ``--set``...) as ``warning:`` lines on stderr."""
+    from asklepios.config import ConfigWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConfigWarning)
+        try:
+            yield
+        finally:
+            for item in caught:
+                if issubclass(item.category, ConfigWarning):
+                    sys.stderr.write(f"warning: {item.message}\n")
+                else:
+                    warnings.showwarning(
+                        item.message, item.category, item.filename, item.lineno, item.file
+                    )
+
+
 @app.command("validate")
 def validate(
     config: Annotated[Path, typer.Argument(help="Config file (.yaml or .json).")],
     overrides: Annotated[
         list[str] | None,
-        typer.Option("--set", metavar="KEY=VALUE", help="Override a key, e.g. train.epochs=5."),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a key, e.g. train.epochs=5 or stages.classifier.train.epochs=1.",
+        ),
     ] = None,
     show: Annotated[
-        bool, typer.Option("--print", help="Print the resolved config (full ids).")
+        bool,
+        typer.Option("--print", help="Print the resolved config (full ids, every default)."),
+    ] = False,
+    deep: Annotated[
+        bool,
+        typer.Option(
+            "--deep",
+            help="Also build each stage's model on the meta device (imports torch): freeze "
+            "patterns, monitored metric, init_from, device. `run` always does this.",
+        ),
     ] = False,
 ) -> None:
-    """Validate a config: envelope, component ids and every component's params."""
+    """Validate a config: ids, params, files and folders; --deep also builds each model."""
     from asklepios.config import dump_config, load_config, stage_configs
 
-    resolved = load_config(config, overrides or ())
+    with _config_warnings():
+        if deep:
+            from asklepios.deep_checks import load_checked_config
+
+            resolved = load_checked_config(config, overrides or ())
+        else:
+            resolved = load_config(config, overrides or ())
     if show:
         sys.stdout.write(dump_config(resolved))
         return
     stages = stage_configs(resolved)
     names = ", ".join(stage.name if stage else "main" for stage, _ in stages)
-    _console().print(f"{config}: valid ({len(stages)} stage(s): {names})")
+    level = "deep checks" if deep else "fast checks; --deep also builds each stage's model"
+    sys.stdout.write(f"{config}: valid ({len(stages)} stage(s): {names}; {level})\n")
 
 
 @app.command("schema")
@@ -267,8 +308,12 @@ def run_command(
     device: str | None = None,
     argv: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Load the config (from ``resume``'s ``config.yaml`` when resuming) and run it."""
-    from asklepios.config import load_config
+    """Load the config (from ``resume``'s ``config.yaml`` when resuming) and run it.
+
+    The config passes the deep checks (:mod:`asklepios.deep_checks`) before the run directory
+    is created, so a config that cannot run leaves nothing behind.
+    """
+    from asklepios.deep_checks import load_checked_config
     from asklepios.engine.run import RunError, run_experiment
 
     if resume is not None:
@@ -277,8 +322,10 @@ def run_command(
             raise RunError(f"--resume {resume}: no config.yaml there; is it a run directory?")
     if config_path is None:
         raise RunError("give a config file, or --resume RUN_DIR to continue a run")
+    with _config_warnings():
+        config = load_checked_config(config_path, overrides, device=device)
     return run_experiment(
-        load_config(config_path, overrides),
+        config,
         host=_plugins.get_host(),
         resume_dir=resume,
         folds=folds,

@@ -274,3 +274,60 @@ def test_console_script_is_installed():
     script = Path(sys.executable).parent / "asklepios"
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and result.stdout.startswith("asklepios ")
+
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "configs" / "quickstart.yaml"
+
+
+def test_the_fast_commands_import_no_torch():
+    # issue 14: validate (of the quickstart, which names three plugins), components, plugins
+    # show and schema read params models and docs only; torch comes with building
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from asklepios.cli import main
+        heavy = ("torch", "timm", "open_clip", "diffusers", "torchvision", "torchmetrics")
+        quickstart = {str(QUICKSTART)!r}
+        for args in (["validate", quickstart], ["validate", "--print", quickstart],
+                     ["components"], ["plugins", "show", "longtail"], ["schema"]):
+            assert main(args) == 0, args
+            loaded = sorted(m for m in sys.modules if m.split(".")[0] in heavy)
+            assert not loaded, (args, loaded[:5])
+        print("CLEAN")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=300
+    )
+    assert result.returncode == 0 and result.stdout.rstrip().endswith("CLEAN"), result.stderr
+
+
+def test_validate_print_fills_in_component_defaults(capsys, host, tmp_path):
+    file = tmp_path / "c.yaml"
+    file.write_text(yaml.safe_dump({**CONFIG, "loss": {"type": "focal"}}))
+    code, out, _ = run(capsys, "validate", str(file), "--print")
+    assert code == EXIT_OK and yaml.safe_load(out)["loss"] == {"type": "lt.focal", "gamma": 2.0}
+
+
+def test_validate_prints_config_warnings_on_stderr(capsys, host, tmp_path):
+    data = {**CONFIG, "stages": [{"name": "a"}, {"name": "b", "loss": {"gamma": 1.0}}]}
+    file = tmp_path / "c.yaml"
+    file.write_text(yaml.safe_dump(data))
+    code, out, err = run(capsys, "validate", str(file), "--set", "loss.gamma=3")
+    assert code == EXIT_OK and "valid" in out
+    assert err.startswith("warning: --set loss.gamma=3 does not reach stage 'b'")
+    assert "--set stages.b.loss.gamma=3" in err
+    code, _, err = run(capsys, "validate", str(file), "--set", "stages.b.loss.gamma=3")
+    assert code == EXIT_OK and err == ""
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [(b"name: caf\xe9\n", "not UTF-8 text: byte 0xe9 at line 1"), (b"\x89PNG\x00\x00", "binary")],
+)
+def test_an_undecodable_config_exits_1_naming_the_file(capsys, host, tmp_path, content, fragment):
+    file = tmp_path / "c.yaml"
+    file.write_bytes(content)
+    code, _, err = run(capsys, "validate", str(file))
+    assert code == EXIT_ERROR
+    assert err.startswith(f"error: config {file} is invalid (1 problem)") and fragment in err
