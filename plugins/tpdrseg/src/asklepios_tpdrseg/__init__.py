@@ -1,0 +1,15 @@
+"""TP-DRSeg for asklepios: text-prompted SAM for diabetic-retinopathy lesion segmentation.
+
+Importing this package loads nothing heavy; :mod:`asklepios_tpdrseg.hooks` registers the components.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+__all__ = ["__version__"]
+
+try:
+    __version__ = version("asklepios-tpdrseg")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
