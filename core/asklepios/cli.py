@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Iterator, Sequence
@@ -354,15 +357,18 @@ def run(
     ] = None,
 ) -> None:
     """Run an experiment (or resume one): train, evaluate, test, write the run directory."""
-    run_command(
-        config,
-        overrides or (),
-        resume=resume,
-        folds=folds,
-        quiet=quiet,
-        device=device,
-        argv=["asklepios", *sys.argv[1:]],
-    )
+    try:
+        run_command(
+            config,
+            overrides or (),
+            resume=resume,
+            folds=folds,
+            quiet=quiet,
+            device=device,
+            argv=["asklepios", *sys.argv[1:]],
+        )
+    except KeyboardInterrupt as err:  # say where it stopped before typer turns it into exit 130
+        raise typer.Exit(_interrupted(err)) from err
 
 
 @app.command("report")
@@ -534,17 +540,62 @@ def _is_asklepios_error(err: BaseException) -> bool:
     return errors is not None and isinstance(err, errors.AsklepiosError)
 
 
+def _show_cursor() -> None:
+    """Give a terminal its cursor back (a live display hides it)."""
+    if sys.stdout.isatty():
+        sys.stdout.write("\x1b[?25h")
+        sys.stdout.flush()
+
+
+def _abort(signum: int, frame: Any) -> None:
+    """Second Ctrl-C: leave at once, without the clean-up the first one started."""
+    _show_cursor()
+    os.write(2, b"\naborted\n")
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """First Ctrl-C: stop cleanly (KeyboardInterrupt); a second one aborts."""
+    signal.signal(signal.SIGINT, _abort)
+    raise KeyboardInterrupt
+
+
+def _interrupted(err: BaseException | None) -> int:
+    """Print where a command was interrupted (a run's message, else just that); return 130."""
+    _show_cursor()
+    sys.stderr.write(f"{getattr(err, 'message', None) or 'interrupted'}\n")
+    _STATE["interrupted"] = True
+    return EXIT_INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI on ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    """Run the CLI on ``argv`` (default ``sys.argv[1:]``) and return the exit code.
+
+    Ctrl-C stops the command cleanly (exit 130; a run says where it stopped and how to resume
+    it); a second Ctrl-C during that clean-up exits at once.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     _STATE["debug"] = "--debug" in args
+    _STATE["interrupted"] = False
+    handler = None
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.signal(signal.SIGINT, _interrupt)
+    try:
+        return _dispatch(args)
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+
+
+def _dispatch(args: list[str]) -> int:
     try:
         result = app(args=args, prog_name="asklepios", standalone_mode=False)
     except typer.Exit as err:
-        return int(err.exit_code)
-    except (KeyboardInterrupt, typer.Abort):
-        sys.stderr.write("interrupted\n")
-        return EXIT_INTERRUPTED
+        result = err.exit_code
+    except KeyboardInterrupt as err:
+        return _interrupted(err)
+    except typer.Abort as err:
+        return _interrupted(err.__cause__)
     except typer.TyperException as err:  # click usage errors (vendored by typer)
         show = getattr(err, "show", None)
         if show is not None:
@@ -564,6 +615,8 @@ def main(argv: list[str] | None = None) -> int:
             "(this is a bug; run again with --debug for the traceback and report it)\n"
         )
         return EXIT_INTERNAL
+    if result == EXIT_INTERRUPTED and not _STATE.get("interrupted"):
+        return _interrupted(None)  # typer turned Ctrl-C into a silent exit 130
     return int(result) if isinstance(result, int) else EXIT_OK
 
 

@@ -28,8 +28,9 @@ def test_run_writes_a_complete_run_directory(tmp_path: Path) -> None:
     run_dir = only_run_dir(tmp_path)
     for name in ("config.yaml", "record.json", "command.txt", "metrics.jsonl", "summary.json"):
         assert (run_dir / name).is_file(), name
-    assert (run_dir / "plots" / "curves.png").stat().st_size > 1000
-    assert (run_dir / "plots" / "confusion_main.png").stat().st_size > 1000
+    assert (run_dir / "plots" / "main" / "curves.png").stat().st_size > 1000
+    confusion = run_dir / "plots" / "main" / "classification_confusion_matrix.png"
+    assert confusion.stat().st_size > 1000
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["split"] for r in rows] == ["train", "val", "train", "val", "test"]
     assert rows[0]["loss"] > rows[2]["loss"]  # it learns

@@ -76,10 +76,10 @@ def test_cli_run_report_and_record_check(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["run", str(path), "--set", "train.log_every=5", "--device", "cpu"]) == 0
     run_dir = only_run_dir(tmp_path)
     out = capsys.readouterr().out
-    assert "classification/balanced_accuracy" in out and "plots/curves.png" in out
-    (run_dir / "plots" / "curves.png").unlink()
+    assert "classification/balanced_accuracy" in out and f"{run_dir / 'plots'}" in out
+    (run_dir / "plots" / "main" / "curves.png").unlink()
     assert main(["report", str(run_dir)]) == 0
-    assert (run_dir / "plots" / "curves.png").is_file()
+    assert (run_dir / "plots" / "main" / "curves.png").is_file()
     assert main(["record", "check", str(run_dir)]) == 0
     assert "match the record" in capsys.readouterr().out
     (run_dir / "config.yaml").write_text((run_dir / "config.yaml").read_text() + "# edited\n")

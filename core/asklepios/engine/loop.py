@@ -26,9 +26,10 @@ from asklepios.engine.checkpoint import (
     save_checkpoint,
 )
 from asklepios.engine.distributed import DistInfo, all_reduce_mean, barrier
-from asklepios.engine.progress import RunProgress, format_metrics
+from asklepios.engine.progress import RunProgress, epoch_items
 from asklepios.engine.seeding import derive_seed, get_rng_state, set_rng_state, worker_init
 from asklepios.engine.state import MetricsLog, RunStateView, to_jsonable
+from asklepios.reporting import headline, stage_facts
 from asklepios.sampling import EvalShardSampler
 
 __all__ = ["EngineError", "StageRunner", "freeze_parameters", "move_batch"]
@@ -360,7 +361,8 @@ class StageRunner:
         log_every = self.config.train.log_every
         accumulate = self.accumulate
         step_end = self.step_end
-        self.progress.start_epoch(self.stage, epoch, self.config.train.epochs, total_batches)
+        progress = self.progress
+        progress.start_epoch(self.stage, epoch, self.config.train.epochs, total_batches, log_every)
         for index, batch in enumerate(self._batches()):
             step.boundary = (index + 1) % accumulate == 0 or index + 1 == total_batches
             step.stepped = False
@@ -385,9 +387,7 @@ class StageRunner:
             if step_end is not None and step.stepped:
                 self.view.global_step = self.global_step
                 step_end(run=self.view, step=self.global_step, losses=result.detached_terms())
-            if (index + 1) % log_every == 0:
-                self.progress.advance(log_every, float(total))
-        self.progress.advance(total_batches % log_every)
+            progress.step(sums["loss"], count)
         means = {k: float(v) / max(1, count) for k, v in sums.items()}
         return all_reduce_mean(means, self.dist, self.device)
 
@@ -466,6 +466,7 @@ class StageRunner:
             evaluator.reset()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         seen = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.progress.start_eval(split, len(data_loader))
         for batch in data_loader:
             batch = move_batch(batch, self.device)
             ctx = (
@@ -481,6 +482,8 @@ class StageRunner:
                     seen += size
             for evaluator in self.built.evaluators:
                 evaluator.update(outputs, batch)
+            self.progress.eval_step()
+        self.progress.end_eval()
         metrics: dict[str, Any] = {}
         if self.built.loss is not None:
             if self.dist.enabled:
@@ -550,7 +553,8 @@ class StageRunner:
             self.log.write(record)
             if self.hooks is not None:
                 self.hooks.epoch_end(run=view, epoch=epoch, metrics=losses)
-            message = f"{self.stage} epoch {epoch + 1}/{epochs}  train {format_metrics(losses, 3)}"
+            val: dict[str, Any] | None = None
+            best = False
             if has_val and ((epoch + 1) % train.eval_every == 0 or epoch + 1 == epochs):
                 metrics = self.evaluate("val")
                 self.last_val = metrics
@@ -572,6 +576,7 @@ class StageRunner:
                 value = float(metrics[key]) if metrics[key] is not None else float("nan")
                 if self._is_better(value):
                     self.best_value, self.best_epoch = value, epoch
+                    best = True
                     if self.dist.is_main:
                         save_checkpoint(
                             {
@@ -584,9 +589,7 @@ class StageRunner:
                             },
                             self.stage_dir / "best.pt",
                         )
-                message += (
-                    f"  val {format_metrics({k: v for k, v in metrics.items() if k != 'loss'}, 4)}"
-                )
+                val = metrics
             if self.dist.is_main:
                 save_checkpoint(self.state_dict(epoch), self.stage_dir / f"epoch-{epoch:04d}.pt")
                 prune_epoch_checkpoints(self.stage_dir, self.keep_last)
@@ -599,7 +602,9 @@ class StageRunner:
                     self.stage_dir / "last.pt",
                 )
             barrier(self.dist)
-            self.progress.end_epoch(message)
+            patterns = stage_facts(self.built.evaluators, None)["headline"]
+            shown = headline(val or {}, patterns, limit=6)
+            self.progress.end_epoch(epoch_items(losses, val, self.monitor_key, shown, best))
         return self.finish()
 
     def finish(self) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from asklepios.engine.loop import StageRunner
 from asklepios.engine.progress import RunProgress
 from asklepios.engine.seeding import derive_seed, seed_everything
 from asklepios.engine.state import MetricsLog, RunStateView, to_jsonable
+from asklepios.reporting import stage_facts
 
 if TYPE_CHECKING:
     from asklepios.plugins import PluginHost
@@ -190,17 +191,38 @@ class _Session:
         if stage is not None and stage.replace_head:
             _replace_head(built, name, self.device)
         runner.prepare(stage.freeze if stage is not None else [])
+        self._show_stage(runner, index, name, stage)
         self.start()
         resumed = self.resuming and runner.resume()
         if self.resuming and not resumed and self.dist.is_main:
             log.truncate(offset)
         self.hooks.stage_start(run=self.view, stage=name)
         summary = runner.fit()
+        summary.update(stage_facts(built.evaluators, built.ctx.data.class_names))
         summary["metrics_offset_end"] = log.offset()
         if self.dist.is_main:
             write_atomic(stage_dir / "summary.json", json=to_jsonable(summary))
         self.hooks.stage_end(run=self.view, stage=name, summary=summary)
         return dict(to_jsonable(summary))
+
+    def _show_stage(
+        self, runner: StageRunner, index: int, name: str, stage: StageConfig | None
+    ) -> None:
+        init = stage.init_from if stage is not None else None
+        source = f"{init.stage} ({init.checkpoint})" if init is not None else None
+        if stage is not None and stage.replace_head:
+            source = f"{source or 'scratch'}, new head"
+        params = list(runner.model.parameters())
+        self.progress.stage_started(
+            name,
+            index,
+            max(1, len(self.config.stages)),
+            runner.config.train.epochs,
+            runner.steps_per_epoch,
+            source,
+            stage.freeze if stage is not None else [],
+            (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)),
+        )
 
     def start(self) -> None:
         """Write the record of a fresh run and call ``run_start``, once, before the first fit."""
@@ -234,22 +256,26 @@ class _Session:
         )
 
     def finish(self, summary: dict[str, Any], quiet: bool) -> None:
-        """Call ``run_end``; on rank 0 complete the record, write the summary and the plots."""
-        from asklepios.reporting import print_summary, write_plots
+        """Call ``run_end``; on rank 0 complete the record, write summary, metrics.csv, plots."""
+        from asklepios.reporting import print_summary, stage_comparison, write_reports
 
+        self.progress.run_finished()
         self.start()
         plots: list[Path] = []
         if self.dist.is_main:  # before run_end, so trackers can log the summary and plots
             write_atomic(self.run_dir / "summary.json", json=to_jsonable(summary))
-            plots = write_plots(self.run_dir, summary)
+            plots = [p for p in write_reports(self.run_dir, summary) if p.suffix == ".png"]
         self.hooks.run_end(run=self.view, summary=summary)
         if self.dist.is_main:
             if not self.resuming:  # later stages may have named more components
                 self.write_record()
+            self.progress.close()
             if not quiet:
                 print_summary(summary, self.progress.console)
-            for plot in plots:
-                self.progress.log(f"wrote {plot}")
+            self.progress.log(f"wrote {len(plots)} plots under {self.run_dir / 'plots'}")
+            comparison = stage_comparison(summary)
+            if comparison:
+                self.progress.log(comparison)
         barrier(self.dist)
 
 
@@ -336,8 +362,10 @@ def run_experiment(
         view=view,
         plugin_problems=problems,
     )
-    k = folds or config.train.folds
-    results = [session.run_fold(fold, k) for fold in (range(k) if k else [None])]
-    summary = _summarise(config, session, results, k, started)
-    session.finish(summary, quiet)
+    with session.progress:  # on Ctrl-C: terminal restored, RunInterrupted says where
+        session.progress.run_started(run_dir, session.resuming)
+        k = folds or config.train.folds
+        results = [session.run_fold(fold, k) for fold in (range(k) if k else [None])]
+        summary = _summarise(config, session, results, k, started)
+        session.finish(summary, quiet)
     return summary

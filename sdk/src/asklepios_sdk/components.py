@@ -304,12 +304,18 @@ class Evaluator(torchmetrics.Metric):
     ``higher_is_better`` gives the direction of every key except those in ``key_directions``
     (``{"ece": False}``); the engine uses it to pick the best checkpoint. ``output_keys``, when
     set, declares exactly which keys ``compute`` returns (the conformance kit checks it).
+    ``headline_keys`` names the keys a reader looks at first, as ``fnmatch`` patterns over the
+    keys of ``compute`` (``"*/acc/mean"``), most important first: the terminal's summary table
+    and epoch lines show those, the first is compared between stages at the end of a run, and
+    everything else stays in ``summary.json`` and ``metrics.csv``. Left empty, every scalar key
+    is a headline key when there are at most eight, else the first eight.
     """
 
     name: ClassVar[str] = "evaluator"
     higher_is_better: bool | None = True
     key_directions: ClassVar[Mapping[str, bool]] = {}
     output_keys: ClassVar[tuple[str, ...]] = ()
+    headline_keys: ClassVar[tuple[str, ...]] = ()
     full_state_update: bool | None = False
     fit_split: ClassVar[str | None] = None
     """A split this evaluator fits on before it evaluates any other (``"train"``), or ``None``.
@@ -333,7 +339,13 @@ class Evaluator(torchmetrics.Metric):
         )
 
     def artifacts(self) -> dict[str, Any]:
-        """Return non-scalar results (confusion matrices, curves) for the summary and plots."""
+        """Return non-scalar results (confusion matrices, tables) for the summary and plots.
+
+        A value of the form ``{"rows": [...], "columns": [...], "values": [[...]]}`` (optional
+        ``"title"`` and ``"label"``; ``None`` for a missing cell) is a labelled matrix: the
+        terminal prints it as one table and ``plots/<stage>/`` gets its heat map, redrawn by
+        ``asklepios report``.
+        """
         return {}
 
     def is_higher_better(self, key: str) -> bool:
