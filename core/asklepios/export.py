@@ -24,6 +24,7 @@ from asklepios_sdk.io import write_atomic
 from torch import nn
 from torch.utils.data import default_collate
 
+from asklepios.config import ComponentSpec
 from asklepios.inference import LoadedModel
 
 if TYPE_CHECKING:
@@ -156,6 +157,13 @@ def _safetensors(loaded: LoadedModel, path: Path, host: PluginHost) -> nn.Module
     return _ImageToLogits(fresh.eval())
 
 
+def _spec(spec: ComponentSpec) -> dict[str, Any]:
+    data = spec.model_dump(mode="json")
+    if data.get("weights") is None:
+        data.pop("weights", None)
+    return data
+
+
 def _preprocessing(loaded: LoadedModel, fmt: str, image: torch.Tensor) -> dict[str, Any]:
     config = loaded.built.config
     postprocess = {"classification": "softmax", "multilabel": "sigmoid"}.get(loaded.task)
@@ -165,9 +173,12 @@ def _preprocessing(loaded: LoadedModel, fmt: str, image: torch.Tensor) -> dict[s
         "output": {"name": "logits", "postprocess": postprocess},
         "task": loaded.task,
         "class_names": loaded.class_names,
-        "eval_transforms": [t.model_dump(mode="json") for t in config.data.transforms.eval],
-        "dataset": config.data.dataset.model_dump(mode="json"),
-        "model": config.model.model_dump(mode="json"),
+        "eval_transforms": [_spec(t) for t in config.data.transforms.eval],
+        "dataset": _spec(config.data.dataset),
+        "model": {
+            "backbone": _spec(config.model.backbone),
+            "adapters": [_spec(a) for a in config.model.adapters],
+        },
         "stage": loaded.stage,
         "checkpoint": str(loaded.checkpoint),
     }
