@@ -1,4 +1,4 @@
-"""Tiny SAM and CLIP configurations for the tests, with weight files the tests write (no download)."""
+"""Tiny SAM and CLIP configurations for the tests, with weight files the tests write."""
 
 from __future__ import annotations
 
@@ -30,8 +30,20 @@ TINY_CLIP: dict[str, Any] = {
     "model": "tiny",
     "model_cfg": {
         "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
-        "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+        "vision_cfg": {
+            "image_size": 32,
+            "layers": 2,
+            "width": 32,
+            "patch_size": 8,
+            "head_width": 16,
+        },
+        "text_cfg": {
+            "context_length": 24,
+            "vocab_size": 49408,
+            "width": 32,
+            "heads": 2,
+            "layers": 1,
+        },
     },
 }
 """A tiny open_clip architecture; the prior branch runs it at 32 px (a 4 x 4 grid)."""
@@ -134,7 +146,9 @@ def decoder_params(**changes: Any) -> dict[str, Any]:
     return {**DECODER, "checkpoint": sam_checkpoint(), **changes}
 
 
-def build(kind_class: Any, params_class: Any, params: dict[str, Any], ctx: BuildContext = CTX) -> Any:
+def build(
+    kind_class: Any, params_class: Any, params: dict[str, Any], ctx: BuildContext = CTX
+) -> Any:
     """Build one component from its class and params."""
     return kind_class(params_class(**params), ctx)
 
@@ -150,7 +164,6 @@ def encoder(**changes: Any) -> nn.Module:
 def chain(*, injector: dict[str, Any] | None = None, upto: str = "decoder") -> nn.Module:
     """Return encoder -> explicit prior -> injector -> prompt generator -> decoder (tiny)."""
     from asklepios_sdk import EmptyParams
-
     from asklepios_tpdrseg.decoder import MaskDecoderHead, PromptGenerator
     from asklepios_tpdrseg.injector import Injector
     from asklepios_tpdrseg.params import (
@@ -181,3 +194,57 @@ def batch(size: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
         "lesion": torch.arange(size) % len(LESIONS),
         "mask": (torch.rand(size, 1, IMG, IMG, generator=gen) > 0.95).to(torch.uint8),
     }
+
+
+def _write_image(path: Path, array: Any) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def fake_idrid(
+    root: Path, train: int = 3, test: int = 2, height: int = 30, width: int = 45
+) -> Path:
+    """Write an IDRiD-layout folder of small random images; SE masks only on even images."""
+    import numpy as np
+    from asklepios_tpdrseg.datasets import IDRID_IMAGES, IDRID_MASKS, IDRID_SPLITS
+
+    rng = np.random.default_rng(0)
+    folders = {"MA": "1. Microaneurysms", "HE": "2. Haemorrhages", "EX": "3. Hard Exudates"}
+    folders["SE"] = "4. Soft Exudates"
+    number = 0
+    for split, count in (("train", train), ("test", test)):
+        for _ in range(count):
+            number += 1
+            stem = f"IDRiD_{number:02d}"
+            pixels = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+            _write_image(root / IDRID_IMAGES / IDRID_SPLITS[split] / f"{stem}.jpg", pixels)
+            for lesion, folder in folders.items():
+                if lesion == "SE" and number % 2:
+                    continue
+                mask = np.zeros((height, width, 3), dtype=np.uint8)
+                mask[5:12, 10 + number : 20 + number, 0] = 255  # IDRiD masks are red on black
+                target = root / IDRID_MASKS / IDRID_SPLITS[split] / folder / f"{stem}_{lesion}.tif"
+                _write_image(target, mask)
+    return root
+
+
+def fake_ddr(root: Path, height: int = 30, width: int = 45) -> Path:
+    """Write a DDR-layout folder (train 2, valid 1, test 1 images; grey masks)."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    for split, count in (("train", 2), ("valid", 1), ("test", 1)):
+        for i in range(count):
+            stem = f"007-{split}-{i}"
+            pixels = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+            _write_image(root / split / "image" / f"{stem}.jpg", pixels)
+            for lesion in LESIONS:
+                mask = np.zeros((height, width), dtype=np.uint8)
+                mask[3 : 3 + 4 * (i + 1), 4:9] = 255
+                _write_image(root / split / "label" / lesion / f"{stem}.tif", mask)
+    return root
+
+
+IDRID_ROOT = str(fake_idrid(_ROOT / "idrid"))

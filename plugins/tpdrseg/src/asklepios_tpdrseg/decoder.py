@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from asklepios_sdk import Adapter, BuildContext, ComponentError, EmptyParams, WeightsError
 from torch import Tensor, nn
 
-from asklepios_tpdrseg.encoder import find_encoder, read_sam_checkpoint
+from asklepios_tpdrseg.encoder import find_encoder, read_sam_checkpoint, sam_example_batch
 from asklepios_tpdrseg.params import MaskDecoderHeadParams
 
 __all__ = ["MaskDecoderHead", "PromptGenerator", "prompt_generator_parameter_count"]
@@ -74,6 +74,10 @@ class PromptGenerator(Adapter):
             )
         out["dense_prompt"], out["sparse_prompt"] = self.prompts(out["features"], out["prior"])
         return out
+
+    def example_batch(self, ctx: BuildContext, batch_size: int = 2) -> dict[str, Any]:
+        """Return SAM-sized images with lesion indices and masks."""
+        return sam_example_batch(getattr(self, "model", None), ctx, batch_size)
 
 
 class MaskDecoderHead(Adapter):
@@ -172,3 +176,7 @@ class MaskDecoderHead(Adapter):
         out["low_res_logits"] = low
         out["iou_prediction"] = iou
         return out
+
+    def example_batch(self, ctx: BuildContext, batch_size: int = 2) -> dict[str, Any]:
+        """Return SAM-sized images with lesion indices and masks."""
+        return sam_example_batch(getattr(self, "model", None), ctx, batch_size)

@@ -21,7 +21,14 @@ from torch import Tensor, nn
 from asklepios_tpdrseg._frozen import ReferencedWeights
 from asklepios_tpdrseg.params import SamImageEncoderParams
 
-__all__ = ["VARIANTS", "BlockHook", "SamImageEncoder", "find_encoder", "read_sam_checkpoint"]
+__all__ = [
+    "VARIANTS",
+    "BlockHook",
+    "SamImageEncoder",
+    "find_encoder",
+    "read_sam_checkpoint",
+    "sam_example_batch",
+]
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "vit_b": {"embed_dim": 768, "depth": 12, "num_heads": 12, "global": [2, 5, 8, 11]},
@@ -205,3 +212,20 @@ def find_encoder(model: nn.Module, who: str) -> SamImageEncoder:
             "tpdrseg adapters after it"
         )
     return found[0]
+
+
+def sam_example_batch(
+    model: nn.Module | None, ctx: BuildContext, batch_size: int
+) -> dict[str, Any]:
+    """Return a tiny batch for a tpdrseg model: SAM-sized images, lesion indices, masks."""
+    size = 32
+    for module in (model or nn.Identity()).modules():
+        if isinstance(module, SamImageEncoder):
+            size = module.params.img_size
+    lesions = len(ctx.data.extras.get("lesions") or ("MA", "HE", "EX", "SE"))
+    gen = torch.Generator().manual_seed(0)
+    return {
+        "image": torch.randn(batch_size, 3, size, size, generator=gen),
+        "lesion": torch.arange(batch_size) % lesions,
+        "mask": (torch.rand(batch_size, 1, size, size, generator=gen) > 0.9).to(torch.uint8),
+    }

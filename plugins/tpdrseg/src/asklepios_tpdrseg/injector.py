@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from asklepios_sdk import Adapter, BuildContext, ComponentError
 from torch import Tensor, nn
 
-from asklepios_tpdrseg.encoder import find_encoder
+from asklepios_tpdrseg.encoder import find_encoder, sam_example_batch
 from asklepios_tpdrseg.params import InjectorParams
 
 __all__ = ["Injector", "PriorAlignedInjector", "injector_parameter_count"]
@@ -142,3 +142,7 @@ class Injector(Adapter):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         return self.model(batch)
+
+    def example_batch(self, ctx: BuildContext, batch_size: int = 2) -> dict[str, Any]:
+        """Return SAM-sized images with lesion indices and masks."""
+        return sam_example_batch(getattr(self, "model", None), ctx, batch_size)

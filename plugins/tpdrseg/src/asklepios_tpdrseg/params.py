@@ -218,7 +218,7 @@ class SkimageFundusParams(Params):
 class LesionSamplerParams(Params):
     """Params of ``tpdrseg.lesion_sampler``."""
 
-    weights: dict[str, float] | None = Field(
+    lesion_weights: dict[str, float] | None = Field(
         None, description="Relative probability of each lesion (default: uniform)."
     )
 

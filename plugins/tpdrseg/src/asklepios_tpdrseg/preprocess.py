@@ -34,7 +34,7 @@ def sam_preprocess(image: np.ndarray | Tensor, size: int = 1024) -> Tensor:
 
     Grey images (``H x W``) are repeated to three channels.
     """
-    array = torch.as_tensor(np.asarray(image))
+    array = torch.tensor(np.asarray(image))
     if array.dim() == 2:
         array = array.unsqueeze(-1).expand(-1, -1, 3)
     pixels = array.permute(2, 0, 1)[:3].float()

@@ -29,7 +29,12 @@ from asklepios_sdk.components import build_component
 from torch import Tensor, nn
 
 from asklepios_tpdrseg._frozen import ReferencedWeights
-from asklepios_tpdrseg.encoder import SAM_PIXEL_MEAN, SAM_PIXEL_STD, SamImageEncoder
+from asklepios_tpdrseg.encoder import (
+    SAM_PIXEL_MEAN,
+    SAM_PIXEL_STD,
+    SamImageEncoder,
+    sam_example_batch,
+)
 from asklepios_tpdrseg.params import LESIONS, ExplicitPriorParams
 
 __all__ = [
@@ -278,13 +283,5 @@ class ExplicitPrior(Adapter, ReferencedWeights):
         return out
 
     def example_batch(self, ctx: BuildContext, batch_size: int = 2) -> dict[str, Any]:
-        """Return SAM-sized images with lesion indices."""
-        size = 32
-        for module in getattr(self, "model", nn.Identity()).modules():
-            if isinstance(module, SamImageEncoder):
-                size = module.params.img_size
-        gen = torch.Generator().manual_seed(0)
-        return {
-            "image": torch.randn(batch_size, 3, size, size, generator=gen),
-            "lesion": torch.arange(batch_size) % len(self.lesions),
-        }
+        """Return SAM-sized images with lesion indices and masks."""
+        return sam_example_batch(getattr(self, "model", None), ctx, batch_size)

@@ -1,8 +1,8 @@
 """Sampler ``tpdrseg.lesion_sampler``: one lesion per image per epoch (RECONSTRUCTED recipe).
 
 The text prompt selects the lesion, so an epoch visits every training image once, each time for
-one of its lesions drawn at random (uniformly, or with ``weights``), in a shuffled order drawn from
-``(seed, epoch)`` and split across ranks by :class:`~asklepios_sdk.ShardedSampler`.
+one of its lesions drawn at random (uniformly, or with ``lesion_weights``), in a shuffled order
+drawn from ``(seed, epoch)`` and split across ranks by :class:`~asklepios_sdk.ShardedSampler`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class LesionSampler(ShardedSampler):
     ``tpdrseg.fundus_lesions`` and ``tpdrseg.skimage_fundus``).
 
     Raises:
-        ComponentError: the facts lack the item lists, or ``weights`` names unknown lesions.
+        ComponentError: the facts lack the item lists, or ``lesion_weights`` names unknown lesions.
     """
 
     def __init__(self, params: LesionSamplerParams, ctx: BuildContext) -> None:
@@ -38,11 +38,11 @@ class LesionSampler(ShardedSampler):
             )
         super().__init__(len(images), ctx.seed, ctx.rank, ctx.world_size)
         names = tuple(extras.get("lesions") or LESIONS)
-        weights = dict(params.weights or {})
+        weights = dict(params.lesion_weights or {})
         unknown = sorted(set(weights) - set(names))
         if unknown:
             raise ComponentError(
-                f"tpdrseg.lesion_sampler: weights name lesions {unknown} the dataset lacks {names}"
+                f"tpdrseg.lesion_sampler: lesion_weights name {unknown}, not among {names}"
             )
         per_item = np.array([weights.get(names[le], 1.0) for le in lesions], dtype=float)
         image_ids = np.asarray(images, dtype=np.int64)
