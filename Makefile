@@ -35,7 +35,8 @@ bench: install
 	set -e; for b in bench/*.py $(wildcard plugins/*/bench/*.py); do echo "== $$b"; $(PY) $$b; done
 
 # ruff over everything; mypy (root [tool.mypy]) over the core, the SDK and every plugin's package.
-MYPY_TARGETS := core/asklepios sdk/src/asklepios_sdk $(wildcard plugins/*/src/asklepios_*) \
+MYPY_TARGETS := core/asklepios sdk/src/asklepios_sdk \
+	$(patsubst %/__init__.py,%,$(wildcard plugins/*/src/asklepios_*/__init__.py)) \
 	examples/third_party_plugin/src/asklepios_polyloss
 
 lint: install
