@@ -85,7 +85,8 @@ class MaskDecoderHead(Adapter):
 
     Reads ``features``, ``dense_prompt`` and ``sparse_prompt``; returns ``logits`` upsampled
     bilinearly to the input size ``(B, 1, H, W)``, plus ``low_res_logits`` (``(B, 1, 4h, 4w)``)
-    and ``iou_prediction``. SAM's positional encoding (frozen buffer) comes from the checkpoint.
+    and ``iou_prediction``. SAM's positional encoding (frozen buffer) comes from the checkpoint;
+    the multimask hypernetworks and the IoU head, which never reach the logits, stay frozen.
 
     Raises:
         WeightsError: neither ``checkpoint`` nor ``random_init``, or weights that do not fit.
@@ -123,6 +124,12 @@ class MaskDecoderHead(Adapter):
         self.pe_layer = PositionEmbeddingRandom(width // 2)
         if params.checkpoint:
             self._load(params.checkpoint)
+        # one mask per image (multimask_output=False): the other masks' hypernetworks and the
+        # IoU head never reach the logits, so they stay frozen (DDP needs every trainable
+        # parameter to receive a gradient)
+        unused = [*self.decoder.output_hypernetworks_mlps[1:], self.decoder.iou_prediction_head]
+        for module in unused:
+            module.requires_grad_(False)
         return super().wrap(model)
 
     def _load(self, path: str) -> None:
