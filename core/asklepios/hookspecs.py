@@ -180,7 +180,12 @@ def stage_end(run: RunState, stage: str, summary: Mapping[str, Any]) -> None:
 
 @hookspec
 def run_end(run: RunState, summary: Mapping[str, Any]) -> None:
-    """Called once after the last stage with the run's summary, on every rank. Return: ignored."""
+    """Called once after the last stage with the run's summary, on every rank.
+
+    On rank 0, ``summary.json``, ``metrics.csv`` and ``plots/`` are written before this call (a
+    tracker may upload them); ``record.json`` is completed after it, with every plugin's
+    ``record_metadata``. Return value: ignored.
+    """
 
 
 @hookspec
