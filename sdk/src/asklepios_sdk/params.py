@@ -67,7 +67,7 @@ class Params(BaseModel):
     by ``asklepios plugins show`` and exported into the JSON Schema that editors use.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, defer_build=True)
 
 
 class EmptyParams(Params):
