@@ -37,12 +37,13 @@ def _parse(path: str, mtime_ns: int) -> ast.Module:
     return ast.parse(_read(path, mtime_ns), filename=path)
 
 
-def _head(text: str, name: str) -> int | None:
-    """Return where the last top-level ``class``/``def`` ``name`` starts in ``text``."""
-    heads = list(
-        re.finditer(rf"^(?:async[ \t]+def|def|class)[ \t]+{re.escape(name)}\b", text, re.M)
-    )
-    return heads[-1].start() if heads else None
+_DEFINITION = re.compile(r"^(?:async[ \t]+def|def|class)[ \t]+(\w+)", re.MULTILINE)
+
+
+@lru_cache(maxsize=256)
+def _heads(path: str, mtime_ns: int) -> dict[str, int]:
+    """Return where the last top-level ``class``/``def`` of each name starts in the file."""
+    return {match.group(1): match.start() for match in _DEFINITION.finditer(_read(path, mtime_ns))}
 
 
 def _leading_docstring(text: str, start: int) -> tuple[bool, str | None]:
@@ -73,7 +74,7 @@ def _leading_docstring(text: str, start: int) -> tuple[bool, str | None]:
 def _top_level_block(path: str, mtime_ns: int, name: str) -> ast.AST | None:
     """Parse only the last top-level ``class``/``def`` ``name`` of the file (None if unsure)."""
     text = _read(path, mtime_ns)
-    start = _head(text, name)
+    start = _heads(path, mtime_ns).get(name)
     if start is None:
         return None
     body = text.find("\n", start)
@@ -139,10 +140,11 @@ def source_docstring(module: str, qualname: str) -> str | None:
     path = _module_file(module)
     if path is not None and "." not in qualname:
         try:
-            text = _read(path, os.stat(path).st_mtime_ns)
+            mtime_ns = os.stat(path).st_mtime_ns
+            text = _read(path, mtime_ns)
         except (OSError, UnicodeDecodeError):
             return None
-        start = _head(text, qualname)
+        start = _heads(path, mtime_ns).get(qualname)
         if start is not None:
             sure, doc = _leading_docstring(text, start)
             if sure:
