@@ -43,6 +43,13 @@ class ClassificationEvaluator(Evaluator):
         "auroc",
         "ece",
     )
+    headline_keys: ClassVar[tuple[str, ...]] = (
+        "balanced_accuracy",
+        "accuracy",
+        "macro_f1",
+        "auroc",
+        "ece",
+    )
     full_state_update = False
 
     def __init__(self, params: ClassificationEvaluatorParams, ctx: BuildContext) -> None:

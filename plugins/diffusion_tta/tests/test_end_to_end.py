@@ -56,4 +56,4 @@ def test_digits_c_pipeline_runs_offline(tmp_path: Path) -> None:
     for predictor in ("model", "source", "adapted"):
         value = metrics[f"corruption_robustness/{predictor}/acc/gaussian_noise/s5"]
         assert 0.0 <= value <= 1.0
-    assert (run_dir / "corruption_robustness_adapted.png").is_file()
+    assert (run_dir / "plots" / "adapt" / "corruption_robustness_adapted_acc_matrix.png").is_file()

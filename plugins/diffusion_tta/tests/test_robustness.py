@@ -1,4 +1,4 @@
-"""corruption_robustness against scikit-learn on random predictions, CE and the heat map."""
+"""corruption_robustness against scikit-learn on random predictions, CE and its matrices."""
 
 from __future__ import annotations
 
@@ -63,7 +63,11 @@ def test_matches_sklearn_per_cell_and_means(tmp_path) -> None:
             expected = np.mean([a for sev, a in cells if sev == s])
             assert result[f"{predictor}/acc/mean/s{s}"] == pytest.approx(expected)
         assert result[f"{predictor}/acc/mean"] == pytest.approx(np.mean([a for _, a in cells]))
-    assert (tmp_path / "corruption_robustness_source.png").stat().st_size > 0
+    matrix = metric.artifacts()["source/acc_matrix"]  # the run prints and draws it
+    assert matrix["rows"] == list(ALL_CORRUPTIONS[:3])
+    assert matrix["columns"] == ["s1", "s2", "s3", "s4", "s5"]
+    assert matrix["values"][1][4] == result[f"source/acc/{ALL_CORRUPTIONS[1]}/s5"]
+    assert set(metric.artifacts()) == {f"{p}/acc_matrix" for p in predictions}
     assert metric.is_higher_better("source/acc/mean") and not metric.is_higher_better("model/mce")
 
 

@@ -102,7 +102,11 @@ class CorruptionRobustnessParams(Params):
     reference_file: str | None = Field(
         None, description="JSON file with the same mapping as reference_errors."
     )
-    plot: bool = Field(True, description="Write accuracy heat maps into the run directory.")
+    plot: bool = Field(
+        True,
+        description="Report each predictor's accuracy per corruption and severity as a matrix "
+        "(printed as one table, drawn under plots/<stage>/).",
+    )
 
 
 class DDPMAdapterParams(Params):

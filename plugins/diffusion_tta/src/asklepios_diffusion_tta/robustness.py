@@ -12,6 +12,10 @@ For every predictor present in the model output — ``model`` (``logits``: the e
 * with reference errors: ``<p>/ce/<c>`` = Σ_k E_{c,k} / Σ_k E^ref_{c,k} and ``<p>/mce``, the mean
   (Hendrycks & Dietterich 2019, where the reference is AlexNet).
 
+The headline keys are the clean and mean accuracies and the mCE; the accuracies per cell also come
+as one labelled matrix per predictor (:meth:`CorruptionRobustness.artifacts`), which the run
+prints as one table and draws as a heat map under ``plots/<stage>/``.
+
 A batch names its corruption and severity with integer tensors ``corruption`` (index into
 :data:`ALL_CORRUPTIONS`) and ``severity`` (1..5), as ``diffusion_tta.corrupted`` writes them.
 """
@@ -21,11 +25,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from asklepios_sdk import BuildContext, ComponentError, Evaluator
-from asklepios_sdk.io import write_atomic
 from torch import Tensor
 
 from asklepios_diffusion_tta.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, MEDMNIST_DERMA
@@ -35,7 +38,6 @@ __all__ = [
     "ALL_CORRUPTIONS",
     "CorruptionRobustness",
     "CorruptionRobustnessParams",
-    "plot_heatmap",
 ]
 
 ALL_CORRUPTIONS: tuple[str, ...] = CORRUPTIONS + EXTRA_CORRUPTIONS + tuple(MEDMNIST_DERMA)
@@ -60,41 +62,29 @@ def _accuracy(confusion: Tensor) -> Tensor:
     return confusion.diagonal(dim1=-2, dim2=-1).sum(-1) / confusion.sum((-2, -1)).clamp_min(1)
 
 
-def plot_heatmap(table: Mapping[str, list[float | None]], title: str, path: str | Path) -> Path:
-    """Draw a corruption × severity heat map of accuracies and write it atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    names = list(table)
-    values = np.array([[np.nan if v is None else v for v in table[n]] for n in names], dtype=float)
-    fig, ax = plt.subplots(figsize=(5.5, 0.35 * len(names) + 1.5))
-    image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(values.shape[1]), [f"s{k}" for k in range(1, values.shape[1] + 1)])
-    ax.set_yticks(range(len(names)), names)
-    for (i, j), value in np.ndenumerate(values):
-        if not np.isnan(value):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="w")
-    ax.set_title(title)
-    fig.colorbar(image, ax=ax, label="accuracy")
-    fig.tight_layout()
-    try:
-        return write_atomic(path, write=lambda tmp: fig.savefig(tmp, dpi=100))
-    finally:
-        plt.close(fig)
+def _matrix(tables: Mapping[str, list[float | None]], predictor: str) -> dict[str, Any]:
+    """Return the accuracies as a labelled matrix over the severities seen (SDK artifact form)."""
+    seen = [s for s in range(5) if any(row[s] is not None for row in tables.values())]
+    return {
+        "rows": list(tables),
+        "columns": [f"s{s + 1}" for s in seen],
+        "values": [[row[s] for s in seen] for row in tables.values()],
+        "title": f"top-1 accuracy ({predictor})",
+        "label": "accuracy",
+    }
 
 
 class CorruptionRobustness(Evaluator):
     """Report accuracy per corruption and severity, means over corruptions, and CE/mCE.
 
     Accuracy and balanced accuracy are kept per (corruption, severity) for the model, the
-    source-only and the adapted-only predictions; heat maps go into the run directory (rank 0).
+    source-only and the adapted-only predictions; :meth:`artifacts` gives the accuracies of each
+    predictor as a corruption × severity matrix.
     """
 
     name = "corruption_robustness"
     higher_is_better = True
+    headline_keys: ClassVar[tuple[str, ...]] = ("*/acc/clean", "*/acc/mean", "*/bacc/mean", "*/mce")
     full_state_update = False
     confusion: Tensor
 
@@ -104,7 +94,6 @@ class CorruptionRobustness(Evaluator):
             raise ComponentError(
                 "diffusion_tta.corruption_robustness needs a classification dataset (num_classes)"
             )
-        output_dir = ctx.output_dir if ctx.rank == 0 else None
         super().__init__()
         if num_classes < 2:
             raise ComponentError(
@@ -112,7 +101,7 @@ class CorruptionRobustness(Evaluator):
             )
         self.params = params
         self.num_classes = int(num_classes)
-        self.output_dir = output_dir
+        self.matrices: dict[str, dict[str, Any]] = {}
         self.reference = self._load_reference(params)
         shape = (len(PREDICTORS), _CLEAN + 1, 6, num_classes, num_classes)
         self.add_state("confusion", torch.zeros(shape, dtype=torch.long), dist_reduce_fx="sum")
@@ -176,6 +165,7 @@ class CorruptionRobustness(Evaluator):
         acc, bacc = _accuracy(self.confusion), _balanced_accuracy(self.confusion)
         seen = self.confusion.sum((-2, -1)) > 0
         result: dict[str, float] = {}
+        self.matrices = {}
         for p, predictor in enumerate(PREDICTORS):
             if not bool(seen[p].any()):
                 continue
@@ -204,15 +194,15 @@ class CorruptionRobustness(Evaluator):
                             result[f"{predictor}/{metric}/mean/s{s + 1}"] = mean
                     result[f"{predictor}/{metric}/mean"] = float(cells[corrupted].mean())
             self._corruption_errors(result, predictor, tables)
-            if self.params.plot and self.output_dir and tables:
-                plot_heatmap(
-                    tables,
-                    f"top-1 accuracy ({predictor})",
-                    Path(self.output_dir) / f"corruption_robustness_{predictor}.png",
-                )
+            if self.params.plot and tables:
+                self.matrices[f"{predictor}/acc_matrix"] = _matrix(tables, predictor)
         if not result:
             raise ComponentError("diffusion_tta.corruption_robustness: compute() before update()")
         return result
+
+    def artifacts(self) -> dict[str, Any]:
+        """Return ``<predictor>/acc_matrix``: accuracy per corruption (rows) and severity."""
+        return dict(self.matrices)
 
     def _corruption_errors(
         self, result: dict[str, float], predictor: str, tables: Mapping[str, list[float | None]]

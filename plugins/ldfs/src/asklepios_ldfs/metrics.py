@@ -33,6 +33,7 @@ class DomainAccuracy(Evaluator):
 
     name = "domain_accuracy"
     higher_is_better = True
+    headline_keys = ("mean", "unseen_mean", "*")  # the means first, then every domain
     correct: Tensor
     total: Tensor
 

@@ -207,6 +207,15 @@ class SurvivalEvaluator(Evaluator):
         "mae_margin": False,
         "ibs": False,
     }
+    headline_keys: ClassVar[tuple[str, ...]] = (
+        "c_index",
+        "antolini_c",
+        "uno_c",
+        "ibs",
+        "mean_auc",
+        "mae_uncensored",
+        "mae_hinge",
+    )
 
     # ``cat`` states: a list of batch tensors until torchmetrics syncs them into one tensor.
     predicted: list[Tensor]
