@@ -1,4 +1,4 @@
-"""Spec check 1 (identity at initialisation, which catches the missing pos_embed) and SAM loading."""
+"""Spec check 1 (identity at initialisation: catches a missing pos_embed) and SAM loading."""
 
 from __future__ import annotations
 

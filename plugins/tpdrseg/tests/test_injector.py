@@ -1,4 +1,4 @@
-"""Spec check 2: prior semantics and gradient flow of the injector, against a numpy transcription."""
+"""Spec check 2: prior semantics and gradient flow of the injector, against numpy."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from typing import Any
 from asklepios_sdk import WeightsError
 from torch import nn
 
-__all__ = ["ReferencedWeights", "file_digest", "referenced_weights"]
+__all__ = ["ReferencedWeights", "configured_weights", "file_digest", "referenced_weights"]
 
 
 @functools.lru_cache(maxsize=16)
@@ -130,4 +130,43 @@ def referenced_weights(model: nn.Module) -> dict[str, dict[str, Any]]:
                 "class": type(module).__name__,
                 "tensors": len(module.referenced_names),
             }
+    return found
+
+
+_WEIGHT_FIELDS = {
+    "tpdrseg.sam_encoder": ("checkpoint",),
+    "tpdrseg.mask_decoder": ("checkpoint",),
+    "tpdrseg.explicit_prior": ("clip_file",),
+}
+
+
+def configured_weights(config: Any) -> dict[str, dict[str, Any]]:
+    """Return ``{config path: {file, sha256}}`` of the frozen-weight files a config names.
+
+    Reads ``model.backbone`` and ``model.adapters`` (and each stage's model) of a validated
+    experiment config; an explicit prior's open_clip tag is recorded as ``{"open_clip": tag}``.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    models = [("model", getattr(config, "model", None))]
+    for stage in getattr(config, "stages", None) or []:
+        models.append((f"stages.{stage.name}.model", getattr(stage, "model", None)))
+    for where, model in models:
+        if model is None:
+            continue
+        specs = [(f"{where}.backbone", getattr(model, "backbone", None))]
+        specs += [(f"{where}.adapters.{i}", s) for i, s in enumerate(model.adapters or [])]
+        for path, spec in specs:
+            if spec is None:
+                continue
+            params = dict(spec.params)
+            for field in _WEIGHT_FIELDS.get(spec.type, ()):
+                if params.get(field):
+                    found[path] = {"file": str(params[field]), "sha256": file_digest(params[field])}
+            clip = params.get("clip") or {}
+            if (
+                spec.type == "tpdrseg.explicit_prior"
+                and path not in found
+                and clip.get("pretrained")
+            ):
+                found[path] = {"open_clip": f"{clip.get('model')}/{clip['pretrained']}"}
     return found

@@ -91,7 +91,7 @@ def register_datasets(register: Register) -> None:
 @hookimpl
 def record_metadata(run: RunState) -> Mapping[str, Any] | None:
     """Return the frozen weights (file and sha256) that checkpoints refer to instead of copy."""
-    from asklepios_tpdrseg._frozen import referenced_weights
+    from asklepios_tpdrseg._frozen import configured_weights
 
-    found = referenced_weights(run.model)
+    found = configured_weights(run.config)
     return {"frozen_weights": found} if found else None
