@@ -188,8 +188,11 @@ class Run:
         path = Path(run_dir)
         if not (path / "config.yaml").is_file():
             raise RunOpenError(f"{path} has no config.yaml; is it a run directory?")
+        from asklepios.config import validate_config
+
         host = _host(host)
-        config = load_config(path / "config.yaml", host=host)
+        raw = _without_absent_trackers(path / "config.yaml", host)
+        config = validate_config(raw, source=str(path / "config.yaml"), host=host)
         return cls(path, config, _read_json(path / "record.json"), _summary(path), host)
 
     @property
@@ -305,6 +308,29 @@ class Run:
         return export_model(
             loaded, format, output or self.path / "export", run_dir=self.path, host=self._host
         )
+
+
+def _without_absent_trackers(path: Path, host: PluginHost) -> dict[str, Any]:
+    """Read a run's ``config.yaml`` without the settings of trackers no longer installed.
+
+    A tracker's settings do not change the model or its predictions, so a run logged to MLflow
+    opens where MLflow is not installed (or is disabled).
+    """
+    import yaml
+    from asklepios_sdk.registration import SETTINGS_SECTIONS
+
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise RunOpenError(f"{path} is unreadable: {err}") from err
+    if not isinstance(raw, dict):
+        raise RunOpenError(f"{path} is not a config mapping")
+    for section in SETTINGS_SECTIONS:
+        entries = raw.get(section)
+        if isinstance(entries, dict):
+            usable = {i.id for i in host.plugins() if i.is_usable}
+            raw[section] = {k: v for k, v in entries.items() if k in usable}
+    return raw
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -132,3 +132,17 @@ def test_readme_api_example_runs(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "predictions.csv").is_file()
+
+
+@pytest.mark.slow
+def test_open_ignores_settings_of_trackers_that_are_not_installed(run_dir, tmp_path):
+    import shutil
+
+    import yaml
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["tracking"] = {"gone": {"uri": "http://x"}}
+    (copy / "config.yaml").write_text(yaml.safe_dump(config))
+    assert Run.open(copy, host=builtin_host()).config.tracking == {}
