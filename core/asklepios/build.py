@@ -1,11 +1,11 @@
 """Turn a validated experiment config into the objects the engine runs.
 
-Order: dataset (and wrappers, in list order) -> the read-only :class:`BuildContext` of the
-training split -> sampler (wrapped to shard across ranks when it does not) -> per-sample and
-per-batch transforms -> backbone (then its weights) -> adapters via ``Adapter.wrap`` in list
-order (each with its weights) -> loss -> evaluators -> trainer. Optimizers and schedules are built
-by :func:`build_optimizers` once the engine has applied a stage's freezing. Nothing here mutates
-the config.
+Order: dataset (its files checked first, ``data.verify``; then wrappers, in list order) -> the
+read-only :class:`BuildContext` of the training split -> sampler (wrapped to shard across ranks
+when it does not) -> per-sample and per-batch transforms -> backbone (then its weights) ->
+adapters via ``Adapter.wrap`` in list order (each with its weights) -> loss -> evaluators ->
+trainer. Optimizers and schedules are built by :func:`build_optimizers` once the engine has
+applied a stage's freezing. Nothing here mutates the config.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from asklepios_sdk import (
 from torch import nn
 
 from asklepios.config.model import ComponentSpec, ExperimentConfig
-from asklepios.sampling import ensure_sharded
+from asklepios.datafiles import verify_dataset
+from asklepios.sampling import count_train_batches, ensure_sharded
 
 if TYPE_CHECKING:
     from asklepios.registry import ComponentEntry
@@ -47,6 +48,7 @@ __all__ = [
     "TransformedSplit",
     "build_experiment",
     "build_optimizers",
+    "drops_single_batch",
 ]
 
 
@@ -231,11 +233,17 @@ def _require_type(component: Any, wanted: type, where: str, why: str) -> None:
 
 
 def _dataset(
-    builder: _Builder, config: ExperimentConfig, ctx: BuildContext, fold: tuple[int, int] | None
+    builder: _Builder,
+    config: ExperimentConfig,
+    ctx: BuildContext,
+    fold: tuple[int, int] | None,
+    verify: bool = False,
 ) -> Dataset:
-    """Build the dataset, apply its wrappers in list order, then the k-fold split."""
+    """Build the dataset, check its files, apply its wrappers in list order, then the k-fold."""
     data = config.data
     dataset = builder.component("dataset", data.dataset, ctx, "data.dataset")
+    if verify:
+        verify_dataset(dataset, data.verify, f"data.dataset [{data.dataset.type}]")
     for i, spec in enumerate(data.wrappers):
         wrapper = builder.component("dataset", spec, ctx, f"data.wrappers.{i}")
         _require_type(wrapper, DatasetWrapper, f"data.wrappers.{i}", "is not a DatasetWrapper")
@@ -289,14 +297,22 @@ def _batch_transforms(
     return transforms
 
 
-def _steps_per_epoch(config: ExperimentConfig, sampler: Any) -> int:
+def drops_single_batch(config: ExperimentConfig, world_size: int) -> bool:
+    """Return whether a last training batch of one sample is dropped.
+
+    BatchNorm cannot normalise one sample, so the loop drops such a batch, unless BatchNorm is
+    synchronised over several ranks (``train.sync_batchnorm``, on by default under DDP), where
+    the batch holds one sample per rank.
+    """
+    sync = config.train.sync_batchnorm
+    return not (world_size > 1 and sync is not False)
+
+
+def _steps_per_epoch(config: ExperimentConfig, sampler: Any, world_size: int) -> int:
     """Return optimiser steps per epoch on this rank (batches over gradient accumulation)."""
     loader = config.data.loader
-    per_rank = len(sampler)
-    batches = (
-        per_rank // loader.batch_size
-        if loader.drop_last
-        else math.ceil(per_rank / loader.batch_size)
+    batches = count_train_batches(
+        len(sampler), loader.batch_size, loader.drop_last, drops_single_batch(config, world_size)
     )
     return max(1, math.ceil(batches / config.train.accumulate))
 
@@ -336,6 +352,7 @@ def build_experiment(
     stage: str = "main",
     output_dir: str | None = None,
     fold: tuple[int, int] | None = None,
+    verify_data: bool = True,
 ) -> Built:
     """Build every component of ``config`` (one stage's effective config).
 
@@ -346,6 +363,8 @@ def build_experiment(
         device: where per-batch components will run.
         stage: name of the stage being built; output_dir: the run directory.
         fold: ``(fold, k)`` for k-fold cross-validation over train+val.
+        verify_data: check the dataset's files (``data.verify``); off when a run has already
+            checked the same dataset for an earlier stage or fold.
     """
     builder = _Builder(source)
     data = config.data
@@ -358,7 +377,7 @@ def build_experiment(
         stage=stage,
         output_dir=output_dir,
     )
-    dataset = _dataset(builder, config, ctx, fold)
+    dataset = _dataset(builder, config, ctx, fold, verify_data)
     facts = _training_facts(dataset)
     ctx = ctx.replace(data=facts)
     eval_tf = _sample_transforms(builder, data.transforms.eval, ctx, "data.transforms.eval")
@@ -368,7 +387,7 @@ def build_experiment(
     sampler_spec = data.sampler or ComponentSpec(type="core.random")
     sampler = builder.component("sampler", sampler_spec, ctx, "data.sampler")
     sampler = ensure_sharded(sampler, rank, world_size, config.seed)
-    ctx = ctx.replace(steps_per_epoch=_steps_per_epoch(config, sampler))
+    ctx = ctx.replace(steps_per_epoch=_steps_per_epoch(config, sampler, world_size))
     batch_tf = _batch_transforms(builder, data.batch_transforms, ctx)
     backbone, model = _model(builder, config, ctx)
     loss_spec, eval_specs = _default_specs(config, facts)

@@ -314,15 +314,23 @@ def run_command(
     """Load the config (from ``resume``'s ``config.yaml`` when resuming) and run it.
 
     The config passes the deep checks (:mod:`asklepios.deep_checks`) before the run directory
-    is created, so a config that cannot run leaves nothing behind.
+    is created, so a config that cannot run leaves nothing behind. With ``resume``, a config
+    file or ``--set`` overrides are refused unless they resolve to the run's own config (same
+    sha256); the error names each key that differs.
     """
     from asklepios.deep_checks import load_checked_config
-    from asklepios.engine.run import RunError, run_experiment
+    from asklepios.engine.run import RunError, check_resume_config, run_experiment
 
-    if resume is not None:
-        config_path = Path(resume) / "config.yaml"
-        if not config_path.is_file():
+    if resume is not None:  # a config or --set only if it resolves to the run's own config
+        saved = Path(resume) / "config.yaml"
+        if not saved.is_file():
             raise RunError(f"--resume {resume}: no config.yaml there; is it a run directory?")
+        if config_path is not None or overrides:
+            with _config_warnings():
+                given = load_checked_config(config_path or saved, overrides, device=device)
+            source = " ".join([str(config_path or saved), *(f"--set {o}" for o in overrides)])
+            check_resume_config(resume, given, source)
+        config_path, overrides = saved, ()
     if config_path is None:
         raise RunError("give a config file, or --resume RUN_DIR to continue a run")
     with _config_warnings():

@@ -104,12 +104,12 @@ class SampleKey(NamedTuple):
     """What the training loader asks a split for: a sample and where it sits in the epoch.
 
     ``position`` is the sample's place in the epoch's global order (the same on every rank
-    count); ``index`` the sample's index in the split.
+    count); ``row`` the sample's index in the split.
     """
 
     epoch: int
     position: int
-    index: int
+    row: int
 
 
 def count_train_batches(per_rank: int, batch_size: int, drop_last: bool, drop_single: bool) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,11 @@ class _SplitDataset(Dataset):
     def labels(self, name: str) -> np.ndarray | None:
         self.split(name)
         return self._labels.get(name)
+
+    def files(self, name: str) -> Iterator[tuple[int, str]]:
+        """Return ``(row, path)`` of every image file split ``name`` reads (none in memory)."""
+        split = self.split(name)
+        return enumerate(split.paths) if isinstance(split, FileSplit) else iter(())
 
 
 class DigitsDataset(_SplitDataset):

@@ -1,9 +1,9 @@
 """torch.distributed set-up under torchrun, rank-aware reductions, and synchronised BatchNorm.
 
-``torch.nn.SyncBatchNorm`` runs only on accelerators; :class:`SyncBatchNorm` here keeps its
-kernels there and adds a CPU path for gloo (two passes over all ranks: sum and count, then the
-sum of squared deviations), so 2 CPU ranks normalise each batch as one process would, up to
-float summation order.
+``torch.nn.SyncBatchNorm`` runs only on accelerators (and DDP refuses it on CPU); on CPU
+:func:`convert_sync_batchnorm` uses :class:`CPUSyncBatchNorm` instead (two passes over all
+ranks: sum and count, then the sum of squared deviations), so 2 CPU ranks normalise each batch
+as one process would, up to float summation order.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 __all__ = [
+    "CPUSyncBatchNorm",
     "DistInfo",
-    "SyncBatchNorm",
     "all_reduce_mean",
     "barrier",
     "batchnorm_layers",
@@ -120,21 +120,25 @@ class _SumOverRanks(torch.autograd.Function):
         return grad, None
 
 
-class SyncBatchNorm(nn.SyncBatchNorm):
-    """``nn.SyncBatchNorm`` that also synchronises on CPU (gloo).
+class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm of any dimension whose training statistics span every rank (CPU, gloo).
 
-    On CPU in training under an initialised process group the batch statistics are those of the
+    In training under a process group of several ranks the batch statistics are those of the
     samples of all ranks together: the mean from the summed values and count, then the biased
-    variance from the summed squared deviations (two all-reduces, differentiable), and the
-    running variance is updated with the unbiased estimate, as ``nn.BatchNorm`` does in one
-    process. Elsewhere it is ``nn.SyncBatchNorm``.
+    variance from the summed squared deviations (two differentiable all-reduces), and the running
+    variance is updated with the unbiased estimate, as ``nn.BatchNorm`` does in one process.
+    Otherwise it is plain BatchNorm.
     """
 
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
     def forward(self, input: Tensor) -> Tensor:
-        if input.device.type != "cpu" or not self.training or not _group_size(self.process_group):
+        if not self.training or _world_size() < 2:
             return super().forward(input)
         self._check_input_dim(input)
-        group = self.process_group or dist.group.WORLD
+        group = dist.group.WORLD
         channels = input.shape[1]
         dims = [0, *range(2, input.dim())]
         shape = [1, channels] + [1] * (input.dim() - 2)
@@ -169,27 +173,29 @@ class SyncBatchNorm(nn.SyncBatchNorm):
         )
 
 
-def _group_size(group: Any) -> int:
-    """Return the size of ``group`` when it spans more than one rank, else 0."""
+def _world_size() -> int:
+    """Return the number of ranks of the default process group (1 without one)."""
     if not (dist.is_available() and dist.is_initialized()):
-        return 0
-    size = dist.get_world_size(group or dist.group.WORLD)
-    return size if size > 1 else 0
+        return 1
+    return dist.get_world_size()
 
 
-def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm layer of ``module`` by a :class:`SyncBatchNorm` sharing its state.
+def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Make every BatchNorm layer of ``module`` synchronise across ranks, sharing its state.
 
-    Parameters and buffers are the same tensors, so optimizers and state-dict keys are unchanged.
+    ``nn.SyncBatchNorm`` on accelerators, :class:`CPUSyncBatchNorm` on CPU. Parameters and
+    buffers stay the same tensors, so optimizers and state-dict keys are unchanged.
     """
+    if device.type != "cpu":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     out = module
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(
-        module, SyncBatchNorm
+        module, CPUSyncBatchNorm
     ):
-        out = SyncBatchNorm(
+        out = CPUSyncBatchNorm(
             module.num_features,
             module.eps,
-            module.momentum,  # type: ignore[arg-type]
+            module.momentum,
             module.affine,
             module.track_running_stats,
         )
@@ -200,7 +206,7 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
         out.num_batches_tracked = module.num_batches_tracked
         out.train(module.training)
     for name, child in module.named_children():
-        out.add_module(name, convert_sync_batchnorm(child))
+        out.add_module(name, convert_sync_batchnorm(child, device))
     return out
 
 

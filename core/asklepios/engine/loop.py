@@ -2,6 +2,13 @@
 
 The hot path calls plain callables: the trainer's ``train_step`` through a :class:`StepContext`,
 batch transforms, and the ``step_end`` hook only when some plugin implements it.
+
+Training batches come from :class:`~asklepios.sampling.TrainBatchSampler` (a last batch of one
+sample is dropped unless BatchNorm is synchronised over several ranks) and samples are read
+through :class:`~asklepios.engine.samples.KeyedSplit` (randomness keyed by the sample's place in
+the epoch; read errors name split and row). Under DDP, BatchNorm layers are synchronised
+(:func:`~asklepios.engine.distributed.convert_sync_batchnorm`) unless ``train.sync_batchnorm`` is
+off, and every loss a trainer back-propagates is checked for NaN/Inf (``train.nonfinite``).
 """
 
 from __future__ import annotations
@@ -18,19 +25,29 @@ from asklepios_sdk import AsklepiosError, Loss, LossOutput, split_collate
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from asklepios.build import Built, build_optimizers
+from asklepios.build import Built, build_optimizers, drops_single_batch
 from asklepios.engine.checkpoint import (
     load_checkpoint,
     load_latest,
     prune_epoch_checkpoints,
     save_checkpoint,
 )
-from asklepios.engine.distributed import DistInfo, all_reduce_mean, barrier
+from asklepios.engine.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    batchnorm_layers,
+    convert_sync_batchnorm,
+    single_sample_problem,
+)
+from asklepios.engine.numerics import NonFiniteGuard, describe_nonfinite
 from asklepios.engine.progress import RunProgress, epoch_items
+from asklepios.engine.samples import KeyedSplit, preserve_rng
 from asklepios.engine.seeding import derive_seed, get_rng_state, set_rng_state, worker_init
 from asklepios.engine.state import MetricsLog, RunStateView, to_jsonable
+from asklepios.engine.step import Step
 from asklepios.reporting import headline, stage_facts
-from asklepios.sampling import EvalShardSampler
+from asklepios.sampling import EvalShardSampler, TrainBatchSampler
 
 __all__ = ["EngineError", "StageRunner", "freeze_parameters", "move_batch"]
 
@@ -79,56 +96,6 @@ class _MissingLoss(Loss):
             f"stage {self.stage}: the trainer needs a loss, but the config names none and the "
             "task has no default; add one, e.g. 'loss: {type: core.mse}'"
         )
-
-
-class _Step:
-    """The :class:`~asklepios_sdk.StepContext` the trainer drives each batch."""
-
-    loss: Loss
-    optimizers: Mapping[str, torch.optim.Optimizer]
-
-    def __init__(self, runner: StageRunner) -> None:
-        self.runner = runner
-        self.model = runner.train_model
-        self.loss = runner.built.loss or _MissingLoss(runner.stage)
-        self.optimizers = runner.optimizers
-        self.device = runner.device
-        self.epoch = 0
-        self.global_step = 0
-        self.boundary = True
-        self.stepped = False
-
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        dtype = self.runner.amp_dtype
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
-
-    def backward(self, loss: torch.Tensor, optimizer: str = "main") -> None:
-        accumulate = self.runner.accumulate
-        if accumulate > 1:
-            loss = loss / accumulate
-        scaler = self.runner.scaler
-        (scaler.scale(loss) if scaler is not None else loss).backward()
-
-    def step(self, optimizer: str = "main") -> None:
-        if not self.boundary:
-            return
-        runner = self.runner
-        opt = runner.optimizers[optimizer]
-        scaler = runner.scaler
-        if runner.grad_clip is not None:
-            if scaler is not None:
-                scaler.unscale_(opt)
-            params = [p for group in opt.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, runner.grad_clip)
-        if scaler is not None:
-            scaler.step(opt)
-        else:
-            opt.step()
-        opt.zero_grad(set_to_none=True)
-        runner.schedules[optimizer].step()
-        self.stepped = True
 
 
 class StageRunner:
@@ -201,15 +168,25 @@ class StageRunner:
         self.pin_memory = (
             loader.pin_memory if loader.pin_memory is not None else device.type == "cuda"
         )
+        self.guard = NonFiniteGuard(train.nonfinite, dist, device)
+        self.nonfinite_batches = 0
+        self.sync_batchnorm = not drops_single_batch(self.config, dist.world_size)
+        self.data_where = f"data.dataset [{self.config.data.dataset.type}]"
         self.generator = torch.Generator()
+        self.batch_sampler = TrainBatchSampler(
+            built.sampler,
+            loader.batch_size,
+            loader.drop_last,
+            drop_single=not self.sync_batchnorm,
+            rank=dist.rank,
+            world_size=dist.world_size,
+        )
         self.train_loader = torch.utils.data.DataLoader(
-            built.train_split,
-            batch_size=loader.batch_size,
-            sampler=built.sampler,
+            KeyedSplit(built.train_split, self.config.seed, "train", self.data_where),
+            batch_sampler=self.batch_sampler,
             collate_fn=split_collate(built.train_split),
             num_workers=loader.num_workers,
             pin_memory=self.pin_memory,
-            drop_last=loader.drop_last,
             persistent_workers=loader.persistent_workers and loader.num_workers > 0,
             worker_init_fn=worker_init,
             generator=self.generator,
@@ -229,9 +206,18 @@ class StageRunner:
     # -- set-up ----------------------------------------------------------------------------------
 
     def prepare(self, freeze: list[str]) -> None:
-        """Freeze, build optimizers and schedules, and wrap the model for DDP."""
+        """Freeze, sync BatchNorm, build optimizers and schedules, and wrap the model for DDP."""
         if freeze:
             freeze_parameters(self.model, freeze)
+        layers = batchnorm_layers(self.model)
+        if layers and self.sync_batchnorm:
+            self.model = convert_sync_batchnorm(self.model, self.device)  # same parameters
+        elif layers:
+            problem = single_sample_problem(
+                layers, self.config.data.loader.batch_size, self.built.sampler, self.dist.enabled
+            )
+            if problem:
+                raise EngineError(f"stage {self.stage}: {problem}")
         self.optimizers, self.schedules = build_optimizers(
             self.built, self.model, self.steps_per_epoch
         )
@@ -239,28 +225,19 @@ class StageRunner:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=ids)
 
+    def _parts(self) -> dict[str, Any]:
+        """Return the components whose ``state_dict`` goes into epoch checkpoints."""
+        built = self.built
+        parts = {"loss": built.loss, "trainer": built.trainer, "sampler": built.sampler}
+        parts.update({f"batch_transform.{i}": t for i, t in enumerate(built.batch_transforms)})
+        return parts
+
     def _components_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {}
-        parts: dict[str, Any] = {
-            "loss": self.built.loss,
-            "trainer": self.built.trainer,
-            "sampler": self.built.sampler,
-        }
-        for i, transform in enumerate(self.built.batch_transforms):
-            parts[f"batch_transform.{i}"] = transform
-        for name, part in parts.items():
-            if part is not None and hasattr(part, "state_dict"):
-                state[name] = part.state_dict()
-        return state
+        parts = self._parts().items()
+        return {k: p.state_dict() for k, p in parts if p is not None and hasattr(p, "state_dict")}
 
     def _load_components_state(self, state: Mapping[str, Any]) -> None:
-        parts: dict[str, Any] = {
-            "loss": self.built.loss,
-            "trainer": self.built.trainer,
-            "sampler": self.built.sampler,
-        }
-        for i, transform in enumerate(self.built.batch_transforms):
-            parts[f"batch_transform.{i}"] = transform
+        parts = self._parts()
         for name, value in state.items():
             part = parts.get(name)
             if part is not None and hasattr(part, "load_state_dict"):
@@ -283,6 +260,7 @@ class StageRunner:
             "monitor_mode": self.monitor_mode,
             "metrics_offset": self.log.offset(),
             "stage": self.stage,
+            "last_val": self.last_val,
         }
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
@@ -309,6 +287,7 @@ class StageRunner:
         self.best_epoch = state["best_epoch"]
         self.monitor_key = state["monitor_key"]
         self.monitor_mode = state["monitor_mode"]
+        self.last_val = dict(state.get("last_val", {}))
         if self.dist.is_main:
             self.log.truncate(int(state["metrics_offset"]))
         self.progress.log(f"resumed {self.stage} from {path} (epoch {self.start_epoch})")
@@ -327,12 +306,14 @@ class StageRunner:
         ):
             if part is not None and hasattr(part, "set_epoch"):
                 part.set_epoch(epoch)
+        self.batch_sampler.set_epoch(epoch)
         self.generator.manual_seed(derive_seed(self.config.seed, epoch, self.dist.rank))
 
     def _batches(self) -> Iterator[Any]:
         device = self.device
         transforms = self.built.batch_transforms
-        for batch in self.train_loader:
+        in_process = self.config.data.loader.num_workers == 0
+        for batch in preserve_rng(self.train_loader, in_process):
             batch = move_batch(batch, device)
             for transform in transforms:
                 batch = transform(batch)
@@ -349,46 +330,81 @@ class StageRunner:
             return contextlib.nullcontext()
         return self.train_model.no_sync()
 
+    def _train_step(
+        self, step: Step, batch: Any, epoch: int, index: int, batches: int
+    ) -> LossOutput:
+        """Run the trainer's step; a BatchNorm layer given one sample becomes a located error."""
+        try:
+            return self.built.trainer.train_step(step, batch)
+        except ValueError as err:
+            if "Expected more than 1 value per channel" not in str(err):
+                raise
+            raise EngineError(
+                f"stage {self.stage}, epoch {epoch + 1}, batch {index + 1} of {batches}: a "
+                f"BatchNorm layer got a single sample in training ({err}); raise "
+                "data.loader.batch_size, or --set data.loader.drop_last=true"
+            ) from err
+
+    def _keep_batch(
+        self, step: Step, result: LossOutput, epoch: int, index: int, batches: int
+    ) -> bool:
+        """Return whether the batch's loss counts in the epoch means (``train.nonfinite``)."""
+        nonfinite = step.nonfinite
+        if step.backward_calls == 0:  # a trainer that back-propagates on its own
+            nonfinite = not self.guard.is_finite(result.total)
+        if not nonfinite:
+            return True
+        self.nonfinite_batches += 1
+        return self.guard.handle(
+            describe_nonfinite(
+                stage=self.stage,
+                epoch=epoch,
+                epochs=self.config.train.epochs,
+                step=self.global_step if step.stepped else self.global_step + 1,
+                batch=index,
+                batches=batches,
+                terms=result.detached_terms(),
+                learning_rates={k: o.param_groups[0]["lr"] for k, o in self.optimizers.items()},
+                mode=self.guard.mode,
+                stage_dir=self.stage_dir,
+            ),
+            first=self.nonfinite_batches == 1,
+            log=self.progress.log,
+        )
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """Run one epoch of trainer steps; return the rank-averaged mean of each loss term."""
         self.model.train()
-        step = _Step(self)
+        step = Step(self, self.built.loss or _MissingLoss(self.stage))
         step.epoch = epoch
         step.global_step = self.global_step
         total_batches = len(self.train_loader)
-        sums: dict[str, torch.Tensor] = {}
-        count = 0
+        sums: dict[str, torch.Tensor] = {"loss": torch.zeros((), device=self.device)}
+        count = kept = 0  # batches done, batches whose loss counts
+        self.nonfinite_batches = 0
         log_every = self.config.train.log_every
         accumulate = self.accumulate
         step_end = self.step_end
         progress = self.progress
         progress.start_epoch(self.stage, epoch, self.config.train.epochs, total_batches, log_every)
         for index, batch in enumerate(self._batches()):
-            step.boundary = (index + 1) % accumulate == 0 or index + 1 == total_batches
-            step.stepped = False
+            step.start_batch((index + 1) % accumulate == 0 or index + 1 == total_batches)
             with self._grad_sync(step.boundary):
-                result: LossOutput = self.built.trainer.train_step(step, batch)
-            if self.scaler is not None and step.stepped:
+                result = self._train_step(step, batch, epoch, index, total_batches)
+            if self.scaler is not None and step.updated:
                 self.scaler.update()
             if step.stepped:
                 self.global_step += 1
                 step.global_step = self.global_step
-            for key, value in result.terms.items():
-                if key in sums:
-                    sums[key].add_(value.detach())
-                else:
-                    sums[key] = value.detach().float().clone()
-            total = result.total.detach()
-            if "loss" in sums:
-                sums["loss"].add_(total)
-            else:
-                sums["loss"] = total.float().clone()
-            count += 1
+            count = index + 1
+            if self._keep_batch(step, result, epoch, index, total_batches):
+                kept += 1
+                _add_terms(sums, result)
             if step_end is not None and step.stepped:
                 self.view.global_step = self.global_step
                 step_end(run=self.view, step=self.global_step, losses=result.detached_terms())
             progress.step(sums["loss"], count)
-        means = {k: float(v) / max(1, count) for k, v in sums.items()}
+        means = {k: float(v) / kept if kept else math.nan for k, v in sums.items()}
         return all_reduce_mean(means, self.dist, self.device)
 
     # -- evaluation ------------------------------------------------------------------------------
@@ -415,7 +431,7 @@ class StageRunner:
                 )
             dataset = self.built.eval_splits[split]
             data_loader = torch.utils.data.DataLoader(
-                dataset,
+                KeyedSplit(dataset, self.config.seed, split, self.data_where),
                 batch_size=loader.eval_batch_size or loader.batch_size,
                 sampler=EvalShardSampler(
                     len(cast(Sized, dataset)), self.dist.rank, self.dist.world_size
@@ -428,7 +444,7 @@ class StageRunner:
             self.model.eval()
             for evaluator in group:
                 evaluator.reset()
-            for batch in data_loader:
+            for batch in preserve_rng(data_loader, in_process=loader.num_workers == 0):
                 batch = move_batch(batch, self.device)
                 ctx = (
                     torch.autocast(self.device.type, dtype=self.amp_dtype)
@@ -451,7 +467,7 @@ class StageRunner:
         dataset = self.built.eval_splits[split]
         loader = self.config.data.loader
         data_loader = torch.utils.data.DataLoader(
-            dataset,
+            KeyedSplit(dataset, self.config.seed, split, self.data_where),
             batch_size=loader.eval_batch_size or loader.batch_size,
             sampler=EvalShardSampler(
                 len(cast(Sized, dataset)), self.dist.rank, self.dist.world_size
@@ -467,7 +483,7 @@ class StageRunner:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         seen = torch.zeros((), dtype=torch.float64, device=self.device)
         self.progress.start_eval(split, len(data_loader))
-        for batch in data_loader:
+        for batch in preserve_rng(data_loader, in_process=loader.num_workers == 0):
             batch = move_batch(batch, self.device)
             ctx = (
                 torch.autocast(self.device.type, dtype=self.amp_dtype)
@@ -550,6 +566,8 @@ class StageRunner:
                 "lr": lr,
                 **losses,
             }
+            if self.nonfinite_batches:
+                record["nonfinite_batches"] = self.nonfinite_batches
             self.log.write(record)
             if self.hooks is not None:
                 self.hooks.epoch_end(run=view, epoch=epoch, metrics=losses)
@@ -640,6 +658,16 @@ class StageRunner:
                 self.hooks.evaluation_end(run=self.view, split="test", metrics=test)
             summary["test"] = test
         return summary
+
+
+def _add_terms(sums: dict[str, torch.Tensor], result: LossOutput) -> None:
+    """Add a batch's loss terms and total to the epoch's running sums (on the device)."""
+    for key, value in result.terms.items():
+        if key in sums:
+            sums[key].add_(value.detach())
+        else:
+            sums[key] = value.detach().float().clone()
+    sums["loss"].add_(result.total.detach())
 
 
 def _batch_size(batch: Any) -> int:

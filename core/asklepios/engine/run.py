@@ -3,11 +3,17 @@
 :func:`run_experiment` reads straight through: start the session (distributed set-up, run
 directory, lifecycle plugins), run each fold's stages, summarise, finish (hooks, record, summary,
 plots). A stage that finished before an interruption is restored from its ``summary.json``.
+
+``record.json`` carries the run's ``status``: ``running`` from the first stage on, then
+``completed``, ``failed`` (with ``error``) or ``interrupted``; a run that fails before writing its
+record removes its run directory. ``--resume`` refuses a config that resolves differently from
+the run's own (:func:`check_resume_config`).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -32,7 +38,7 @@ from asklepios.reporting import stage_facts
 if TYPE_CHECKING:
     from asklepios.plugins import PluginHost
 
-__all__ = ["RunError", "run_experiment"]
+__all__ = ["RunError", "check_resume_config", "run_experiment"]
 
 
 class RunError(AsklepiosError):
@@ -63,11 +69,86 @@ def _new_run_dir(config: ExperimentConfig, dist: DistInfo, given: str | Path | N
     return path
 
 
-def _existing_run_dir(resume_dir: str | Path) -> Path:
+def _existing_run_dir(resume_dir: str | Path, dist: DistInfo) -> Path:
+    """Return the run directory to resume, without the temporary files of interrupted writes."""
     run_dir = Path(resume_dir)
     if not (run_dir / "config.yaml").is_file():
         raise RunError(f"--resume {run_dir}: no config.yaml there; is it a run directory?")
+    if dist.is_main:  # write_atomic's temporaries: ".<name>.<random>.tmp<suffix>"
+        for leftover in run_dir.rglob(".*.tmp*"):
+            if leftover.is_file():
+                leftover.unlink()
     return run_dir
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict) and node:
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: node}
+
+
+def check_resume_config(run_dir: str | Path, given: ExperimentConfig, source: str) -> None:
+    """Refuse to resume ``run_dir`` with ``given`` unless it resolves to the run's own config.
+
+    Args:
+        run_dir: the run directory (its ``config.yaml`` is the resolved config of the run).
+        given: the config the command line resolves to (a config file and/or ``--set``).
+        source: how the command line gave it, for the message (``other.yaml --set ...``).
+
+    Raises:
+        RunError: naming the keys that differ, with both values.
+    """
+    import yaml
+
+    from asklepios.config import dump_config, load_config
+    from asklepios.records import config_sha256
+
+    saved = dump_config(load_config(Path(run_dir) / "config.yaml"))
+    text = dump_config(given)
+    if config_sha256(text) == config_sha256(saved):
+        return
+    before, after = _flatten(yaml.safe_load(saved)), _flatten(yaml.safe_load(text))
+    keys = [k for k in dict.fromkeys([*before, *after]) if before.get(k) != after.get(k)]
+    lines = [
+        f"  - {key}: the run has {before.get(key, '(unset)')!r}, {source} gives "
+        f"{after.get(key, '(unset)')!r}"
+        for key in keys[:12]
+    ]
+    if len(keys) > 12:
+        lines.append(f"  ... and {len(keys) - 12} more")
+    raise RunError(
+        "\n".join(
+            [
+                f"--resume {run_dir}: {source} does not resolve to the run's config "
+                f"(sha256 {config_sha256(text)[:12]} != {config_sha256(saved)[:12]}):",
+                *lines,
+                f"  resume with the run's own config (asklepios run --resume {run_dir}), or "
+                "start a new run with the changed config",
+            ]
+        )
+    )
+
+
+def _read_record(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "record.json"
+    return dict(json.loads(path.read_text())) if path.is_file() else {}
+
+
+def _update_record(run_dir: Path, **fields: Any) -> None:
+    """Rewrite ``record.json`` with ``fields`` changed (``None`` removes a key)."""
+    path = run_dir / "record.json"
+    if not path.is_file():
+        return
+    record = json.loads(path.read_text())
+    for key, value in fields.items():
+        if value is None:
+            record.pop(key, None)
+        else:
+            record[key] = value
+    write_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
 
 
 def _init_from(runner: StageRunner, fold_dir: Path, stage: StageConfig) -> None:
@@ -113,6 +194,8 @@ class _Session:
     component_ids: list[str] = field(default_factory=list)
     weights: dict[str, Any] = field(default_factory=dict)
     started: bool = False
+    keep_dir: bool = False  # the directory existed before the run (resumed, or given empty)
+    verified: set[str] = field(default_factory=set)  # datasets whose files were checked
 
     @property
     def hooks(self) -> Any:
@@ -159,6 +242,8 @@ class _Session:
             derive_seed(effective.seed, index, -1 if fold is None else fold[0]),
             effective.train.deterministic,
         )
+        data = effective.data
+        dataset_key = json.dumps([data.dataset.model_dump(mode="json"), data.verify])
         built = build_experiment(
             effective,
             self.host.registry,
@@ -168,7 +253,9 @@ class _Session:
             stage=name,
             output_dir=str(self.run_dir),
             fold=fold,
+            verify_data=dataset_key not in self.verified,
         )
+        self.verified.add(dataset_key)
         self.component_ids += [c for c in built.component_ids if c not in self.component_ids]
         self.weights.update({f"{name}/{where}": rec for where, rec in built.weights.items()})
         self.view.context, self.view.config = built.ctx, effective
@@ -230,12 +317,30 @@ class _Session:
             return
         if self.dist.is_main and not self.resuming:
             self.write_record()
+        elif self.dist.is_main:
+            resumes = _read_record(self.run_dir).get("resumes", [])
+            _update_record(
+                self.run_dir, status="running", error=None, resumes=[*resumes, self.argv]
+            )
         self.hooks.run_start(run=self.view)
         self.started = True
 
-    def write_record(self) -> None:
+    def write_record(self, status: str = "running") -> None:
+        """Write ``record.json`` (rank 0) with ``status``; a resumed run updates its own."""
         from asklepios.config import dump_config
-        from asklepios.records import write_record
+        from asklepios.records import plugin_entries, write_record
+
+        if self.resuming:
+            record = _read_record(self.run_dir)
+            ids = sorted({*record.get("components", []), *self.component_ids})
+            _update_record(
+                self.run_dir,
+                status=status,
+                components=ids,
+                plugins=plugin_entries(self.host, {c.split(".", 1)[0] for c in ids}),
+                weights={**record.get("weights", {}), **self.weights},
+            )
+            return
 
         metadata = {
             plugin_id: to_jsonable(result)
@@ -254,6 +359,25 @@ class _Session:
             weights=self.weights,
             plugin_problems=self.plugin_problems,
         )
+        _update_record(self.run_dir, status=status)
+
+    def fail(self, err: BaseException) -> None:
+        """Mark the record ``failed`` (or ``interrupted``); without a record, remove the run."""
+        if not self.dist.is_main:
+            return
+        if (self.run_dir / "record.json").is_file():
+            interrupted = isinstance(err, KeyboardInterrupt)
+            text = str(err).strip().splitlines()
+            error = f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+            _update_record(
+                self.run_dir, status="interrupted" if interrupted else "failed", error=error
+            )
+        elif not self.resuming:  # nothing of the run to keep: leave no partial directory
+            for path in [self.run_dir] if not self.keep_dir else self.run_dir.iterdir():
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
 
     def finish(self, summary: dict[str, Any], quiet: bool) -> None:
         """Call ``run_end``; on rank 0 complete the record, write summary, metrics.csv, plots."""
@@ -267,8 +391,7 @@ class _Session:
             plots = [p for p in write_reports(self.run_dir, summary) if p.suffix == ".png"]
         self.hooks.run_end(run=self.view, summary=summary)
         if self.dist.is_main:
-            if not self.resuming:  # later stages may have named more components
-                self.write_record()
+            self.write_record()  # later stages may have named more components
             self.progress.close()
             if not quiet:
                 print_summary(summary, self.progress.console)
@@ -276,6 +399,7 @@ class _Session:
             comparison = stage_comparison(summary)
             if comparison:
                 self.progress.log(comparison)
+            _update_record(self.run_dir, status="completed")
         barrier(self.dist)
 
 
@@ -338,8 +462,11 @@ def run_experiment(
     """
     started = time.time()
     dist, dev = init_distributed(device or config.train.device)
-    run_dir = _existing_run_dir(resume_dir) if resume_dir else _new_run_dir(config, dist, new_dir)
     problems = _load_lifecycle_plugins(host, dist)
+    kept = resume_dir is not None or (new_dir is not None and Path(new_dir).is_dir())
+    run_dir = (
+        _existing_run_dir(resume_dir, dist) if resume_dir else _new_run_dir(config, dist, new_dir)
+    )
     view = RunStateView(
         config=config,
         context=BuildContext(
@@ -355,6 +482,7 @@ def run_experiment(
         host=host,
         run_dir=run_dir,
         resuming=resume_dir is not None,
+        keep_dir=kept,
         dist=dist,
         device=dev,
         progress=RunProgress(enabled=dist.is_main, quiet=quiet),
@@ -362,10 +490,14 @@ def run_experiment(
         view=view,
         plugin_problems=problems,
     )
-    with session.progress:  # on Ctrl-C: terminal restored, RunInterrupted says where
-        session.progress.run_started(run_dir, session.resuming)
-        k = folds or config.train.folds
-        results = [session.run_fold(fold, k) for fold in (range(k) if k else [None])]
-        summary = _summarise(config, session, results, k, started)
-        session.finish(summary, quiet)
+    try:
+        with session.progress:  # on Ctrl-C: terminal restored, RunInterrupted says where
+            session.progress.run_started(run_dir, session.resuming)
+            k = folds or config.train.folds
+            results = [session.run_fold(fold, k) for fold in (range(k) if k else [None])]
+            summary = _summarise(config, session, results, k, started)
+            session.finish(summary, quiet)
+    except BaseException as err:
+        session.fail(err)
+        raise
     return summary

@@ -44,8 +44,9 @@ class SampleError(AsklepiosError):
             self.worker_traceback = "Traceback" + rest
             message = rest[rest.rfind(marker) + len(marker) :].strip()
         super().__init__(message)
-        if self.worker_traceback is not None:
-            self.add_note(f"{banner}\n{self.worker_traceback}")
+        add_note = getattr(self, "add_note", None)  # Python 3.11+: shown with --debug
+        if self.worker_traceback is not None and add_note is not None:
+            add_note(f"{banner}\n{self.worker_traceback}")
 
 
 class KeyedSplit(torch.utils.data.Dataset):
@@ -69,7 +70,7 @@ class KeyedSplit(torch.utils.data.Dataset):
 
     def __getitem__(self, key: SampleKey | int) -> Any:
         if isinstance(key, tuple):
-            index = key.index
+            index = key.row
             seed = derive_seed(self.seed, key.epoch, key.position)
         else:
             index = int(key)

@@ -10,6 +10,7 @@ weights never see it.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +81,11 @@ class Step:
         if optimizer in self._held:
             self._held.discard(optimizer)
             opt.zero_grad(set_to_none=True)
-            runner.schedules[optimizer].step()
+            with warnings.catch_warnings():  # skipping the update is the point here
+                warnings.filterwarnings(
+                    "ignore", "Detected call of `lr_scheduler.step", UserWarning
+                )
+                runner.schedules[optimizer].step()
             return
         scaler = runner.scaler
         if runner.grad_clip is not None:

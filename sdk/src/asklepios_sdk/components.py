@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -203,7 +203,8 @@ class SampleTransform:
     """A per-sample augmentation run inside DataLoader workers: ``sample -> sample``.
 
     Must pickle (workers receive a copy) and draw randomness from torch's global generator, which
-    the engine seeds per worker, so results are reproducible under a seed.
+    the engine seeds per sample from the run's seed, the epoch and the sample's position in the
+    epoch, so results are reproducible under a seed and the same on any number of ranks.
     """
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover - abstract
@@ -376,6 +377,16 @@ class Dataset(ABC):
     def labels(self, name: str) -> np.ndarray | None:
         """Return the class label of every sample of split ``name`` without loading images."""
         return None
+
+    def files(self, name: str) -> Iterable[tuple[int, str]]:
+        """Return ``(row, path)`` for every file split ``name`` reads, without reading any.
+
+        ``row`` is the sample's index in the split. Before training the engine checks every
+        listed path (``data.verify``: it exists, and image headers read) and reports each bad
+        one with its split and row. Datasets that read files override this; the default lists
+        none, so nothing is checked.
+        """
+        return ()
 
 
 class DatasetWrapper(Dataset):

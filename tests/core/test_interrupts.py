@@ -1,0 +1,164 @@
+"""Nothing is lost on any interrupt: SIGKILL at every boundary, resume, compare exactly.
+
+A three-stage run (training, decoupled re-training, an evaluation-only stage whose eval
+transform is random) is killed at each boundary in turn, each resume running until the next
+kill point, and the last resume finishing it. ``summary.json`` (less ``run_dir`` and
+``wall_seconds``) and ``metrics.jsonl`` must then equal those of an uninterrupted run, byte for
+byte on CPU. The kills come from the ``fault`` test plugin's lifecycle hooks; the runs are real
+``asklepios run`` processes (forked from a preloaded forkserver, see ``_kill_harness``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _engine_helpers import make_config, only_run_dir, probe_host, write_config
+from _kill_harness import ForkedCLI
+from asklepios.config import validate_config
+from asklepios.engine.run import RunError
+from asklepios.errors import ConfigError
+
+KILLED = -9
+
+# (kill point, what the run directory shows right after the kill)
+KILL_POINTS = [
+    ("epoch_start:rep:1", "after the first epoch checkpoint"),
+    ("evaluation_end:rep:val:1", "during validation, before the epoch's checkpoint"),
+    ("evaluation_end:rep:test", "during the final test, after the last epoch checkpoint"),
+    ("stage_end:rep", "between stages"),
+    ("epoch_start:cls:1", "after an epoch checkpoint of the second stage"),
+    ("evaluation_end:cls:test", "during the second stage's final test"),
+    ("stage_start:robust", "as the evaluation-only stage starts"),
+    ("evaluation_end:robust:test", "during the evaluation-only stage's test"),
+    ("stage_end:robust", "after the last stage, before summary.json is written"),
+    ("run_end", "while the run's files are written (a half-written temporary file is left)"),
+]
+
+
+def _config(tmp_path: Path, sub: str) -> dict:
+    config = make_config(tmp_path / sub)
+    config["data"]["dataset"] = {
+        "type": "core.digits",
+        "imbalance_ratio": 5,
+        "test_per_class": 10,
+        "val_per_class": 10,
+    }
+    config["data"]["transforms"] = {"train": [{"type": "core.rotation", "degrees": 10}]}
+    config["stages"] = [
+        {"name": "rep"},
+        {
+            "name": "cls",
+            "init_from": {"stage": "rep", "checkpoint": "best"},
+            "freeze": ["body.*"],
+            "optimizer": {"lr": 0.02},
+        },
+        {
+            "name": "robust",
+            "init_from": {"stage": "cls", "checkpoint": "best"},
+            "data": {"transforms": {"eval": [{"type": "core.rotation", "degrees": 30}]}},
+            "train": {"epochs": 0},
+        },
+    ]
+    return config
+
+
+def _comparable(run_dir: Path) -> tuple[dict, str]:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("run_dir", "wall_seconds"):  # where and how long, not what
+        summary.pop(key)
+    return summary, (run_dir / "metrics.jsonl").read_text()
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> ForkedCLI:
+    return ForkedCLI(tmp_path_factory.mktemp("logs"))
+
+
+def test_kill_at_every_boundary_then_resume_equals_an_uninterrupted_run(
+    tmp_path: Path, cli: ForkedCLI
+) -> None:
+    reference_config = write_config(tmp_path, _config(tmp_path, "a"), "a.json")
+    assert cli.run(["run", str(reference_config), "--quiet"]) == 0, cli.output()
+    reference = only_run_dir(tmp_path / "a")
+
+    config = write_config(tmp_path, _config(tmp_path, "b"), "b.json")
+    assert cli.run(["run", str(config), "--quiet"], kill_at=KILL_POINTS[0][0]) == KILLED
+    run_dir = only_run_dir(tmp_path / "b")
+    for point, when in KILL_POINTS[1:]:
+        code = cli.run(["run", "--resume", str(run_dir), "--quiet"], kill_at=point)
+        assert code == KILLED, f"not killed at {point} ({when}): exit {code}\n{cli.output()}"
+        if point == "evaluation_end:rep:test":  # the stage's last checkpoint is written
+            assert (run_dir / "checkpoints/rep/epoch-0001.pt").is_file()
+            assert not (run_dir / "checkpoints/rep/summary.json").exists()
+        if point == "stage_end:robust":
+            assert not (run_dir / "summary.json").exists()
+        if point == "run_end":
+            assert list(run_dir.glob(".summary.json.*.tmp.json"))
+    assert cli.run(["run", "--resume", str(run_dir), "--quiet"]) == 0, cli.output()
+
+    summary, metrics = _comparable(run_dir)
+    ref_summary, ref_metrics = _comparable(reference)
+    assert summary["stages"]["rep"]["val"], "the validation result must survive the kill"
+    assert summary == ref_summary
+    assert metrics == ref_metrics
+    assert not list(run_dir.rglob(".*.tmp*"))  # the half-written file is gone
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["status"] == "completed" and "error" not in record
+    assert len(record["resumes"]) == len(KILL_POINTS)
+    assert record["components"] == json.loads((reference / "record.json").read_text())["components"]
+
+
+def test_resume_refuses_a_config_that_resolves_differently(tmp_path: Path, cli: ForkedCLI) -> None:
+    config = _config(tmp_path, "a")
+    config["stages"] = []
+    config["train"]["epochs"] = 1
+    path = write_config(tmp_path, config, "a.json")
+    assert cli.run(["run", str(path), "--quiet"], kill_at="evaluation_end:main:test") == KILLED
+    run_dir = only_run_dir(tmp_path / "a")
+
+    other = dict(config, seed=4, train={**config["train"], "epochs": 3})
+    other_path = write_config(tmp_path, other, "other.json")
+    assert cli.run(["run", str(other_path), "--resume", str(run_dir), "--quiet"]) == 1
+    out = cli.output()
+    assert f"--resume {run_dir}: {other_path} does not resolve to the run's config" in out
+    assert "seed: the run has 3" in out and "gives 4" in out
+    assert "train.epochs: the run has 1" in out
+    assert "Traceback" not in out
+
+    code = cli.run(["run", "--resume", str(run_dir), "--set", "train.epochs=1", "--quiet"])
+    assert code == 0, cli.output()  # the same config, restated: accepted
+
+
+def test_same_config_file_is_accepted_with_resume(tmp_path: Path) -> None:
+    from asklepios.cli import run_command
+    from asklepios.plugins import set_host
+
+    host = probe_host()
+    set_host(host)
+    config = _config(tmp_path, "a")
+    config["stages"], config["train"]["epochs"] = [], 1
+    path = write_config(tmp_path, config, "a.json")
+    run_command(path, quiet=True)
+    run_dir = only_run_dir(tmp_path / "a")
+    assert run_command(path, resume=run_dir, quiet=True)["test"]
+    with pytest.raises(RunError, match=r"data\.loader\.batch_size: the run has 32"):
+        run_command(path, ["data.loader.batch_size=8"], resume=run_dir, quiet=True)
+    with pytest.raises(ConfigError):  # an invalid --set is a config error, as without --resume
+        run_command(None, ["train.epochs=-1"], resume=run_dir, quiet=True)
+
+
+def test_a_run_that_fails_before_writing_anything_leaves_no_directory(tmp_path: Path) -> None:
+    from asklepios.engine.loop import EngineError
+    from asklepios.engine.run import run_experiment
+
+    host = probe_host()
+    config = make_config(tmp_path, stages=[{"name": "only", "freeze": ["encoder.*"]}])
+    with pytest.raises(EngineError, match="encoder"):
+        run_experiment(validate_config(config, host=host), host=host, quiet=True)
+    assert not any((tmp_path / "runs").iterdir())
