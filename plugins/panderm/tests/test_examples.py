@@ -1,0 +1,88 @@
+"""Example configs (``examples/configs/panderm/``): each validates and runs end to end, tiny.
+
+The runs go through the ``asklepios`` command line (plugins never import the core). The linear
+probe also runs with the released checkpoint format loaded through ``panderm.checkpoint`` and
+checks that the run record carries the file's sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from _tiny import panderm_release, perturbed_state, tiny_ctx
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "configs" / "panderm"
+CONFIGS = sorted(EXAMPLES.glob("*.yaml"))
+
+
+def _asklepios(*args: str) -> subprocess.CompletedProcess:
+    found = Path(sys.executable).with_name("asklepios")
+    cli = str(found) if found.exists() else (shutil.which("asklepios") or "asklepios")
+    env = {**os.environ, "ASKLEPIOS_STRICT_PLUGINS": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [cli, *args], capture_output=True, text=True, env=env, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def _run(config: str, tmp_path: Path, *sets: str) -> tuple[dict, Path]:
+    overrides = [arg for value in (f"output_dir={tmp_path}", *sets) for arg in ("--set", value)]
+    _asklepios("run", str(EXAMPLES / config), "--quiet", *overrides)
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    return json.loads((run_dir / "summary.json").read_text()), run_dir
+
+
+def test_there_are_the_promised_configs() -> None:
+    assert {p.name for p in CONFIGS} == {
+        "linear_probe.yaml",
+        "finetune.yaml",
+        "segmentation.yaml",
+    }
+
+
+@pytest.mark.slow
+def test_linear_probe_runs_with_a_checkpoint_in_the_released_format(tmp_path: Path) -> None:
+    from asklepios_panderm.params import PanDermViTParams
+    from asklepios_panderm.vit import PanDermViT
+
+    params = PanDermViTParams(embed_dim=64, depth=2, num_heads=4, img_size=32, num_classes=0)
+    torch.manual_seed(0)
+    encoder = PanDermViT(params, tiny_ctx()).encoder
+    path = tmp_path / "panderm_ll_data6_checkpoint-499.pth"
+    torch.save(panderm_release(perturbed_state(encoder)), path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    runs = tmp_path / "runs"
+    adapter = f"[{{type: panderm.checkpoint, path: {path}, sha256: {digest}}}]"
+    summary, run_dir = _run("linear_probe.yaml", runs, f"model.adapters={adapter}")
+    test = summary["test"]
+    for name, prefix in (("linear_probe", "lin_"), ("linear_probe_10pct", "lin_"), ("knn", "knn_")):
+        for key in ("acc", "bacc", "kappa", "weighted_f1", "auroc", "aupr"):
+            assert f"{name}/{prefix}{key}" in test
+    record = json.loads((run_dir / "record.json").read_text())
+    (checkpoint,) = record["plugins_metadata"]["panderm"]["checkpoints"]
+    assert checkpoint["sha256"] == digest and checkpoint["missing_keys"] == []
+
+
+@pytest.mark.slow
+def test_finetune_runs_both_stages(tmp_path: Path) -> None:
+    summary, _ = _run("finetune.yaml", tmp_path, "train.epochs=1")
+    stages = summary["stages"]
+    assert set(stages) == {"finetune", "tta"}
+    assert "classification/accuracy" in stages["tta"]["test"]
+    assert stages["finetune"]["selected_checkpoint"] == "best"
+
+
+@pytest.mark.slow
+def test_segmentation_runs(tmp_path: Path) -> None:
+    summary, _ = _run("segmentation.yaml", tmp_path, "train.epochs=1")
+    assert 0.0 <= summary["test"]["seg/dice"] <= 1.0
+    assert 0.0 <= summary["test"]["seg/jaccard"] <= summary["test"]["seg/dice"]
