@@ -72,6 +72,15 @@ def write_atomic(
     given = [content is not None, json is not _NOTHING, write is not None]
     if sum(given) != 1:
         raise TypeError("write_atomic takes exactly one of content, json= and write=")
+    payload: bytes | bytearray | memoryview | None = None
+    if write is None:
+        if json is not _NOTHING:
+            content = _json.dumps(json, indent=2) + "\n"
+        if isinstance(content, str):
+            content = content.encode(encoding)
+        if not isinstance(content, bytes | bytearray | memoryview):
+            raise TypeError(f"content must be bytes or str, not {type(content).__name__}")
+        payload = content
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(
@@ -79,24 +88,17 @@ def write_atomic(
     )
     tmp = Path(name)
     try:
-        if write is not None:
-            os.close(fd)
-            write(tmp)
-            if fsync:
-                with open(tmp, "rb+") as handle:
-                    os.fsync(handle.fileno())
-        else:
-            if json is not _NOTHING:
-                content = _json.dumps(json, indent=2) + "\n"
-            if isinstance(content, str):
-                content = content.encode(encoding)
-            if not isinstance(content, bytes | bytearray | memoryview):
-                raise TypeError(f"content must be bytes or str, not {type(content).__name__}")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(content)
+        with os.fdopen(fd, "wb") as handle:
+            if payload is not None:
+                handle.write(payload)
                 if fsync:
                     handle.flush()
                     os.fsync(handle.fileno())
+        if write is not None:
+            write(tmp)
+            if fsync:
+                with open(tmp, "rb+") as again:
+                    os.fsync(again.fileno())
         os.chmod(tmp, _umask_mode(0o666))
         os.replace(tmp, target)
     except BaseException:

@@ -671,7 +671,7 @@ def rule_checkpoint_state(subject: Subject) -> None:
     fresh.load_state_dict(copy.deepcopy(first.state_dict()))
     saved, restored = _loss_total(first, inputs, 1), _loss_total(fresh, inputs, 1)
     _require(
-        torch.allclose(saved, restored, rtol=1e-5, atol=1e-6),
+        torch.allclose(saved, restored, rtol=1e-5, atol=1e-6, equal_nan=True),
         f"after state_dict()/load_state_dict() the loss gives {float(restored)}, the original "
         f"{float(saved)}; {fix}",
     )
