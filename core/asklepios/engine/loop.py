@@ -26,11 +26,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from asklepios.build import Built, build_optimizers, drops_single_batch
+from asklepios.engine.answers import cached_generation
 from asklepios.engine.checkpoint import (
     load_checkpoint,
     load_latest,
     prune_epoch_checkpoints,
+    restore_stage_state,
     save_checkpoint,
+    stage_state,
 )
 from asklepios.engine.distributed import (
     DistInfo,
@@ -40,12 +43,12 @@ from asklepios.engine.distributed import (
     convert_sync_batchnorm,
     single_sample_problem,
 )
-from asklepios.engine.numerics import NonFiniteGuard, describe_nonfinite
+from asklepios.engine.numerics import NonFiniteGuard
 from asklepios.engine.progress import RunProgress, epoch_items
 from asklepios.engine.samples import KeyedSplit, preserve_rng
-from asklepios.engine.seeding import derive_seed, get_rng_state, set_rng_state, worker_init
+from asklepios.engine.seeding import derive_seed, worker_init
 from asklepios.engine.state import MetricsLog, RunStateView, to_jsonable
-from asklepios.engine.step import Step
+from asklepios.engine.step import Step, add_terms
 from asklepios.reporting import headline, stage_facts
 from asklepios.sampling import EvalShardSampler, TrainBatchSampler
 
@@ -154,6 +157,10 @@ class StageRunner:
         for evaluator in built.evaluators:
             evaluator.to(device)
         self.train_model: nn.Module = self.model
+        # a model that generates text answers through the fold's answer cache
+        self.answers = cached_generation(
+            self.model, stage_dir.parent.parent / "answers", dist.rank
+        )
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedules: dict[str, Any] = {}
         self.best_value: float | None = None
@@ -209,6 +216,8 @@ class StageRunner:
         """Freeze, sync BatchNorm, build optimizers and schedules, and wrap the model for DDP."""
         if freeze:
             freeze_parameters(self.model, freeze)
+        if self.config.train.epochs == 0:  # evaluation only: nothing to optimise or sync
+            return
         layers = batchnorm_layers(self.model)
         if layers and self.sync_batchnorm:
             self.model = convert_sync_batchnorm(self.model, self.device)  # same parameters
@@ -225,46 +234,9 @@ class StageRunner:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=ids)
 
-    def _parts(self) -> dict[str, Any]:
-        """Return the components whose ``state_dict`` goes into epoch checkpoints."""
-        built = self.built
-        parts = {"loss": built.loss, "trainer": built.trainer, "sampler": built.sampler}
-        parts.update({f"batch_transform.{i}": t for i, t in enumerate(built.batch_transforms)})
-        return parts
-
-    def _components_state(self) -> dict[str, Any]:
-        parts = self._parts().items()
-        return {k: p.state_dict() for k, p in parts if p is not None and hasattr(p, "state_dict")}
-
-    def _load_components_state(self, state: Mapping[str, Any]) -> None:
-        parts = self._parts()
-        for name, value in state.items():
-            part = parts.get(name)
-            if part is not None and hasattr(part, "load_state_dict"):
-                part.load_state_dict(value)
-
     def state_dict(self, epoch: int) -> dict[str, Any]:
         """Return everything needed to continue after ``epoch`` exactly."""
-        state: dict[str, Any] = {
-            "model": self.model.state_dict(),
-            "backbone": self.built.backbone.state_dict(),
-            "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
-            "schedules": {k: v.state_dict() for k, v in self.schedules.items()},
-            "components": self._components_state(),
-            "rng": get_rng_state(),
-            "epoch": epoch,
-            "global_step": self.global_step,
-            "best_value": self.best_value,
-            "best_epoch": self.best_epoch,
-            "monitor_key": self.monitor_key,
-            "monitor_mode": self.monitor_mode,
-            "metrics_offset": self.log.offset(),
-            "stage": self.stage,
-            "last_val": self.last_val,
-        }
-        if self.scaler is not None:
-            state["scaler"] = self.scaler.state_dict()
-        return state
+        return stage_state(self, epoch)
 
     def resume(self) -> bool:
         """Continue from the newest good epoch checkpoint of this stage; return whether found."""
@@ -272,22 +244,7 @@ class StageRunner:
         if found is None:
             return False
         path, state = found
-        self.model.load_state_dict(state["model"])
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-        for name, schedule in self.schedules.items():
-            schedule.load_state_dict(state["schedules"][name])
-        if self.scaler is not None and "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
-        self._load_components_state(state.get("components", {}))
-        set_rng_state(state["rng"])
-        self.start_epoch = int(state["epoch"]) + 1
-        self.global_step = int(state["global_step"])
-        self.best_value = state["best_value"]
-        self.best_epoch = state["best_epoch"]
-        self.monitor_key = state["monitor_key"]
-        self.monitor_mode = state["monitor_mode"]
-        self.last_val = dict(state.get("last_val", {}))
+        restore_stage_state(self, state)
         if self.dist.is_main:
             self.log.truncate(int(state["metrics_offset"]))
         self.progress.log(f"resumed {self.stage} from {path} (epoch {self.start_epoch})")
@@ -345,33 +302,6 @@ class StageRunner:
                 "data.loader.batch_size, or --set data.loader.drop_last=true"
             ) from err
 
-    def _keep_batch(
-        self, step: Step, result: LossOutput, epoch: int, index: int, batches: int
-    ) -> bool:
-        """Return whether the batch's loss counts in the epoch means (``train.nonfinite``)."""
-        nonfinite = step.nonfinite
-        if step.backward_calls == 0:  # a trainer that back-propagates on its own
-            nonfinite = not self.guard.is_finite(result.total)
-        if not nonfinite:
-            return True
-        self.nonfinite_batches += 1
-        return self.guard.handle(
-            describe_nonfinite(
-                stage=self.stage,
-                epoch=epoch,
-                epochs=self.config.train.epochs,
-                step=self.global_step if step.stepped else self.global_step + 1,
-                batch=index,
-                batches=batches,
-                terms=result.detached_terms(),
-                learning_rates={k: o.param_groups[0]["lr"] for k, o in self.optimizers.items()},
-                mode=self.guard.mode,
-                stage_dir=self.stage_dir,
-            ),
-            first=self.nonfinite_batches == 1,
-            log=self.progress.log,
-        )
-
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """Run one epoch of trainer steps; return the rank-averaged mean of each loss term."""
         self.model.train()
@@ -397,9 +327,9 @@ class StageRunner:
                 self.global_step += 1
                 step.global_step = self.global_step
             count = index + 1
-            if self._keep_batch(step, result, epoch, index, total_batches):
+            if step.keep(result, index, total_batches):
                 kept += 1
-                _add_terms(sums, result)
+                add_terms(sums, result)
             if step_end is not None and step.stepped:
                 self.view.global_step = self.global_step
                 step_end(run=self.view, step=self.global_step, losses=result.detached_terms())
@@ -491,7 +421,7 @@ class StageRunner:
                 else contextlib.nullcontext()
             )
             with ctx:
-                outputs = self.model(batch)
+                outputs = self.answers(batch) if self.answers else self.model(batch)
                 if self.built.loss is not None:
                     size = _batch_size(batch)
                     loss_sum += self.built.loss(outputs, batch).total.double() * size
@@ -658,16 +588,6 @@ class StageRunner:
                 self.hooks.evaluation_end(run=self.view, split="test", metrics=test)
             summary["test"] = test
         return summary
-
-
-def _add_terms(sums: dict[str, torch.Tensor], result: LossOutput) -> None:
-    """Add a batch's loss terms and total to the epoch's running sums (on the device)."""
-    for key, value in result.terms.items():
-        if key in sums:
-            sums[key].add_(value.detach())
-        else:
-            sums[key] = value.detach().float().clone()
-    sums["loss"].add_(result.total.detach())
 
 
 def _batch_size(batch: Any) -> int:

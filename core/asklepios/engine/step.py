@@ -15,12 +15,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
-from asklepios_sdk import Loss
+from asklepios_sdk import Loss, LossOutput
+
+from asklepios.engine.numerics import describe_nonfinite
 
 if TYPE_CHECKING:
     from asklepios.engine.loop import StageRunner
 
-__all__ = ["Step"]
+__all__ = ["Step", "add_terms"]
 
 
 class Step:
@@ -100,3 +102,40 @@ class Step:
         opt.zero_grad(set_to_none=True)
         runner.schedules[optimizer].step()
         self.updated = True
+
+    def keep(self, result: LossOutput, index: int, batches: int) -> bool:
+        """Return whether batch ``index``'s loss counts in the epoch means (``train.nonfinite``).
+
+        A non-finite batch is counted in ``runner.nonfinite_batches`` and handed to the guard,
+        which raises (``stop``) or logs the first of the epoch.
+        """
+        runner = self.runner
+        nonfinite = self.nonfinite
+        if self.backward_calls == 0:  # a trainer that back-propagates on its own
+            nonfinite = not runner.guard.is_finite(result.total)
+        if not nonfinite:
+            return True
+        runner.nonfinite_batches += 1
+        message = describe_nonfinite(
+            stage=runner.stage,
+            epoch=self.epoch,
+            epochs=runner.config.train.epochs,
+            step=runner.global_step if self.stepped else runner.global_step + 1,
+            batch=index,
+            batches=batches,
+            terms=result.detached_terms(),
+            learning_rates={k: o.param_groups[0]["lr"] for k, o in self.optimizers.items()},
+            mode=runner.guard.mode,
+            stage_dir=runner.stage_dir,
+        )
+        return runner.guard.handle(message, runner.nonfinite_batches == 1, runner.progress.log)
+
+
+def add_terms(sums: dict[str, torch.Tensor], result: LossOutput) -> None:
+    """Add a batch's loss terms and total to the epoch's running sums (on the device)."""
+    for key, value in result.terms.items():
+        if key in sums:
+            sums[key].add_(value.detach())
+        else:
+            sums[key] = value.detach().float().clone()
+    sums["loss"].add_(result.total.detach())
