@@ -162,3 +162,17 @@ def test_a_run_that_fails_before_writing_anything_leaves_no_directory(tmp_path: 
     with pytest.raises(EngineError, match="encoder"):
         run_experiment(validate_config(config, host=host), host=host, quiet=True)
     assert not any((tmp_path / "runs").iterdir())
+
+
+def test_a_non_finite_loss_exits_1_with_one_message_and_a_failed_record(
+    tmp_path: Path, cli: ForkedCLI
+) -> None:
+    config = _config(tmp_path, "a")
+    config["stages"], config["train"]["epochs"] = [], 1
+    config["optimizer"] = {"name": "sgd", "lr": 1e30}
+    path = write_config(tmp_path, config, "a.json")
+    assert cli.run(["run", str(path), "--quiet"]) == 1
+    out = cli.output()
+    assert "error: stage main, epoch 1/1, step " in out and "Traceback" not in out
+    record = json.loads((only_run_dir(tmp_path / "a") / "record.json").read_text())
+    assert record["status"] == "failed" and record["error"].startswith("NonFiniteLossError")
