@@ -524,3 +524,16 @@ def test_json_configs_get_the_same_checks(project, host):
     file.write_text(json.dumps(_config("data/missing.csv")))
     with pytest.raises(ConfigError, match="file not found"):
         load_config(file, host=host)
+
+
+def test_the_ldfs_example_keeps_the_best_checkpoint_of_stage_two_by_accuracy():
+    # issue 14: stage 2 monitors domain_accuracy/source without a mode; it must not inherit the
+    # base's mode 'min' (meant for the stage-1 loss) and keep the worst checkpoint
+    example = Path(__file__).resolve().parents[2] / "examples/configs/ldfs/toy_two_stage.yaml"
+    if not example.is_file():
+        pytest.skip("run from a checkout with examples/")
+    monitors = [c.train.monitor for _, c in stage_configs(load_config(example))]
+    assert [(m.metric, m.mode) for m in monitors] == [
+        ("loss", "min"),
+        ("domain_accuracy/source", None),
+    ]
