@@ -57,6 +57,27 @@ SURFACE_1_1 = SURFACE_1_0 | {"AsklepiosDeprecationWarning"}
 SURFACE_1_2 = SURFACE_1_1 | {"SequenceCollate", "SequenceEvaluator", "split_collate"}
 """Variable-length sequences: the collate a split declares, and evaluators that gather items."""
 
+SURFACE_1_3 = SURFACE_1_2 | {
+    "GenerationCollate",
+    "GenerativeBackbone",
+    "ModelFingerprint",
+    "TextEvaluator",
+}
+"""Generative models under test: the backbone contract, the question collate, text evaluators."""
+
+GENERATION_1_3 = {
+    "GenerationCollate",
+    "GenerativeBackbone",
+    "Message",
+    "ModelFingerprint",
+    "TextEvaluator",
+    "answer_conversations",
+    "conversation",
+    "example_generation_batch",
+    "image_digest",
+    "user_turns",
+}
+
 SEQUENCES_1_2 = {
     "IGNORE_INDEX",
     "ItemTable",
@@ -92,7 +113,7 @@ IO_1_1 = {"write_atomic", "write_dir_atomic"}
 
 
 def test_no_public_name_was_removed_and_all_resolve() -> None:
-    assert set(asklepios_sdk.__all__) >= SURFACE_1_2
+    assert set(asklepios_sdk.__all__) >= SURFACE_1_3
     assert set(asklepios_sdk.testing.__all__) >= TESTING_1_1
     for name in asklepios_sdk.__all__:
         assert getattr(asklepios_sdk, name) is not None
@@ -102,7 +123,16 @@ def test_no_public_name_was_removed_and_all_resolve() -> None:
 
 def test_plugin_api_is_major_minor() -> None:
     major, minor = (int(part) for part in asklepios_sdk.PLUGIN_API.split("."))
-    assert (major, minor) >= (1, 2)
+    assert (major, minor) >= (1, 3)
+
+
+def test_the_generation_module_is_public() -> None:
+    import asklepios_sdk.generation
+
+    assert set(asklepios_sdk.generation.__all__) >= GENERATION_1_3
+    for name in asklepios_sdk.generation.__all__:
+        assert getattr(asklepios_sdk.generation, name) is not None
+    assert asklepios_sdk.GenerativeBackbone is asklepios_sdk.generation.GenerativeBackbone
 
 
 def test_the_sequences_module_is_public() -> None:

@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from asklepios.build import Built, build_optimizers, drops_single_batch
+from asklepios.engine.answers import cached_generation
 from asklepios.engine.checkpoint import (
     load_checkpoint,
     load_latest,
@@ -156,6 +157,8 @@ class StageRunner:
         for evaluator in built.evaluators:
             evaluator.to(device)
         self.train_model: nn.Module = self.model
+        # a model that generates text answers through the fold's answer cache
+        self.answers = cached_generation(self.model, stage_dir.parent.parent / "answers", dist.rank)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedules: dict[str, Any] = {}
         self.best_value: float | None = None
@@ -211,6 +214,8 @@ class StageRunner:
         """Freeze, sync BatchNorm, build optimizers and schedules, and wrap the model for DDP."""
         if freeze:
             freeze_parameters(self.model, freeze)
+        if self.config.train.epochs == 0:  # evaluation only: nothing to optimise or sync
+            return
         layers = batchnorm_layers(self.model)
         if layers and self.sync_batchnorm:
             self.model = convert_sync_batchnorm(self.model, self.device)  # same parameters
@@ -414,7 +419,7 @@ class StageRunner:
                 else contextlib.nullcontext()
             )
             with ctx:
-                outputs = self.model(batch)
+                outputs = self.answers(batch) if self.answers else self.model(batch)
                 if self.built.loss is not None:
                     size = _batch_size(batch)
                     loss_sum += self.built.loss(outputs, batch).total.double() * size

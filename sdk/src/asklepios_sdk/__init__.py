@@ -43,17 +43,25 @@ if TYPE_CHECKING:
         Trainer,
         example_batch,
     )
+    from asklepios_sdk.generation import (
+        GenerationCollate,
+        GenerativeBackbone,
+        ModelFingerprint,
+        TextEvaluator,
+    )
     from asklepios_sdk.params import EmptyParams, Params, WeightsSpec
     from asklepios_sdk.sequences import SequenceCollate, SequenceEvaluator, split_collate
     from asklepios_sdk.weights import WeightsReport, load_weights
 
-PLUGIN_API = "1.2"
+PLUGIN_API = "1.3"
 """Version of the plugin-facing surface; see CONTRIBUTING.md for the compatibility policy.
 
 1.1 (SDK 0.2): lazy ``register(name, "package.module:Class", ClassParams)`` targets,
 ``AsklepiosDeprecationWarning``, ``asklepios_sdk.io`` and the kit's README table helpers.
 1.2: variable-length sequences (``asklepios_sdk.sequences``: ``SequenceCollate``,
 ``SequenceEvaluator``, ``split_collate``; a split declares its collate as ``collate_fn``).
+1.3: generative models under test (``asklepios_sdk.generation``: ``GenerativeBackbone``,
+``GenerationCollate``, ``ModelFingerprint``, ``TextEvaluator``); the engine caches their answers.
 """
 
 _LAZY = {
@@ -81,6 +89,10 @@ _LAZY.update(
         "Citation": "asklepios_sdk.citation",
         "read_citation": "asklepios_sdk.citation",
         "EmptyParams": "asklepios_sdk.params",
+        "GenerationCollate": "asklepios_sdk.generation",
+        "GenerativeBackbone": "asklepios_sdk.generation",
+        "ModelFingerprint": "asklepios_sdk.generation",
+        "TextEvaluator": "asklepios_sdk.generation",
         "Params": "asklepios_sdk.params",
         "WeightsSpec": "asklepios_sdk.params",
         "SequenceCollate": "asklepios_sdk.sequences",
@@ -110,8 +122,11 @@ __all__ = [
     "DatasetWrapper",
     "EmptyParams",
     "Evaluator",
+    "GenerationCollate",
+    "GenerativeBackbone",
     "Loss",
     "LossOutput",
+    "ModelFingerprint",
     "Params",
     "Register",
     "RunState",
@@ -120,6 +135,7 @@ __all__ = [
     "SequenceEvaluator",
     "ShardedSampler",
     "StepContext",
+    "TextEvaluator",
     "Trainer",
     "WeightsError",
     "WeightsReport",

@@ -28,8 +28,10 @@ __all__ = ["run_ddp_job", "shard"]
 
 
 def shard(value: Any, rank: int, world_size: int, batch_size: int) -> Any:
-    """Return this rank's samples ``rank::world_size`` of every batch-first tensor in ``value``."""
+    """Return this rank's samples ``rank::world_size`` of every batch-first tensor or list."""
     if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == batch_size:
+        return value[rank::world_size]
+    if isinstance(value, list) and len(value) == batch_size:  # text answers, questions
         return value[rank::world_size]
     if isinstance(value, Mapping):
         return {k: shard(v, rank, world_size, batch_size) for k, v in value.items()}

@@ -306,8 +306,40 @@ def _example(component: Any, method: str, ctx: BuildContext, *args: Any) -> Any:
         raise RuleFailure(f"{method}(ctx) raised {type(err).__name__}: {err}") from err
 
 
+def _check_generation(model: Any, ctx: BuildContext) -> None:
+    """Check a generative backbone: one str per item, every turn answered, seeded repeatable."""
+    batch = _example(model, "example_batch", ctx, 2)
+    model.eval()
+    try:
+        output = model(batch)
+        _seed_everything(ctx.seed)
+        again = model(batch)
+    except Exception as err:
+        raise RuleFailure(
+            f"forward(example_batch) raised {type(err).__name__}: {err}; a generative backbone "
+            "answers the question batch of asklepios_sdk.generation through generate()"
+        ) from err
+    _require(isinstance(output, Mapping), f"forward returned {type(output).__name__}, not a dict")
+    texts, turns = output.get("text"), output.get("turns")
+    size = len(batch["text"])
+    _require(
+        isinstance(texts, list) and len(texts) == size and all(isinstance(t, str) for t in texts),
+        f"output['text'] must be a list of {size} strings, got {texts!r:.200}",
+    )
+    asked = [1 + len(f) for f in batch.get("followups", [[]] * size)]
+    _require(
+        isinstance(turns, list) and [len(t) for t in turns] == asked,
+        f"output['turns'] must hold the answer to every user turn ({asked} per item)",
+    )
+    _require(output == again, "the same seed gave other answers on the same batch")
+
+
 def rule_forward_backward(subject: Subject) -> None:
     component = subject.build()
+    if getattr(component, "generates_text", False):
+        _seed_everything(subject.ctx.seed)
+        _check_generation(component, subject.ctx)
+        return
     module = component
     if subject.entry.kind == "adapter":
         module = component.wrap(subject.model())
@@ -537,6 +569,7 @@ def evaluator_ddp_task(subject: Subject) -> tuple[dict[str, Any], dict[str, floa
     evaluator = subject.build()
     outputs, batch = _example(evaluator, "example_inputs", subject.ctx)
     sizes = {t.shape[0] for t in _tensors(outputs) if t.dim() > 0}
+    sizes |= {len(v) for v in outputs.values() if isinstance(v, list)}  # text outputs
     _require(len(sizes) == 1, f"example_inputs outputs have different batch sizes {sizes}")
     (size,) = sizes
     _require(size >= 4, f"example_inputs gives {size} samples; 2 ranks need at least 4")
