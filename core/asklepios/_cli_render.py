@@ -20,6 +20,7 @@ __all__ = [
     "param_rows",
     "plugin_detail",
     "plugin_table",
+    "type_name",
 ]
 
 _STATUS_STYLE = {
@@ -65,6 +66,32 @@ def plugin_table(console: Console, infos: Sequence[PluginInfo]) -> None:
                 console.print(f"  fix: {info.fix}")
 
 
+def type_name(annotation: Any, metadata: Sequence[Any] = ()) -> str:
+    """Return a param's type as a reader writes it: ``int | None``, ``'a' | 'b'``, ``file``."""
+    import types
+    import typing
+
+    from asklepios_sdk.params import LocalPathKind
+
+    for item in metadata:
+        if isinstance(item, LocalPathKind):
+            return {"file": "file", "dir": "folder"}.get(item.kind, "path")
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return type_name(args[0], annotation.__metadata__)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(arg) for arg in args)
+    if origin is typing.Literal:
+        return " | ".join(repr(arg) for arg in args)
+    if origin is not None and args:
+        inner = ", ".join("..." if arg is Ellipsis else type_name(arg) for arg in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    if annotation is type(None):
+        return "None"
+    name = getattr(annotation, "__name__", None)
+    return name if isinstance(name, str) else str(annotation).replace("typing.", "")
+
+
 def param_rows(entry: ComponentEntry) -> list[dict[str, Any]]:
     """Return name, type, default, required and description of each param of ``entry``."""
     from pydantic_core import PydanticUndefined
@@ -77,12 +104,10 @@ def param_rows(entry: ComponentEntry) -> list[dict[str, Any]]:
             default = None
         else:
             default = field.default
-        annotation = field.annotation
-        type_name = getattr(annotation, "__name__", None) or str(annotation)
         rows.append(
             {
                 "name": name,
-                "type": type_name.replace("typing.", ""),
+                "type": type_name(field.annotation, field.metadata),
                 "default": default,
                 "required": field.is_required(),
                 "description": field.description or "",

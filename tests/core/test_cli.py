@@ -331,3 +331,29 @@ def test_an_undecodable_config_exits_1_naming_the_file(capsys, host, tmp_path, c
     code, _, err = run(capsys, "validate", str(file))
     assert code == EXIT_ERROR
     assert err.startswith(f"error: config {file} is invalid (1 problem)") and fragment in err
+
+
+def test_params_show_their_types_as_a_reader_writes_them():
+    from typing import Literal
+
+    from asklepios._cli_render import type_name
+    from asklepios_sdk.params import LocalDir, LocalFile, LocalPath
+    from pydantic import PositiveInt
+
+    class Shown(Params):
+        manifest: LocalFile
+        images: LocalDir | None = None
+        cache: LocalPath = "cache"
+        size: PositiveInt | list[PositiveInt] | None = None
+        mode: Literal["RGB", "L"] = "RGB"
+        pair: tuple[float, float] = (0.0, 1.0)
+
+    shown = {name: type_name(f.annotation, f.metadata) for name, f in Shown.model_fields.items()}
+    assert shown == {
+        "manifest": "file",
+        "images": "folder | None",
+        "cache": "path",
+        "size": "int | list[int] | None",
+        "mode": "'RGB' | 'L'",
+        "pair": "tuple[float, float]",
+    }
