@@ -131,7 +131,11 @@ class ScheduleConfig(_Section):
 
 
 class MonitorConfig(_Section):
-    """Which metric selects the best checkpoint; ``mode`` defaults to the evaluator's direction."""
+    """Which metric selects the best checkpoint; ``mode`` defaults to the evaluator's direction.
+
+    A stage that names its own ``metric`` without ``mode`` takes that metric's direction, not
+    the base config's ``mode``.
+    """
 
     metric: str | None = Field(
         None, description="'<evaluator-name>/<key>', e.g. 'classification/balanced_accuracy'."
@@ -144,7 +148,11 @@ class TrainConfig(_Section):
 
     epochs: int = Field(10, ge=0)
     eval_every: PositiveInt = 1
-    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    device: str = Field(
+        "auto",
+        description="'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'; "
+        "one device for the whole run.",
+    )
     amp: Literal[False, "fp16", "bf16"] | bool = False
     grad_clip: float | None = Field(None, gt=0, description="Max global gradient norm.")
     accumulate: PositiveInt = Field(1, description="Batches per optimiser step.")
