@@ -175,8 +175,8 @@ class PanDermCheckpoint(Adapter):
 
     Reads a local file (``torch.load(weights_only=True)`` or safetensors), checks its sha256 when
     given, and keeps what it loaded in :attr:`record` (path, sha256, counts), which the plugin's
-    ``record_metadata`` hook writes into the run record. The wrapped model is returned unchanged
-    in behaviour: this adapter only passes the batch through.
+    ``record_metadata`` hook writes into the run record. ``pos_embed`` is frozen, as in PanDerm
+    (a timm ViT learns it otherwise). The adapter then only passes the batch through.
     """
 
     def __init__(self, params: PanDermCheckpointParams, ctx: BuildContext) -> None:
@@ -209,6 +209,9 @@ class PanDermCheckpoint(Adapter):
             strict=params.strict,
             source=f"panderm.checkpoint {path}",
         )
+        pos_embed = getattr(encoder, "pos_embed", None)
+        if isinstance(pos_embed, nn.Parameter):
+            pos_embed.requires_grad_(False)  # PanDerm's table is fixed, also in a timm ViT
         self.record = {
             "path": str(path),
             "sha256": digest,

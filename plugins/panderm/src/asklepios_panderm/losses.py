@@ -40,7 +40,7 @@ def smoothed_targets(labels: Tensor, num_classes: int, smoothing: float) -> Tens
 
 
 class SoftTargetCrossEntropy(Loss):
-    """Cross-entropy against smoothed (and, after mixup, mixed) soft targets.
+    """Score logits by cross-entropy against smoothed (after mixup: mixed) soft targets.
 
     ``L = mean_i sum_k -t_ik log softmax(z_i)_k`` with ``t = lam s(label) + (1 - lam)
     s(label_b)`` when the batch is mixed, else ``s(label)``; ``s`` smooths by ``smoothing``.
@@ -65,14 +65,14 @@ class SoftTargetCrossEntropy(Loss):
 
 
 class LabelSmoothingCrossEntropy(SoftTargetCrossEntropy):
-    """Label-smoothing cross-entropy ``(1 - e) NLL + e mean_k(-log p_k)`` (timm's, e = 0.1)."""
+    """Score logits by label-smoothing CE, (1 - e) NLL + e mean_k(-log p_k) (timm's, e = 0.1)."""
 
     def __init__(self, params: LabelSmoothingCrossEntropyParams, ctx: BuildContext) -> None:
         super().__init__(params, ctx)
 
 
 class PixelCrossEntropy(Loss):
-    """Per-pixel cross-entropy of ``logits [B, K, H, W]`` against ``mask [B, H, W]`` (§6.5)."""
+    """Score per-pixel logits [B, K, H, W] against the mask [B, H, W] by cross-entropy (§6.5)."""
 
     def __init__(self, params: PixelCrossEntropyParams, ctx: BuildContext) -> None:
         super().__init__()
@@ -101,7 +101,7 @@ class PixelCrossEntropy(Loss):
 
 
 class CAEv2AlignmentLoss(Loss):
-    """CAEv2 latent alignment ``w * mean(1 - cos(pred, target))`` (lineage only, §2.3).
+    """Align predicted to teacher latents, w * mean(1 - cos) (CAEv2; lineage only, §2.3).
 
     Lineage of PanDerm's pretraining: PanDerm's own pretraining code is not public; this is the
     cosine objective of the CAEv2 code drop in PanDerm-2, over ``[CLS, visible, masked]`` tokens
