@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
+import tempfile
 from typing import Any
 
 from asklepios_sdk import Params, hookimpl
@@ -71,7 +71,8 @@ def stage_end(run: Any, stage: str, summary: Any) -> None:
 
 @hookimpl
 def run_end(run: Any, summary: Any) -> None:
-    if run.is_main and os.environ.get(KILL_ENV) == "run_end":
-        partial = Path(run.output_dir) / ".summary.json.k1ll3d.tmp.json"
-        partial.write_text('{"name": "cut sho')
+    if run.is_main and os.environ.get(KILL_ENV) == "run_end":  # named as write_atomic names it
+        fd, _ = tempfile.mkstemp(prefix=".summary.json.", suffix=".tmp.json", dir=run.output_dir)
+        os.write(fd, b'{"name": "cut sho')
+        os.close(fd)
     _kill_at("run_end")

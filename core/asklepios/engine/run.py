@@ -13,6 +13,7 @@ the run's own (:func:`check_resume_config`).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import time
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
     from asklepios.plugins import PluginHost
 
 __all__ = ["RunError", "check_resume_config", "run_experiment"]
+
+
+_ATOMIC_TEMP = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.[^.]+)?")
+"""The temporary file of an interrupted ``write_atomic``: ``.<name>.<random>.tmp[<suffix>]``."""
 
 
 class RunError(AsklepiosError):
@@ -74,9 +79,9 @@ def _existing_run_dir(resume_dir: str | Path, dist: DistInfo) -> Path:
     run_dir = Path(resume_dir)
     if not (run_dir / "config.yaml").is_file():
         raise RunError(f"--resume {run_dir}: no config.yaml there; is it a run directory?")
-    if dist.is_main:  # write_atomic's temporaries: ".<name>.<random>.tmp<suffix>"
+    if dist.is_main:
         for leftover in run_dir.rglob(".*.tmp*"):
-            if leftover.is_file():
+            if leftover.is_file() and _ATOMIC_TEMP.fullmatch(leftover.name):
                 leftover.unlink()
     return run_dir
 

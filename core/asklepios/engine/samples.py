@@ -84,9 +84,14 @@ class KeyedSplit(torch.utils.data.Dataset):
             raise
         except Exception as err:
             cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            fix = (
+                "fix or remove that sample"
+                if isinstance(err, AsklepiosError | OSError)
+                else "--debug shows the traceback"
+            )
             raise SampleError(
                 f"{self.where}: split '{self.split}' row {index}: {cause} "
-                f"({type(err).__name__}); fix or remove that sample"
+                f"({type(err).__name__}); {fix}"
             ) from err
 
 
