@@ -191,7 +191,7 @@ def _short_key(key: str, keys: Sequence[str]) -> str:
 
 
 def _matrix_table(title: str, matrix: Mapping[str, Any]) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", min_width=len(title))
     table.add_column(str(matrix.get("label") or ""), no_wrap=True)
     for column in matrix["columns"]:
         table.add_column(str(column), justify="right")
