@@ -176,3 +176,29 @@ def test_a_non_finite_loss_exits_1_with_one_message_and_a_failed_record(
     assert "error: stage main, epoch 1/1, step " in out and "Traceback" not in out
     record = json.loads((only_run_dir(tmp_path / "a") / "record.json").read_text())
     assert record["status"] == "failed" and record["error"].startswith("NonFiniteLossError")
+
+
+def test_ctrl_c_marks_the_record_interrupted_and_the_run_resumes(tmp_path: Path) -> None:
+    import types
+
+    from asklepios.engine.run import run_experiment
+    from asklepios_sdk import hookimpl
+
+    @hookimpl
+    def epoch_start(run: object, epoch: int) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    host = probe_host()
+    host.add_plugin(types.SimpleNamespace(epoch_start=epoch_start), "ctrl_c")
+    config = validate_config(make_config(tmp_path), host=host)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, host=host, quiet=True)
+    run_dir = only_run_dir(tmp_path)
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["status"] == "interrupted"
+    assert record["error"].startswith("RunInterrupted: interrupted at")
+    host = probe_host()
+    summary = run_experiment(config, host=host, quiet=True, resume_dir=run_dir)
+    assert summary["stages"]["main"]["val"]
+    assert json.loads((run_dir / "record.json").read_text())["status"] == "completed"
