@@ -21,7 +21,12 @@ import torch.nn.functional as F
 from asklepios_sdk import Adapter, BuildContext, ComponentError, EmptyParams, WeightsError
 from torch import Tensor, nn
 
-from asklepios_tpdrseg.encoder import find_encoder, read_sam_checkpoint, sam_example_batch
+from asklepios_tpdrseg.encoder import (
+    find_encoder,
+    is_meta,
+    read_sam_checkpoint,
+    sam_example_batch,
+)
 from asklepios_tpdrseg.params import MaskDecoderHeadParams
 
 __all__ = ["MaskDecoderHead", "PromptGenerator", "prompt_generator_parameter_count"]
@@ -122,7 +127,7 @@ class MaskDecoderHead(Adapter):
             iou_head_hidden_dim=params.iou_head_hidden_dim,
         )
         self.pe_layer = PositionEmbeddingRandom(width // 2)
-        if params.checkpoint:
+        if params.checkpoint and not is_meta(self.decoder):  # a skeleton reads no file
             self._load(params.checkpoint)
         # one mask per image (multimask_output=False): the other masks' hypernetworks and the
         # IoU head never reach the logits, so they stay frozen (DDP needs every trainable

@@ -26,6 +26,7 @@ __all__ = [
     "BlockHook",
     "SamImageEncoder",
     "find_encoder",
+    "is_meta",
     "read_sam_checkpoint",
     "sam_example_batch",
 ]
@@ -65,6 +66,11 @@ def read_sam_checkpoint(path: str | Path, prefix: str, where: str) -> dict[str, 
     state = read_state_dict(file)
     part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     return part or state
+
+
+def is_meta(module: nn.Module) -> bool:
+    """Return whether ``module`` was built on the meta device (a shape-only skeleton)."""
+    return any(p.is_meta for p in module.parameters())
 
 
 def _load_strict(module: nn.Module, state: Mapping[str, Tensor], path: Any, where: str) -> None:
@@ -127,7 +133,9 @@ class SamImageEncoder(Backbone, ReferencedWeights):
         )
         self.out_chans = params.out_chans
         self.feature_dim = params.out_chans
-        if params.checkpoint:
+        if params.checkpoint and is_meta(self.encoder):
+            pass  # a shape-only skeleton (validate --deep): the file is checked, not read
+        elif params.checkpoint:
             where = "tpdrseg.sam_encoder"
             state = read_sam_checkpoint(params.checkpoint, "image_encoder.", where)
             _load_strict(self.encoder, state, params.checkpoint, where)
@@ -139,7 +147,7 @@ class SamImageEncoder(Backbone, ReferencedWeights):
         for parameter in self.encoder.parameters():
             parameter.requires_grad_(False)
         self.encoder.eval()
-        if params.checkpoint:
+        if params.checkpoint and not is_meta(self.encoder):
             names = [f"encoder.{n}" for n, _ in self.encoder.named_parameters()]
             self.reference_weights(names, params.checkpoint)
 

@@ -45,6 +45,8 @@ __all__ = [
     "resize_prior",
 ]
 
+_WEIGHT_KEYS = ("pretrained_file", "pretrained", "cache_dir")
+
 
 def clip_branch_input(image: Tensor, size: int, mean: Tensor, std: Tensor) -> Tensor:
     """Return the CLIP-branch input of SAM-normalised images: de-normalise, resize, normalise.
@@ -184,6 +186,10 @@ class ExplicitPrior(Adapter, ReferencedWeights):
         clip_params = dict(params.clip)
         if params.clip_file:
             clip_params["pretrained_file"] = params.clip_file
+        skeleton = torch.get_default_device().type == "meta"
+        if skeleton:  # a shape-only build (validate --deep): weights are checked, not loaded
+            clip_params = {k: v for k, v in clip_params.items() if k not in _WEIGHT_KEYS}
+            clip_params["random_init"] = True
         clip_ctx = ctx.replace(data=ctx.data.replace(num_classes=None, class_names=None))
         self.clip = build_component(
             "backbone",
@@ -213,7 +219,8 @@ class ExplicitPrior(Adapter, ReferencedWeights):
         self.register_buffer("background_columns", background, persistent=False)
         self.register_buffer("text", torch.empty(0), persistent=False)
         self.prior_size = params.prior_size
-        self._reference_clip(clip_params)
+        if not skeleton:
+            self._reference_clip(clip_params)
 
     def _reference_clip(self, clip_params: dict[str, Any]) -> None:
         names = [f"clip.{n}" for n, _ in self.clip.named_parameters()]
