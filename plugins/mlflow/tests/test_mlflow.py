@@ -34,11 +34,11 @@ def test_run_reads_back_with_the_mlflow_client(tmp_path):
     assert tags["lab"] == "derm" and tags["asklepios.run_dir"] == str(run_dir)
     rows = metrics(run_dir)
     val = [r for r in rows if r["split"] == "val"]
-    history = client.get_metric_history(run.info.run_id, "main/val/classification/accuracy")
+    history = client.get_metric_history(run.info.run_id, "main/val/classification.accuracy")
     assert [m.step for m in history] == [0, 1]
     assert [m.value for m in history] == pytest.approx([r["classification/accuracy"] for r in val])
     (test,) = [r for r in rows if r["split"] == "test"]
-    final = run.data.metrics["test/classification/balanced_accuracy"]
+    final = run.data.metrics["test/classification.balanced_accuracy"]
     assert final == pytest.approx(test["classification/balanced_accuracy"])
     assert "main/train/lr" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}

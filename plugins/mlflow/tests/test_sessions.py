@@ -49,7 +49,9 @@ def test_file_store_switch_is_scoped(tmp_path, monkeypatch):
 
 
 def test_metric_keys_and_checkpoint_choice(tmp_path):
-    assert tracker.metric_key("main/val/acc@1 (top)") == "main/val/acc_1 _top_"
+    assert tracker.metric_key("main/val/", "acc@1 (top)") == "main/val/acc_1 _top_"
+    both = [tracker.metric_key("t/", k) for k in ("model/acc", "model/acc/mean")]
+    assert both == ["t/model.acc", "t/model.acc.mean"]  # no name is a folder of another
     stage_dir = tmp_path / "checkpoints" / "fit"
     stage_dir.mkdir(parents=True)
     (stage_dir / "best.pt").write_bytes(b"x")

@@ -2,9 +2,10 @@
 
 Metrics: ``<stage>/train/<term>`` (epoch means and ``lr``), ``<stage>/val/<metric>`` and
 ``<stage>/test/<metric>`` with the 0-based epoch as step, ``test/<metric>`` for the run's final
-test metrics. Params: the resolved config flattened to dotted keys. Tags: core, SDK, Python and
-torch versions and every plugin version from ``record.json``, the config's sha256, the seed and
-the run directory. Artifacts: ``config.yaml``, ``record.json``, ``summary.json``,
+test metrics; a ``/`` inside a metric key becomes ``.`` (``main/val/classification.accuracy``).
+Params: the resolved config flattened to dotted keys. Tags: core, SDK, Python and torch versions
+and every plugin version from ``record.json``, the config's sha256, the seed and the run
+directory. Artifacts: ``config.yaml``, ``record.json``, ``summary.json``,
 ``metrics.jsonl``/``metrics.csv``, ``plots/`` and, on request, the selected checkpoint.
 
 Without a ``tracking_uri`` the run goes to a file store in ``<run_dir>/mlruns``: no server and no
@@ -45,9 +46,14 @@ _BATCH = 100
 _BAD_KEY = re.compile(r"[^\w\-. /]")
 
 
-def metric_key(key: str) -> str:
-    """Return ``key`` with the characters MLflow refuses in names replaced by ``_``."""
-    return _BAD_KEY.sub("_", key)
+def metric_key(prefix: str, key: str) -> str:
+    """Return the MLflow name of metric ``key`` under ``prefix`` (``main/val/``).
+
+    ``/`` inside ``key`` becomes ``.``: MLflow's file store keeps a metric as a file at its name's
+    path, so ``model/acc`` and ``model/acc/mean`` (an evaluator may return both) cannot both be
+    names there. Characters MLflow refuses in names become ``_``.
+    """
+    return prefix + _BAD_KEY.sub("_", key.replace("/", "."))
 
 
 def _is_file_store(uri: str) -> bool:
@@ -151,7 +157,7 @@ class MLflowSession(TrackerSession):
 
         client, run_id = self._client()
         now = int(time.time() * 1000)
-        metrics = [Metric(metric_key(f"{prefix}{k}"), v, now, step) for k, v in values.items()]
+        metrics = [Metric(metric_key(prefix, k), v, now, step) for k, v in values.items()]
         if metrics:
             client.log_batch(run_id, metrics=metrics)
 
