@@ -226,7 +226,7 @@ class FundusLesions(Dataset):
 
 
 class SkimageFundus(Dataset):
-    """Cut scikit-image's retina into tiles with pseudo lesion masks (demo data, no download).
+    """Tile scikit-image's retina with pseudo lesion masks (demo data, no download).
 
     ``skimage.data.retina()`` is cut into ``tiles x tiles`` crops and ``skimage.data.
     microaneurysms()`` (a green-channel crop with microaneurysms) is added; masks are top-hat >

@@ -44,7 +44,7 @@ def _prior_at(prior: Tensor, size: tuple[int, ...]) -> Tensor:
 
 
 class PromptGenerator(Adapter):
-    """Generate SAM's dense and sparse prompt embeddings from the prior-gated image embedding.
+    """Generate SAM's dense and sparse prompts from the prior-gated image embedding.
 
     Reads ``features`` (``F_e``) and ``prior`` (``P_e``) from the wrapped model's output and adds
     ``dense_prompt`` ``(B, C_p, h, w)`` and ``sparse_prompt`` ``(B, C_p, C_p)``. The sparse

@@ -1,0 +1,28 @@
+"""The README's component table is generated from the registrations and must stay in sync."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from asklepios_sdk.testing import COMPONENT_TABLE_HEADER, component_table_rows
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_lists_every_component():
+    text = README.read_text()
+    rows = component_table_rows("asklepios_tpdrseg.hooks", "tpdrseg")
+    assert len(rows) == 11
+    table = "\n".join((*COMPONENT_TABLE_HEADER, *rows))
+    assert table in text, "README component table is stale; regenerate it:\n" + table
+
+
+def test_readme_labels_every_reconstructed_part():
+    text = README.read_text()
+    for component in ("explicit_prior", "bce_dice", "lesion_sampler", "fundus_aug"):
+        row = next(
+            line
+            for line in text.splitlines()
+            if line.startswith(f"| `tpdrseg.{component}` |") and "RECONSTRUCTED" in line
+        )
+        assert row
