@@ -9,6 +9,9 @@ param group per layer: ``Trainer.optimizer_groups`` may return param-group dicts
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,10 +24,11 @@ from asklepios.engine.run import run_experiment
 from asklepios.plugins import PluginHost
 from asklepios_sdk import EmptyParams, Evaluator, Trainer, hookimpl
 from torch import nn
+from torchmetrics.utilities import dim_zero_cat
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _engine_helpers import make_config
+from _engine_helpers import REPO, make_config, write_config
 
 FITS: list[dict[str, Any]] = []
 
@@ -46,13 +50,14 @@ class CentroidProbe(Evaluator):
         self.labels.append(batch["label"])
 
     def fit(self) -> None:
-        x, y = torch.cat(self.features), torch.cat(self.labels)
+        with self.sync_context():  # every rank fits on the whole split
+            x, y = dim_zero_cat(self.features), dim_zero_cat(self.labels)
         FITS.append({"n": len(y)})
         self.centres = torch.stack([x[y == c].mean(0) for c in range(int(y.max()) + 1)])
 
     def compute(self) -> dict[str, torch.Tensor]:
         assert self.centres is not None, "compute before fit"
-        x, y = torch.cat(self.features), torch.cat(self.labels)
+        x, y = dim_zero_cat(self.features), dim_zero_cat(self.labels)
         pred = torch.cdist(x, self.centres).argmin(1)
         return {"acc": (pred == y).float().mean(), "n": torch.tensor(float(len(y)))}
 
@@ -113,7 +118,7 @@ def test_a_frozen_model_is_fitted_once_on_the_whole_train_split(tmp_path: Path) 
     summary = run_experiment(config, host=host, quiet=True)
     built = build_experiment(config, host.registry)
     assert "train" in built.eval_splits  # the fit split is read with the eval transforms
-    assert FITS == [{"n": len(built.train_split)}]
+    assert [{"n": len(built.train_split)}] == FITS
     test = summary["test"]
     assert test["centroid/n"] == len(built.eval_splits["test"])
     assert 0.0 <= test["centroid/acc"] <= 1.0
@@ -155,3 +160,60 @@ def test_the_conformance_kit_fits_such_evaluators_before_computing() -> None:
     skip = {"evaluator-ddp": "in-memory plugin: the 2-rank job imports its hooks by name"}
     report = check_plugin(Conformance(hooks=_Plugin, plugin_id="fitprobe", skip=skip))
     report.raise_for_failures()
+
+
+RUNNER = """
+import json, os, sys
+sys.path.insert(0, os.path.join(os.getcwd(), "tests", "core"))
+import test_fit_split
+from asklepios.plugins import PluginHost, set_host
+host = PluginHost(discover=False)
+host.add_plugin(test_fit_split._Plugin, "fitprobe")
+set_host(host)
+from asklepios.cli import run_command
+summary = run_command(sys.argv[1], [], resume=None, quiet=True)
+rank = os.environ.get("RANK", "0")
+with open(os.environ["SUMMARY_OUT"] + f"-{rank}.json", "w") as handle:
+    json.dump({"summary": summary, "fits": test_fit_split.FITS}, handle)
+"""
+
+
+@pytest.mark.slow
+def test_two_ranks_fit_on_the_whole_split_and_agree_with_one(tmp_path: Path) -> None:
+    runner = tmp_path / "runner.py"
+    runner.write_text(RUNNER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    config = _config(tmp_path, epochs=0)
+    outputs = {}
+    for name, launcher in (
+        ("one", [sys.executable]),
+        (
+            "two",
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node",
+                "2",
+                "--master_port",
+                "29541",
+            ],
+        ),
+    ):
+        path = write_config(tmp_path, dict(config, output_dir=str(tmp_path / name)), f"{name}.json")
+        done = subprocess.run(
+            [*launcher, str(runner), str(path)],
+            cwd=REPO,
+            env={**env, "SUMMARY_OUT": str(tmp_path / name)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs[name] = [json.loads(p.read_text()) for p in sorted(tmp_path.glob(f"{name}-*.json"))]
+    (one,) = outputs["one"]
+    rank0, rank1 = outputs["two"]
+    assert rank0["fits"] == rank1["fits"] == one["fits"]  # each rank fitted on all samples
+    for key in ("centroid/acc", "centroid/n"):
+        assert rank0["summary"]["test"][key] == pytest.approx(one["summary"]["test"][key])
