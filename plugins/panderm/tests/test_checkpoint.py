@@ -147,9 +147,11 @@ def test_sha256_is_checked_and_recorded(tmp_path: Path) -> None:
     assert adapter.record["sha256"] == digest and adapter.record["path"] == str(path)
 
     class Run:
-        model = adapter
+        output_dir = ""
 
-    assert record_metadata(Run()) == {"checkpoints": [adapter.record]}  # type: ignore[arg-type]
+    assert adapter.record in record_metadata(Run())["checkpoints"]  # type: ignore[arg-type,index]
+    Run.output_dir = str(tmp_path / "another-run")
+    assert record_metadata(Run()) is None  # type: ignore[arg-type]
     with pytest.raises(WeightsError, match="sha256"):
         _load(PanDermViT(PanDermViTParams(**TINY), tiny_ctx()), path, sha256="0" * 64)
     with pytest.raises(WeightsError, match="not found"):

@@ -73,12 +73,34 @@ def test_linear_probe_runs_with_a_checkpoint_in_the_released_format(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_finetune_runs_both_stages(tmp_path: Path) -> None:
-    summary, _ = _run("finetune.yaml", tmp_path, "train.epochs=1")
+def test_finetune_runs_both_stages_on_a_timm_vit_with_the_checkpoint(tmp_path: Path) -> None:
+    """The README's timm route: core.timm + panderm.checkpoint (target timm), mean pooling."""
+    from asklepios_panderm.params import PanDermViTParams
+    from asklepios_panderm.vit import PanDermViT
+
+    params = PanDermViTParams(embed_dim=64, depth=2, num_heads=4, img_size=32, num_classes=0)
+    torch.manual_seed(0)
+    path = tmp_path / "panderm.pth"
+    torch.save(panderm_release(perturbed_state(PanDermViT(params, tiny_ctx()).encoder)), path)
+    vit = (
+        "{type: core.timm, model_name: vit_small_patch16_224, kwargs: {embed_dim: 64, depth: 2, "
+        "num_heads: 4, img_size: 32, init_values: 1.0e-5, global_pool: avg}}"
+    )
+    adapter = f"[{{type: panderm.checkpoint, path: {path}, target: timm}}]"
+    summary, run_dir = _run(
+        "finetune.yaml",
+        tmp_path / "runs",
+        "train.epochs=1",
+        f"model.backbone={vit}",
+        f"model.adapters={adapter}",
+    )
     stages = summary["stages"]
     assert set(stages) == {"finetune", "tta"}
     assert "classification/accuracy" in stages["tta"]["test"]
     assert stages["finetune"]["selected_checkpoint"] == "best"
+    record = json.loads((run_dir / "record.json").read_text())
+    (checkpoint,) = record["plugins_metadata"]["panderm"]["checkpoints"]  # stage 1's load
+    assert checkpoint["target"] == "timm" and checkpoint["missing_keys"] == []
 
 
 @pytest.mark.slow

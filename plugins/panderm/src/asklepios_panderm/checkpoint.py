@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from asklepios_panderm.params import PanDermCheckpointParams
 
 __all__ = [
+    "LOADED",
     "PanDermCheckpoint",
     "backbone_keys",
     "load_encoder_state",
@@ -35,6 +36,13 @@ __all__ = [
 ]
 
 _NOT_PRETRAINED = ("relative_position_bias_table", "relative_position_index")
+
+LOADED: dict[str, list[dict[str, Any]]] = {}
+"""Records of the checkpoints loaded in this process, by run directory (``ctx.output_dir``).
+
+The ``record_metadata`` hook reads them, so a checkpoint loaded for an earlier stage is recorded
+even when the last stage's model no longer holds the adapter.
+"""
 
 
 def select_encoder_state(
@@ -175,13 +183,14 @@ class PanDermCheckpoint(Adapter):
 
     Reads a local file (``torch.load(weights_only=True)`` or safetensors), checks its sha256 when
     given, and keeps what it loaded in :attr:`record` (path, sha256, counts), which the plugin's
-    ``record_metadata`` hook writes into the run record. ``pos_embed`` is frozen, as in PanDerm
-    (a timm ViT learns it otherwise). The adapter then only passes the batch through.
+    ``record_metadata`` hook writes into the run record (via :data:`LOADED`). ``pos_embed`` is
+    frozen, as in PanDerm (a timm ViT learns it otherwise). Then it passes batches through.
     """
 
     def __init__(self, params: PanDermCheckpointParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
+        self.run_dir = ctx.output_dir or ""
         self.record: dict[str, Any] = {}
 
     def wrap(self, model: nn.Module) -> nn.Module:
@@ -221,6 +230,7 @@ class PanDermCheckpoint(Adapter):
             "missing_keys": result["missing"],
             "unexpected_keys": result["unexpected"],
         }
+        LOADED.setdefault(self.run_dir, []).append(self.record)
         return super().wrap(model)
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:

@@ -6,6 +6,7 @@ The registration hooks import the params models only; every target is a lazy
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from asklepios_sdk import Register, hookimpl
@@ -129,13 +130,8 @@ def register_trainers(register: Register) -> None:
 
 @hookimpl
 def record_metadata(run: RunState) -> dict[str, Any] | None:
-    """Return the PanDerm checkpoints the model loaded (path, sha256, tensor counts)."""
-    model = getattr(run, "model", None)
-    if model is None:
-        return None
-    records = [
-        dict(module.record)
-        for module in model.modules()
-        if type(module).__name__ == "PanDermCheckpoint" and getattr(module, "record", None)
-    ]
+    """Return the PanDerm checkpoints this run loaded (path, sha256, tensor counts)."""
+    module = sys.modules.get("asklepios_panderm.checkpoint")  # not imported: nothing loaded
+    loaded = getattr(module, "LOADED", {}) if module is not None else {}
+    records = [dict(r) for r in loaded.get(run.output_dir or "", [])]
     return {"checkpoints": records} if records else None
