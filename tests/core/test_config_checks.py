@@ -537,3 +537,21 @@ def test_the_ldfs_example_keeps_the_best_checkpoint_of_stage_two_by_accuracy():
         ("loss", "min"),
         ("domain_accuracy/source", None),
     ]
+
+
+def test_a_finished_runs_config_opens_after_its_data_moved(tmp_path):
+    import asklepios
+
+    data = {
+        "name": "moved",
+        "data": {"dataset": {"type": "core.csv", "path": str(tmp_path / "gone.csv")}},
+        "model": {"backbone": {"type": "core.mlp"}},
+    }
+    with pytest.raises(ConfigError, match="file not found"):
+        validate_config(data)
+    config = validate_config(data, check_files=False)
+    assert config.data.dataset.params["path"] == str(tmp_path / "gone.csv")
+    run_dir = tmp_path / "runs" / "moved-1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(dump_config(config))
+    assert asklepios.Run.open(run_dir).config == config

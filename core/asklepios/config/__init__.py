@@ -73,7 +73,11 @@ __all__ = [
 
 
 def load_config(
-    path: str | Path, overrides: Sequence[str] = (), *, host: PluginHost | None = None
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    host: PluginHost | None = None,
+    check_files: bool = True,
 ) -> ExperimentConfig:
     """Read, merge, override and validate a config file.
 
@@ -86,6 +90,7 @@ def load_config(
             a stage is addressed by index or name (``stages.classifier.train.epochs=1``). One
             that a stage's own setting shadows warns (:class:`ConfigWarning`).
         host: the plugin host to resolve components with (default: the process-wide one).
+        check_files: check that local files and folders exist (off: resolve them only).
 
     Returns:
         The validated config; component ``type`` values are full ids.
@@ -93,26 +98,39 @@ def load_config(
     Raises:
         ConfigError: every problem of the config at once.
     """
-    return load_config_with_origins(path, overrides, host=host)[0]
+    return load_config_with_origins(path, overrides, host=host, check_files=check_files)[0]
 
 
 def load_config_with_origins(
-    path: str | Path, overrides: Sequence[str] = (), *, host: PluginHost | None = None
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    host: PluginHost | None = None,
+    check_files: bool = True,
 ) -> tuple[ExperimentConfig, Origins]:
     """Do what :func:`load_config` does; also return where every key of the config came from."""
     raw, origins = read_config(path)
     applied = apply_overrides(raw, overrides, origins)
     for message in shadowed_overrides(raw, applied, origins):
         warnings.warn(message, ConfigWarning, stacklevel=3)
-    return validate_raw(raw, origins, host or get_host(), source=origins.root), origins
+    config = validate_raw(
+        raw, origins, host or get_host(), source=origins.root, check_files=check_files
+    )
+    return config, origins
 
 
 def validate_config(
-    data: Mapping[str, Any], *, source: str = "<config>", host: PluginHost | None = None
+    data: Mapping[str, Any],
+    *,
+    source: str = "<config>",
+    host: PluginHost | None = None,
+    check_files: bool = True,
 ) -> ExperimentConfig:
     """Validate an in-memory config mapping exactly as :func:`load_config` validates a file.
 
-    ``extends`` needs a file to resolve paths against, so it is an error here.
+    ``extends`` needs a file to resolve paths against, so it is an error here; relative local
+    paths are relative to the working directory. ``check_files=False`` skips checking that
+    local files and folders exist (a finished run's config, opened after its data moved).
     """
     raw = merge({}, data)
     if "extends" in raw:
@@ -121,7 +139,7 @@ def validate_config(
             source,
         )
     origins = Origins(source)
-    return validate_raw(raw, origins, host or get_host(), source=source)
+    return validate_raw(raw, origins, host or get_host(), source=source, check_files=check_files)
 
 
 def _plain(config: ExperimentConfig, **kwargs: Any) -> dict[str, Any]:

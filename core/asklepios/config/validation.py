@@ -222,9 +222,12 @@ def _envelope_issues(raw: Mapping[str, Any]) -> list[tuple[Path, str, str | None
 
 
 class _Validator:
-    def __init__(self, raw: dict[str, Any], origins: Origins, host: PluginHost) -> None:
+    def __init__(
+        self, raw: dict[str, Any], origins: Origins, host: PluginHost, check_files: bool = True
+    ) -> None:
         self.raw = raw
         self.host = host
+        self.check_files = check_files
         self.report = _Report(origins)
         self.required: list[str] = []
 
@@ -436,7 +439,7 @@ class _Validator:
             written = only is None or _has(only, (*local, *ref.where))
             if only is not None and written:
                 _put(only, (*local, *ref.where), ref.resolved)
-            problem = check_local_path(ref)
+            problem = check_local_path(ref) if self.check_files else None
             if problem is not None and written:
                 self.report.add((*path, *ref.where), problem, entry=entry, suggestion=PATH_RULE)
 
@@ -502,15 +505,23 @@ class _Validator:
 
 
 def validate_raw(
-    raw: dict[str, Any], origins: Origins, host: PluginHost, source: str | None = None
+    raw: dict[str, Any],
+    origins: Origins,
+    host: PluginHost,
+    source: str | None = None,
+    *,
+    check_files: bool = True,
 ) -> ExperimentConfig:
     """Validate a merged config in both phases; full ids are written back into ``raw``.
+
+    ``check_files=False`` resolves local paths without checking that they exist (a finished
+    run's config, opened after its data moved).
 
     Raises:
         ConfigError: listing every problem found, each with file, key path, component and plugin.
         PluginLoadError: in strict mode, when a plugin the config names fails to load.
     """
-    validator = _Validator(raw, origins, host)
+    validator = _Validator(raw, origins, host, check_files)
     validator.check_finite()
     validator.check_envelope()
     validator.check_devices()
