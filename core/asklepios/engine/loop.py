@@ -331,7 +331,7 @@ class StageRunner:
             if step_end is not None and step.stepped:
                 self.view.global_step = self.global_step
                 step_end(run=self.view, step=self.global_step, losses=result.detached_terms())
-            progress.step(sums["loss"], count)
+            progress.step(sums["loss"], count, kept)
         means = {k: float(v) / kept if kept else math.nan for k, v in sums.items()}
         return all_reduce_mean(means, self.dist, self.device)
 

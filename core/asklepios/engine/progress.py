@@ -261,16 +261,17 @@ class RunProgress:
                 f"[bold]{stage}[/] epoch {epoch + 1}/{epochs}", total=steps, loss=""
             )
 
-    def step(self, loss_sum: Any, count: int) -> None:
+    def step(self, loss_sum: Any, count: int, counted: int | None = None) -> None:
         """Record that ``count`` batches of the epoch are done, with their summed loss.
 
-        ``loss_sum`` may be a tensor: it is read only when the live view shows it.
+        ``loss_sum`` adds the losses of ``counted`` of them (default all; batches held back for
+        a non-finite loss are not); it may be a tensor, read only when the live view shows it.
         """
         self.position.step = count
         if self._progress is None or self._epoch_task is None:
             return
         if count <= 2 or count % self._loss_every == 0:
-            loss = float(loss_sum) / max(1, count)
+            loss = float(loss_sum) / max(1, count if counted is None else counted)
             self._progress.update(self._epoch_task, completed=count, loss=f"loss {loss:.4f}")
         else:
             self._progress.update(self._epoch_task, completed=count)
