@@ -378,3 +378,32 @@ def test_two_ranks_gather_the_same_items_in_the_same_order(two_ranks, num_items:
     evaluator.update(outputs, batch)
     reference = {k: float(v) for k, v in evaluator.compute().items()}
     assert two_ranks[str(num_items)] == reference
+
+
+class _PaddedLengths(_Lengths):
+    """The same states, added from the padded batch with its masks."""
+
+    def update(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> None:
+        self.append_padded(
+            batch_index(batch, "lengths"),
+            scores=(outputs["logits"].double().sum(-1), batch["mask"]),
+            segments=(batch["segments"], batch["segment_mask"]),
+        )
+
+
+def test_append_padded_takes_batches_as_the_collate_gives_them() -> None:
+    ctx = BuildContext(data=DataFacts(num_classes=3, num_features=4))
+    by_item, padded = _Lengths(), _PaddedLengths()
+    outputs, batch = by_item.example_inputs(ctx, batch_size=4)
+    by_item.update(outputs, batch)
+    padded.update(outputs, batch)
+    expected = {k: float(v) for k, v in by_item.compute().items()}
+    assert {k: float(v) for k, v in padded.compute().items()} == expected
+    with pytest.raises(ComponentError, match=r"expected \[B, N, \.\.\.\]"):
+        padded.append_padded(
+            batch["index"],
+            scores=(outputs["logits"].sum(-1), batch["mask"][0]),
+            segments=(batch["segments"], batch["segment_mask"]),
+        )
+    with pytest.raises(ComponentError, match="width 2"):
+        padded.append_items(torch.tensor([0]), scores=[torch.ones(1)], segments=[torch.ones(3)])

@@ -279,7 +279,8 @@ class SequenceEvaluator(Evaluator):
     """An evaluator whose states are per-item tensors of any length, gathered by item index.
 
     Declare item states in ``__init__`` with :meth:`add_item_state`, add each batch's items in
-    ``update`` with :meth:`append_items`, and read every rank's items in ``compute`` with
+    ``update`` with :meth:`append_padded` (padded tensors and masks, as batches come) or
+    :meth:`append_items` (one tensor per item), and read every rank's items in ``compute`` with
     :meth:`items`, ordered by the samples' ``index``. Each item state is stored as ``cat`` states
     (flat values and rows per item), so any torchmetrics sync gathers it; a rank without items
     sends empty tensors of the declared dtype.
@@ -302,32 +303,64 @@ class SequenceEvaluator(Evaluator):
         self.add_state(name, default=[], dist_reduce_fx="cat")
         self.add_state(f"{name}_rows", default=[], dist_reduce_fx="cat")
 
+    def _check_states(self, method: str, names: Sequence[str]) -> None:
+        if set(names) != set(self._item_specs):
+            raise ComponentError(
+                f"{type(self).__name__}.{method}: got states {sorted(names)}, declared "
+                f"{sorted(self._item_specs)}"
+            )
+
+    def _append(self, name: str, flat: Tensor, rows: Tensor) -> None:
+        dtype, width = self._item_specs[name]
+        flat = flat.reshape(-1).to(device=self.device, dtype=dtype)
+        rows = rows.to(device=self.device, dtype=torch.int64) * (width or 1)
+        if int(rows.sum()) != flat.numel():
+            raise ComponentError(
+                f"{type(self).__name__}: item state {name!r} has rows of width {width}; got "
+                f"{flat.numel()} values for {int(rows.sum())}"
+            )
+        getattr(self, name).append(flat)
+        getattr(self, f"{name}_rows").append(rows // (width or 1))
+
     def append_items(self, index: Tensor, **values: Sequence[Tensor]) -> None:
         """Add one batch of items: ``index`` ``[B]`` and, per item state, ``B`` tensors."""
         index = torch.as_tensor(index).reshape(-1).to(torch.int64)
-        if set(values) != set(self._item_specs):
-            raise ComponentError(
-                f"{type(self).__name__}.append_items: got states {sorted(values)}, declared "
-                f"{sorted(self._item_specs)}"
-            )
+        self._check_states("append_items", list(values))
         for name, parts in values.items():
-            dtype, width = self._item_specs[name]
+            width = self._item_specs[name][1]
             if len(parts) != len(index):
                 raise ComponentError(
                     f"{type(self).__name__}.append_items: {len(parts)} values of {name!r} for "
                     f"{len(index)} items"
                 )
-            shaped = [torch.as_tensor(p).to(device=self.device, dtype=dtype) for p in parts]
-            if width is not None:
-                shaped = [p.reshape(-1, width) for p in shaped]
-            rows = torch.tensor([p.shape[0] for p in shaped], dtype=torch.int64, device=self.device)
-            flat = (
-                torch.cat([p.reshape(-1) for p in shaped])
-                if shaped
-                else torch.empty(0, dtype=dtype)
-            )
-            getattr(self, name).append(flat)
-            getattr(self, f"{name}_rows").append(rows)
+            shaped = [torch.as_tensor(p) for p in parts]
+            sizes = [p.numel() // (width or 1) for p in shaped]
+            flat = torch.cat([p.reshape(-1) for p in shaped]) if shaped else torch.empty(0)
+            self._append(name, flat, torch.tensor(sizes, dtype=torch.int64))
+        self.item_index.append(index.to(self.device))
+
+    def append_padded(self, index: Tensor, **values: tuple[Tensor, Tensor]) -> None:
+        """Add one batch of padded items: per state ``(values [B, N, ...], mask [B, N])``.
+
+        The real rows of item ``i`` are ``values[i][mask[i]]``; this is the shape the sequence
+        collate gives (``segments`` with ``segment_mask``, per-step keys with ``mask``).
+        """
+        index = torch.as_tensor(index).reshape(-1).to(torch.int64)
+        self._check_states("append_padded", list(values))
+        for name, (padded, mask) in values.items():
+            mask = mask.bool()
+            if mask.dim() != 2 or tuple(padded.shape[:2]) != tuple(mask.shape):
+                raise ComponentError(
+                    f"{type(self).__name__}.append_padded: {name!r} has shape "
+                    f"{tuple(padded.shape)} and mask {tuple(mask.shape)}; expected [B, N, ...] "
+                    "and [B, N]"
+                )
+            if mask.shape[0] != len(index):
+                raise ComponentError(
+                    f"{type(self).__name__}.append_padded: {mask.shape[0]} items of {name!r} "
+                    f"for {len(index)} indices"
+                )
+            self._append(name, padded[mask], mask.sum(dim=1))
         self.item_index.append(index.to(self.device))
 
     def sync(self, *args: Any, **kwargs: Any) -> None:
