@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from asklepios_ophnet._tal import detection_ap, interpolated_ap, segment_tiou
+from asklepios_ophnet._tal import _class_ap, detection_ap, segment_tiou
 from asklepios_ophnet.metrics import TALMapEvaluator
 from asklepios_ophnet.params import TALMapEvaluatorParams
 from asklepios_sdk import BuildContext
@@ -167,9 +167,8 @@ def test_a_third_overlap_counts_only_at_0_3():
 
 def test_a_duplicate_is_a_false_positive_that_interpolation_forgives():
     preds = [("v", 0.0, 10.0, 0.9, 0), ("v", 0.0, 10.0, 0.8, 0)]
-    precision, recall = np.array([[1.0, 0.5]]), np.array([[1.0, 1.0]])  # TP then FP
-    assert reference_ap_curve([1.0, 0.5], [1.0, 1.0]) == 1.0
-    assert interpolated_ap(precision, recall)[0] == 1.0
+    assert reference_ap_curve([1.0, 0.5], [1.0, 1.0]) == 1.0  # TP then FP
+    assert _class_ap(np.array([[1, 0]]), np.array([0, 0]), np.array([1]))[0, 0] == 1.0
     got, _ = plugin_scores(preds, GT)
     assert got["average"] == pytest.approx(100.0)
     # ...but a false positive ranked first costs precision
@@ -291,3 +290,30 @@ def test_seconds_are_step_positions_mapped_through_the_batch_grid():
     )
     steps.update(outputs, batch)
     assert float(steps.compute()["average"]) == pytest.approx(50.0)  # two GT, one found
+
+
+def test_a_chain_of_near_repeats_follows_the_sequential_rule():
+    """B repeats A, C repeats B but not A: B is dropped, so C stays (it repeats no kept one)."""
+    truth = [("v", 0.0, 10.0, 0), ("v", 0.0009, 10.0009, 0), ("v", 0.0018, 10.0018, 0)]
+    preds = [("v", 0.0, 10.0, 0.9, 0), ("v", 0.0018, 10.0018, 0.8, 0)]
+    got = plugin_scores(preds, truth)[0]
+    assert got == pytest.approx(reference_scores(preds, truth))
+    assert got["average"] == pytest.approx(100.0)  # two kept ground truth, both found
+
+
+def test_all_classes_ap_at_once_equals_one_curve_per_class():
+    rng = np.random.default_rng(5)
+    labels = np.sort(rng.choice([0, 1, 3, 4], size=60))  # class 2 has no prediction
+    hits = rng.random((2, 60)) < 0.4
+    positives = np.array([30, 20, 5, 25, 12])
+    ap = _class_ap(hits, labels, positives)
+    for c in range(5):
+        for t in range(2):
+            mine = hits[t, labels == c].astype(float)
+            if not len(mine):
+                assert ap[t, c] == 0.0
+                continue
+            cum_tp = np.cumsum(mine)
+            precision = cum_tp / np.arange(1, len(mine) + 1)
+            expected = reference_ap_curve(list(precision), list(cum_tp / positives[c]))
+            assert ap[t, c] == pytest.approx(expected)

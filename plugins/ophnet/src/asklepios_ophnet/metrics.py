@@ -22,10 +22,6 @@ from asklepios_ophnet.params import PhaseRecognitionEvaluatorParams, TALMapEvalu
 __all__ = ["PhaseRecognitionEvaluator", "TALMapEvaluator", "macro_scores"]
 
 
-def _rows(values: Tensor, mask: Tensor) -> list[Tensor]:
-    return [values[i][mask[i]] for i in range(mask.shape[0])]
-
-
 def _tiou_key(tiou: float) -> str:
     return f"mAP@{tiou:g}"
 
@@ -90,10 +86,10 @@ class TALMapEvaluator(SequenceEvaluator):
             ],
             dim=-1,
         )
-        self.append_items(
+        self.append_padded(
             batch_index(batch, self.name),
-            predictions=_rows(predicted, outputs["segment_mask"].bool()),
-            ground_truth=_rows(truth, batch["segment_mask"].bool()),
+            predictions=(predicted, outputs["segment_mask"]),
+            ground_truth=(truth, batch["segment_mask"]),
         )
 
     def compute(self) -> dict[str, Tensor]:
@@ -218,7 +214,7 @@ class PhaseRecognitionEvaluator(SequenceEvaluator):
         truth = batch["frame_labels"]
         valid = batch["mask"].bool() & (truth != IGNORE_INDEX)
         pairs = torch.stack([truth, predicted.to(truth.dtype)], dim=-1)
-        self.append_items(batch_index(batch, self.name), frames=_rows(pairs, valid))
+        self.append_padded(batch_index(batch, self.name), frames=(pairs, valid))
 
     def compute(self) -> dict[str, Tensor]:
         frames = [f.numpy() for f in self.items().values["frames"]]
