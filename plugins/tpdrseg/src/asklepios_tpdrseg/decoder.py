@@ -46,7 +46,8 @@ def _prior_at(prior: Tensor, size: tuple[int, ...]) -> Tensor:
 class PromptGenerator(Adapter):
     """Generate SAM's dense and sparse prompts from the prior-gated image embedding.
 
-    Reads ``features`` (``F_e``) and ``prior`` (``P_e``) from the wrapped model's output and adds
+    Reads ``features`` (``F_e``) and ``prior`` (``P_e``) from the wrapped model's output (or the
+    prior from the batch) and adds
     ``dense_prompt`` ``(B, C_p, h, w)`` and ``sparse_prompt`` ``(B, C_p, C_p)``. The sparse
     Linear has ``h * w`` inputs (4096 for 1024-pixel images), so it is built in ``wrap``.
     """
@@ -72,12 +73,13 @@ class PromptGenerator(Adapter):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         out = dict(self.model(batch))
-        if "prior" not in out:
+        prior = out.get("prior", batch.get("prior"))
+        if prior is None:
             raise ComponentError(
-                "tpdrseg.prompt_generator: the model output has no 'prior'; add "
-                "tpdrseg.explicit_prior to model.adapters before it"
+                "tpdrseg.prompt_generator: neither the model output nor the batch has a "
+                "'prior'; add tpdrseg.explicit_prior to model.adapters before it"
             )
-        out["dense_prompt"], out["sparse_prompt"] = self.prompts(out["features"], out["prior"])
+        out["dense_prompt"], out["sparse_prompt"] = self.prompts(out["features"], prior)
         return out
 
     def example_batch(self, ctx: BuildContext, batch_size: int = 2) -> dict[str, Any]:
