@@ -84,8 +84,8 @@ class Comparison:
                 label: {key: {"mean": v.mean, "sd": v.sd, "n": v.n} for key, v in values.items()}
                 for label, values in self.values.items()
             },
-            "config_diff": self.config_diff,
-            "record_diff": self.record_diff,
+            "config_diff": {k: _plain(v) for k, v in self.config_diff.items()},
+            "record_diff": {k: _plain(v) for k, v in self.record_diff.items()},
         }
 
     def to_dataframe(self) -> Any:
@@ -97,6 +97,10 @@ class Comparison:
             for label, values in self.values.items()
         }
         return pd.DataFrame.from_dict(rows, orient="index")[self.metrics]
+
+
+def _plain(values: list[Any]) -> list[Any]:
+    return [None if v is ABSENT else v for v in values]
 
 
 def expand_runs(patterns: Iterable[str | Path]) -> list[Path]:
@@ -178,18 +182,28 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: data} if prefix else {}
 
 
-def _differences(flats: Sequence[Mapping[str, Any]], ignored: Sequence[str] = ()) -> dict:
+class _Absent:
+    """A key a run's config or record does not have (shown as ``-``, ``null`` in JSON)."""
+
+    def __repr__(self) -> str:
+        return "-"
+
+
+ABSENT = _Absent()
+
+
+def _differences(
+    flats: Sequence[Mapping[str, Any]], ignored: Sequence[str] = ()
+) -> dict[str, list[Any]]:
+    """Return each key whose value differs between runs, with every run's value."""
     keys = list(dict.fromkeys(k for flat in flats for k in flat))
     out: dict[str, list[Any]] = {}
     for key in keys:
         if key in ignored:
             continue
-        values = [flat.get(key) for flat in flats]
-        if any(
-            json.dumps(v, sort_keys=True, default=str)
-            != json.dumps(values[0], sort_keys=True, default=str)
-            for v in values
-        ):
+        values = [flat.get(key, ABSENT) for flat in flats]
+        texts = {json.dumps(v, sort_keys=True, default=repr) for v in values}
+        if len(texts) > 1:
             out[key] = values
     return out
 
@@ -259,6 +273,8 @@ def compare_runs(runs: Sequence[Path], metrics: Sequence[str] = ()) -> Compariso
 
 
 def _cell(value: Any) -> str:
+    if value is ABSENT:
+        return "-"
     if isinstance(value, float):
         return f"{value:.6g}"
     text = json.dumps(value, default=str) if isinstance(value, list | dict) else str(value)

@@ -146,3 +146,17 @@ def test_cli_json_and_plot(tmp_path):
         env=env,
     )
     assert missing.returncode == 1 and "not a finished run directory" in missing.stderr
+
+
+def test_a_key_one_run_lacks_is_absent_not_none(tmp_path):
+    a = _write_run(tmp_path, "a")
+    b = _write_run(tmp_path, "b")
+    config = yaml.safe_load((b / "config.yaml").read_text())
+    config["loss"] = {"type": "longtail.focal", "gamma": None}
+    (b / "config.yaml").write_text(yaml.safe_dump(config))
+    comparison = compare_runs([a, b])
+    assert [repr(v) for v in comparison.config_diff["loss.type"]] == ["-", "'longtail.focal'"]
+    assert comparison.to_dict()["config_diff"]["loss.gamma"] == [None, None]
+    console = Console(record=True, width=200)
+    print_comparison(comparison, console)
+    assert "│ loss.gamma │ -" in console.export_text()
