@@ -91,8 +91,11 @@ def _nan_warning(who: str, what: str) -> float:
     return math.nan
 
 
-def _ratio(numerator: float, denominator: float, who: str, what: str) -> float:
-    return numerator / denominator if denominator else _nan_warning(who, what)
+def _ratio(numerator: float, denominator: float, who: str, what: str, warn: bool = True) -> float:
+    """Return the ratio; NaN on a zero denominator (with a warning when ``warn``)."""
+    if denominator:
+        return numerator / denominator
+    return _nan_warning(who, what) if warn else math.nan
 
 
 def _scalars(table: Any, name: str) -> Tensor:
@@ -174,16 +177,13 @@ class Factuality(_CaresEvaluator):
         n_yes, n_mcq = int(yes.sum()), int((qtype == 1).sum())
         closed = qtype < 2
         who = "cares.factuality"
-        precision = _ratio(tp, tp + fp, who, "yes/no precision")
-        recall = _ratio(tp, tp + fn, who, "yes/no recall")
-        f1 = (
-            2 * precision * recall / (precision + recall)
-            if precision + recall > 0
-            else _nan_warning(who, "yes/no F1")
-        )
+        warn = n_yes > 0  # where eval_yesno.py crashed; no warning for a missing question type
+        precision = _ratio(tp, tp + fp, who, "yes/no precision", warn)
+        recall = _ratio(tp, tp + fn, who, "yes/no recall", warn)
+        f1 = _ratio(2 * precision * recall, precision + recall, who, "yes/no F1", warn)
         return {
             "accuracy": _ratio(float(correct[closed].sum()), int(closed.sum()), who, "accuracy"),
-            "yes_no/accuracy": _ratio(float(correct[yes].sum()), n_yes, who, "yes/no accuracy"),
+            "yes_no/accuracy": _ratio(float(correct[yes].sum()), n_yes, who, "", False),
             "yes_no/precision": precision,
             "yes_no/recall": recall,
             "yes_no/f1": f1,
@@ -193,7 +193,7 @@ class Factuality(_CaresEvaluator):
             "yes_no/fn": float(fn),
             "yes_no/unparsed": float(((parsed == 0) & yes).sum()),
             "yes_no/n": float(n_yes),
-            "mcq/accuracy": _ratio(float(correct[qtype == 1].sum()), n_mcq, who, "mcq accuracy"),
+            "mcq/accuracy": _ratio(float(correct[qtype == 1].sum()), n_mcq, who, "", False),
             "mcq/unmatched": float(((parsed == 0) & (qtype == 1)).sum()),
             "mcq/n": float(n_mcq),
             "open/n": float((qtype == 2).sum()),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from asklepios_sdk import BuildContext, ComponentError
@@ -127,7 +127,8 @@ def write_tiny_vlm(directory: str | Path, seed: int = 0) -> Path:
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        # the stub types the id of one token as int | list[int]
+        image_token_index=int(tokenizer.convert_tokens_to_ids("<image>")),  # type: ignore[arg-type]
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
     )
@@ -208,14 +209,16 @@ class HFVisionLanguageModel(GenerativeBackbone):
                 "chat_template.jinja to the directory"
             )
         processor.tokenizer.padding_side = "left"
-        self._loaded.update(processor=processor, model=model.to(self._where.device).eval())
-        return processor, model
+        device = cast(Tensor, self._where).device
+        # transformers types .to() through a decorator that loses its signature
+        self._loaded.update(processor=processor, model=model.to(device).eval())  # type: ignore[arg-type]
+        return processor, self._loaded["model"]
 
     def fingerprint(self) -> ModelFingerprint:
         if self._sha256 is None:
             self._sha256 = weights_sha256(self.directory)
         p = self.params
-        settings = {
+        settings: dict[str, Any] = {
             "dtype": p.dtype,
             "max_new_tokens": p.max_new_tokens,
             "do_sample": p.do_sample,

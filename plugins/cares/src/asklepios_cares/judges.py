@@ -73,9 +73,18 @@ def toxicity_scorer(spec: ToxicityScorerSpec) -> Scorer:
     return score
 
 
+def _constant(reply: str) -> Judge:
+    """Return a judge that always replies ``reply`` (tests and demos only)."""
+
+    def judge(messages: list[Message]) -> str:
+        return reply
+
+    return judge
+
+
 def hf_judge(spec: JudgeSpec) -> Judge:
     """Return a judge answering chat messages with a local Hugging Face causal LM."""
-    directory = Path(spec.model_dir).expanduser()
+    directory = Path(spec.model_dir or "").expanduser()
     if not spec.model_dir or not (directory / "config.json").is_file():
         raise ComponentError(
             f"cares.llm_judge: judge.model_dir {spec.model_dir or '(empty)'} is not a local "
@@ -92,7 +101,7 @@ def hf_judge(spec: JudgeSpec) -> Judge:
 
     @torch.no_grad()
     def judge(messages: list[Message]) -> str:
-        ids = tokenizer.apply_chat_template(
+        ids: Any = tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
         options: dict[str, Any] = {"max_new_tokens": spec.max_new_tokens}
@@ -185,11 +194,7 @@ class LLMJudge(_CaresEvaluator):
         super().__init__()
         self.params = params
         spec = params.judge
-        self.judge: Judge = (
-            (lambda messages, reply=spec.reply: reply)
-            if spec.kind == "constant"
-            else hf_judge(spec)
-        )
+        self.judge: Judge = _constant(spec.reply) if spec.kind == "constant" else hf_judge(spec)
         self.add_item_state("asked", torch.int64)
         self.add_item_state("score", torch.float64)
 
@@ -201,8 +206,7 @@ class LLMJudge(_CaresEvaluator):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         if self.params.judge.kind == "constant":
-            reply = self.params.judge.reply
-            self.judge = lambda messages: reply
+            self.judge = _constant(self.params.judge.reply)
 
     def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
         asked, scores = [], []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from asklepios_sdk import Params
+from asklepios_sdk.params import LocalDir, LocalFile, LocalPath, Params
 from pydantic import Field
 
 __all__ = [
@@ -46,16 +46,16 @@ SOURCES = Literal["auto", "iuxray", "fairvlmed", "ham10000", "ol3i", "generic"]
 class CaresJsonlParams(Params):
     """Where a CARES question file is, its schema, its images and the demographics to join."""
 
-    file: str = Field("", description="A CARES JSONL question file (one question per line).")
+    file: LocalFile = Field(description="A CARES JSONL question file (one question per line).")
     source: SOURCES = Field(
         "auto",
         description="Its schema (spec §2); 'auto' tells it from the file name, else the fields.",
     )
-    image_root: str = Field(
-        "", description="Directory the 'image' paths are relative to (default: the file's)."
+    image_root: LocalDir | None = Field(
+        None, description="Directory the 'image' paths are relative to (default: the file's)."
     )
-    demographics_file: str = Field(
-        "",
+    demographics_file: LocalFile | None = Field(
+        None,
         description="Optional CSV or JSONL of demographics joined on 'join_on' (fills age, "
         "gender, race where the file has them; the CARES race source is NOT FOUND).",
     )
@@ -68,8 +68,8 @@ class CaresJsonlParams(Params):
 class CaresFixtureParams(Params):
     """Where to write the bundled demo questions, and how many per source."""
 
-    directory: str = Field(
-        "", description="Where the fixture files go (default: ~/.cache/asklepios/cares-fixture)."
+    directory: LocalPath | None = Field(
+        None, description="Where the fixture files go (default: ~/.cache/asklepios/cares-fixture)."
     )
     per_source: int = Field(6, ge=2, le=200, description="Questions per source file.")
 
@@ -111,7 +111,7 @@ class StubVisionLanguageModelParams(Params):
     """Rules of the deterministic stub model (for tests and demos; not a real model)."""
 
     refuse_keywords: list[str] = Field(
-        default_factory=lambda: ["social security", "marital status", "toxic", "dental"],
+        default_factory=lambda: ["social security", "marital status", "dental"],
         description="Lowercased prompt substrings the stub refuses to answer.",
     )
     unsure_share: float = Field(
@@ -123,14 +123,18 @@ class StubVisionLanguageModelParams(Params):
 class HFVisionLanguageModelParams(Params):
     """A local Hugging Face image-text-to-text model directory and its decoding settings."""
 
-    model_dir: str = Field("", description="Local model directory (config, weights, processor).")
+    model_dir: LocalPath = Field(
+        description="Local model directory (config.json, weights, processor with chat template)."
+    )
     tiny_random: bool = Field(
         False,
         description="For tests and demos: write a tiny randomly initialised LLaVA (a few hundred "
         "KB) into model_dir when it has none, then load it like any model directory.",
     )
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    max_new_tokens: int = Field(64, ge=1)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype ('auto': as saved)."
+    )
+    max_new_tokens: int = Field(64, ge=1, description="Longest answer, in tokens.")
     do_sample: bool = Field(False, description="Sample instead of greedy decoding.")
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
@@ -168,7 +172,9 @@ class FairnessAEDParams(Params):
     """Attributes, group size floor, age bins and parser of the AED (UNVERIFIED proposal)."""
 
     attributes: list[Literal["age", "gender", "race"]] = Field(
-        default_factory=lambda: ["age", "gender", "race"]
+        # pydantic's stub does not narrow the list of str literals to the Literal items
+        default_factory=lambda: ["age", "gender", "race"],  # type: ignore[arg-type]
+        description="Attributes whose groups are compared.",
     )
     min_group_n: int = Field(1, ge=1, description="Groups with fewer items are ignored.")
     age_bins: list[float] = Field(
@@ -187,9 +193,9 @@ class ToxicityScorerSpec(Params):
         description="'detoxify' (pip install 'asklepios-cares[detoxify]'); 'length_stub' scores "
         "len(text) % 10 / 10, for tests and demos only.",
     )
-    checkpoint: str = Field("", description="Local detoxify checkpoint file (.ckpt).")
-    huggingface_config_path: str = Field(
-        "", description="Local directory of the checkpoint's transformers config and tokenizer."
+    checkpoint: LocalFile | None = Field(None, description="Local detoxify checkpoint (.ckpt).")
+    huggingface_config_path: LocalDir | None = Field(
+        None, description="Local directory of the checkpoint's transformers config and tokenizer."
     )
     model_type: str = Field("original", description="detoxify model type.")
 
@@ -207,7 +213,7 @@ class JudgeSpec(Params):
     """The judge: a local Hugging Face causal LM, or a constant reply for tests and demos."""
 
     kind: Literal["hf_causal_lm", "constant"] = "hf_causal_lm"
-    model_dir: str = Field("", description="Local directory of the judge model.")
+    model_dir: LocalDir | None = Field(None, description="Local directory of the judge model.")
     reply: str = Field("7", description="The 'constant' judge's reply (tests and demos only).")
     max_new_tokens: int = Field(8, ge=1)
     temperature: float = Field(
