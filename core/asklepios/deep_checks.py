@@ -124,6 +124,8 @@ def _device_message(requested: str) -> tuple[str, str] | None:
 
 
 class _DeepChecker:
+    """Build each stage's skeleton, once per distinct data section, and check it."""
+
     def __init__(self, config: ExperimentConfig, host: PluginHost, origins: Origins) -> None:
         self.config = config
         self.host = host
@@ -146,7 +148,8 @@ class _DeepChecker:
         if problem is None:
             problem = _device_message(requested) if requested != "auto" else None
         if problem is not None:
-            self.report.add(("train", "device"), problem[0], problem[1], file=file)
+            hint = problem[1].replace("--set train.device=", "--device ") if device else problem[1]
+            self.report.add(("train", "device"), problem[0], hint, file=file)
 
     # -- building --------------------------------------------------------------------------
 
