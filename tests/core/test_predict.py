@@ -153,3 +153,11 @@ def _cli(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "asklepios", *args], capture_output=True, text=True, env=env
     )
+
+
+def test_a_cross_validated_run_needs_a_fold(run):
+    from asklepios.inference import load_run_model
+
+    summary = {"folds": [{"fold": 0}, {"fold": 1}, {"fold": 2}], "stages": {}}
+    with pytest.raises(InferenceError, match=r"3 folds; pick one with fold=0\.\.2"):
+        load_run_model(run.path, run.config, summary, builtin_host())
