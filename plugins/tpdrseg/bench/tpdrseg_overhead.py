@@ -7,7 +7,8 @@ tokens), both with 12 injectors where the encoder has 12 blocks:
 2. training-step time (forward + backward to every trainable parameter) of SAM + injectors +
    prompt generator vs frozen SAM + prompt generator (backward stops at the neck); target of the
    issue: injector overhead <= 1.3x;
-3. peak memory of the same two steps (CUDA: max allocated; CPU: max RSS of a fresh process);
+3. memory of the same two steps (CUDA: peak allocated in a fresh process; CPU: bytes of the
+   tensors autograd saves for backward);
 4. trainable vs total parameters of the full ViT-B model next to the spec's derived figures;
 5. checkpoint bytes with the frozen SAM weights referenced vs copied.
 
@@ -107,24 +108,38 @@ def _time(model: Any, batch: dict[str, Any], train: bool, repeats: int, device: 
 
 
 def _memory_child(setting: str, which: str, device: str) -> None:
-    """Run one step of one model in this fresh process and print its peak memory (bytes)."""
-    import resource
-
+    """Run one step of one model in this fresh process and print its peak CUDA memory."""
     import torch
 
     plain, injected, baseline = _models(setting, device)
     model = {"plain": plain, "injected": injected, "baseline": baseline}[which]
     batch = _inputs(setting, device)
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+    torch.cuda.reset_peak_memory_stats()
     _step(model, batch, train=which != "plain")
-    if device == "cuda":
-        print(torch.cuda.max_memory_allocated())
-    else:
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    print(torch.cuda.max_memory_allocated())
+
+
+def _saved_bytes(setting: str, which: str) -> int:
+    """Return the bytes of the tensors autograd keeps for backward in one training step (CPU)."""
+    import torch
+
+    _, injected, baseline = _models(setting, "cpu")
+    model = {"injected": injected, "baseline": baseline}[which]
+    kept: dict[tuple[int, int], int] = {}
+
+    def pack(tensor: Any) -> Any:
+        storage = tensor.untyped_storage()
+        kept[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        _step(model, _inputs(setting, "cpu"), train=True)
+    return sum(kept.values())
 
 
 def _peak(setting: str, which: str, device: str) -> int:
+    if device == "cpu":
+        return _saved_bytes(setting, which)
     out = subprocess.run(
         [sys.executable, __file__, "--child", setting, which, "--device", device],
         capture_output=True,
