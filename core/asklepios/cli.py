@@ -1,7 +1,8 @@
 """The ``asklepios`` command line: parse, dispatch, print. Logic lives in the modules commands use.
 
 Commands: ``plugins list|show``, ``components``, ``validate``, ``schema``, ``doctor``,
-``new-plugin``; global
+``new-plugin``, and the sub-commands plugins contribute (``asklepios <plugin-id> <command>``,
+through the ``register_commands`` hook; :mod:`asklepios.commands`); global
 options ``--version``, ``--debug`` (tracebacks), ``--strict`` (re-raise plugin failures, like
 ``ASKLEPIOS_STRICT_PLUGINS=1``) and ``--disable ID`` (never load a plugin, like
 ``ASKLEPIOS_DISABLE_PLUGINS``).
@@ -595,8 +596,46 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGINT, handler)
 
 
+def _plugin_command(args: list[str]) -> tuple[str, list[str]] | None:
+    """Return ``(plugin id, its arguments)`` when the first word is a plugin's id, not a command.
+
+    Applies the global ``--strict``/``--disable`` options given before it, as the root callback
+    would.
+    """
+    strict, disabled, index = False, [], 0
+    while index < len(args) and args[index].startswith("-"):
+        option = args[index]
+        if option in ("--version", "--help"):
+            return None
+        strict = strict or option == "--strict"
+        if option == "--disable" and index + 1 < len(args):
+            disabled.append(args[index + 1])
+            index += 1
+        elif option.startswith("--disable="):
+            disabled.append(option.partition("=")[2])
+        index += 1
+    if index == len(args):
+        return None
+    word = args[index]
+    if strict or disabled:
+        _plugins.set_host(_plugins.PluginHost(strict=True if strict else None, disabled=disabled))
+    if word == "core" or word not in _plugins.get_host().index:
+        return None
+    import click
+
+    root = typer.main.get_command(app)
+    if isinstance(root, click.Group) and word in root.commands:
+        return None  # a built-in command of the same name wins
+    return word, args[index + 1 :]
+
+
 def _dispatch(args: list[str]) -> int:
     try:
+        plugin_call = _plugin_command(args)
+        if plugin_call is not None:
+            from asklepios.commands import run_plugin_command
+
+            return run_plugin_command(_plugins.get_host(), *plugin_call)
         result = app(args=args, prog_name="asklepios", standalone_mode=False)
     except typer.Exit as err:
         result = err.exit_code

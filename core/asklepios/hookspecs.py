@@ -6,7 +6,8 @@ with ``@asklepios_sdk.hookimpl``.
 
 Registration hooks run once, when the host activates a plugin (only when a config names one of
 its components or a listing is asked for). The settings hook runs when a config has an entry for
-the plugin in a settings section (``tracking.<plugin-id>``). Lifecycle hooks run during
+the plugin in a settings section (``tracking.<plugin-id>``). The commands hook runs when the
+command line names the plugin (``asklepios <plugin-id> ...``). Lifecycle hooks run during
 ``asklepios run``; the loop resolves them at build time and calls the per-step hook only when some
 plugin implements it.
 """
@@ -21,7 +22,7 @@ from asklepios_sdk import PROJECT_NAME
 
 if TYPE_CHECKING:
     from asklepios_sdk import Register, RunState
-    from asklepios_sdk.registration import RegisterSettings
+    from asklepios_sdk.registration import RegisterCommand, RegisterSettings
 
 __all__ = ["PROJECT_NAME", "hookspec"]
 
@@ -115,6 +116,24 @@ def register_settings(register: RegisterSettings) -> None:
     ``asklepios_sdk.registration.read_settings(run.config, "tracking", plugin_id, MLflowParams)``.
     Called when a config with an entry for the plugin is validated, on every rank.
     Return value: ignored.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands hook: plugins contribute sub-commands of the command line.
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_commands(register: RegisterCommand) -> None:
+    """Register this plugin's sub-commands, run as ``asklepios <plugin-id> <name> ARGS...``.
+
+    ``register("convert", "asklepios_myplugin.cli:convert")``: the function is imported only when
+    the command runs and receives the remaining arguments as a ``list[str]`` (it parses them
+    itself, e.g. with argparse) and returns the exit code (``None`` means 0); raising an
+    ``AsklepiosError`` prints its message and exits 1. ``asklepios <plugin-id>`` lists the
+    commands with their one-line docs (the function's docstring, read from source). Called when
+    the command line names the plugin, in that process only. Return value: ignored.
     """
 
 

@@ -6,7 +6,9 @@ param names, the docstring first-line rule and :func:`check_registration`, which
 problem of one ``register(...)`` call (the host raises the first, the kit reports them all). Cross-
 cutting plugins (trackers) declare their entry of a settings section of configs (``tracking:``)
 through ``register_settings`` (:class:`RegisterSettings`, :func:`check_settings`) and read it back
-in their lifecycle hooks with :func:`read_settings`.
+in their lifecycle hooks with :func:`read_settings`. Plugins contribute sub-commands
+(``asklepios <plugin-id> <command> ARGS``) through ``register_commands`` (:class:`RegisterCommand`,
+:func:`check_command`).
 
 A registration names its implementation lazily, ``"package.module:Class"``, so registering imports
 the params model (pydantic and the SDK) and nothing heavier: torch, timm or diffusers load when the
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from asklepios_sdk.params import Params
 
 __all__ = [
+    "COMMANDS_HOOK",
+    "COMMAND_NAME_PATTERN",
     "COMPONENT_NAME_PATTERN",
     "KINDS",
     "LIFECYCLE_HOOKS",
@@ -42,11 +46,14 @@ __all__ = [
     "TARGET_PATTERN",
     "ComponentFactory",
     "Register",
+    "RegisterCommand",
     "RegisterSettings",
     "Registration",
     "Target",
+    "check_command",
     "check_registration",
     "check_settings",
+    "command_doc",
     "first_doc_line",
     "make_registration",
     "read_settings",
@@ -86,6 +93,12 @@ SETTINGS_HOOK = "register_settings"
 
 SETTINGS_SECTIONS: tuple[str, ...] = ("tracking",)
 """Config sections keyed by plugin id: ``tracking.<plugin-id>`` holds one tracker's settings."""
+
+COMMANDS_HOOK = "register_commands"
+"""The hook through which a plugin contributes sub-commands: ``asklepios <plugin-id> <command>``."""
+
+COMMAND_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
+"""A command name: lowercase letters, digits, ``-`` and ``_``, a letter first."""
 
 PLUGIN_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 """A plugin id (the entry-point name): lowercase letters, digits and ``_``, a letter first."""
@@ -140,6 +153,19 @@ class RegisterSettings(Protocol):
     """
 
     def __call__(self, section: str, params: type[Params]) -> None: ...
+
+
+class RegisterCommand(Protocol):
+    """The callback ``register_commands`` receives, bound by the host to the calling plugin.
+
+    ``register(name, target, doc=None)``: ``asklepios <plugin-id> <name> ARGS...`` imports
+    ``target`` (``"package.module:function"``) only then and calls it with the remaining
+    arguments as a ``list[str]``; it parses them itself and returns the exit code (``None`` is 0).
+    ``doc`` defaults to the first line of the function's docstring, read from its source.
+    Registering a name twice is an error.
+    """
+
+    def __call__(self, name: str, target: str, doc: str | None = None) -> None: ...
 
 
 def first_doc_line(doc: str | None) -> str | None:
@@ -345,6 +371,41 @@ def check_settings(plugin_id: str, section: str, params: Any) -> list[str]:
         problems.append(
             f"plugin '{plugin_id}': settings {params.__name__} has required field(s) {required}; "
             f"give each a default, since a config may have no '{section}.{plugin_id}' entry"
+        )
+    return problems
+
+
+def command_doc(target: str, doc: str | None = None) -> str | None:
+    """Return a command's one-line doc: ``doc``, else its function's docstring (from source)."""
+    if doc is not None:
+        return first_doc_line(doc)
+    from asklepios_sdk._source import source_docstring
+
+    module, _, qualname = target.partition(":")
+    return first_doc_line(source_docstring(module, qualname))
+
+
+def check_command(plugin_id: str, name: str, target: Any, doc: str | None = None) -> list[str]:
+    """Return every problem of one ``register_commands`` call, each with the fix (empty: fine).
+
+    Checks: the name matches :data:`COMMAND_NAME_PATTERN`; the target is a lazy
+    ``"package.module:function"`` string; there is a one-line doc.
+    """
+    problems: list[str] = []
+    if not isinstance(name, str) or not COMMAND_NAME_PATTERN.match(name):
+        problems.append(
+            f"plugin '{plugin_id}': command name {name!r} must be lowercase letters, digits, "
+            "'-' or '_', starting with a letter (e.g. 'convert', 'pkl-to-npy')"
+        )
+    if not isinstance(target, str) or not TARGET_PATTERN.match(target):
+        problems.append(
+            f"plugin '{plugin_id}': command {name!r} target {target!r} is not a lazy "
+            "'package.module:function' string"
+        )
+    elif not command_doc(target, doc):
+        problems.append(
+            f"plugin '{plugin_id}': command {name!r} has no one-line doc: give {target} a "
+            "docstring, or pass register(..., doc='...')"
         )
     return problems
 

@@ -18,12 +18,14 @@ import pluggy
 
 from asklepios_sdk._markers import PROJECT_NAME
 from asklepios_sdk.registration import (
+    COMMANDS_HOOK,
     LIFECYCLE_HOOKS,
     REGISTRATION_HOOKS,
     SETTINGS_HOOK,
     ComponentFactory,
     Registration,
     Target,
+    check_command,
     check_registration,
     make_registration,
 )
@@ -111,7 +113,7 @@ def _load_specs(pm: pluggy.PluginManager) -> bool:
 
 def _unknown_hooks(plugin: object) -> list[str]:
     marker = f"{PROJECT_NAME}_impl"
-    known = {*REGISTRATION_HOOKS.values(), *LIFECYCLE_HOOKS, SETTINGS_HOOK}
+    known = {*REGISTRATION_HOOKS.values(), *LIFECYCLE_HOOKS, SETTINGS_HOOK, COMMANDS_HOOK}
     names = [n for n in dir(plugin) if hasattr(getattr(plugin, n, None), marker)]
     return sorted(n for n in names if n not in known)
 
@@ -150,4 +152,24 @@ def collect(hooks: str | object, plugin_id: str | None = None) -> Collected:
             caller(register=_collector(kind, collected))
         except Exception as err:
             collected.problems.append(f"{hook_name} raised {type(err).__name__}: {err}")
+    _check_commands(pm, collected)
     return collected
+
+
+def _check_commands(pm: pluggy.PluginManager, collected: Collected) -> None:
+    """Record the problems of the plugin's ``register_commands`` calls (plugin level)."""
+    caller = getattr(pm.hook, COMMANDS_HOOK, None)
+    if caller is None:
+        return
+    names: set[str] = set()
+
+    def register(name: str, target: str, doc: str | None = None) -> None:
+        collected.problems.extend(check_command(collected.plugin_id, name, target, doc))
+        if name in names:
+            collected.problems.append(f"command {name!r} registered twice")
+        names.add(name)
+
+    try:
+        caller(register=register)
+    except Exception as err:
+        collected.problems.append(f"{COMMANDS_HOOK} raised {type(err).__name__}: {err}")
