@@ -80,15 +80,22 @@ def test_the_stub_demo_runs_every_dimension(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_tiny_hf_demo_runs_through_transformers(tmp_path: Path) -> None:
-    overrides = [
-        _fixture_dir(tmp_path),
-        f"model.backbone.model_dir={tmp_path / 'tiny-vlm'}",
-        "model.backbone.max_new_tokens=3",
-    ]
-    run = asklepios.run(EXAMPLES / "demo_tiny_hf.yaml", tmp_path / "run", overrides=overrides)
+    """Three of its stages (a task prompt, a follow-up turn, noised images) to stay quick."""
+    config = yaml.safe_load((EXAMPLES / "demo_tiny_hf.yaml").read_text())
+    base = yaml.safe_load((EXAMPLES / "demo.yaml").read_text())
+    keep = ("uncertainty", "jailbreak_1", "robustness_input")
+    config["stages"] = [s for s in base["stages"] if s["name"] in keep]
+    config["extends"] = str(EXAMPLES / "demo.yaml")
+    config["data"] = {"dataset": {"type": "cares.fixture", "directory": str(tmp_path / "fx")}}
+    config["model"]["backbone"].update(model_dir=str(tmp_path / "tiny-vlm"), max_new_tokens=3)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = asklepios.run(path, tmp_path / "run")
     assert (tmp_path / "tiny-vlm" / "model.safetensors").is_file()
-    fact = run.summary["stages"]["factuality"]["test"]
-    assert fact["factuality/yes_no/n"] == 6
+    stages = run.summary["stages"]
+    assert set(stages) == set(keep)
+    assert stages["robustness_input"]["test"]["factuality/yes_no/n"] == 6
+    assert stages["uncertainty"]["test"]["uncertainty/n"] == 18
     record = json.loads((tmp_path / "run" / "record.json").read_text())
     assert "cares.hf_vlm" in record["components"]
 

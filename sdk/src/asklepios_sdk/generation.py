@@ -275,11 +275,74 @@ class TextEvaluator(SequenceEvaluator):
 
     ``outputs["text"]`` holds each item's answer to its last turn and ``outputs["turns"]`` its
     answers to every turn; ``batch`` is the question batch (references, options, ``index``).
-    Score each item in ``update`` and keep the numbers as item states (:meth:`add_item_state`,
-    :meth:`append_items`); read them in ``compute`` with :meth:`items`, in ``index`` order.
+    Score each item in ``update`` and keep the numbers as per-item rows: declare columns in
+    ``__init__`` with :meth:`add_column` (a scalar, or ``width`` values, per item), add each
+    batch's rows with :meth:`append_rows`, and read every rank's rows in ``compute`` with
+    :meth:`rows`, in ``index`` order, so 2 ranks give exactly the one-process result. Columns
+    are ``cat`` states filled one tensor per batch, which keeps tens of thousands of answers
+    cheap; results of any length per item use the item states of
+    :class:`~asklepios_sdk.sequences.SequenceEvaluator` instead.
     """
 
     example_answers: ClassVar[tuple[str, ...]] = ("Yes.", "No, it is not.", "Sorry, I cannot.")
+    row_index: list[Tensor]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._columns: dict[str, tuple[torch.dtype, int | None]] = {}
+        self.add_state("row_index", default=[], dist_reduce_fx="cat")
+
+    def add_column(
+        self, name: str, dtype: torch.dtype = torch.float64, width: int | None = None
+    ) -> None:
+        """Declare column ``name``: one value per item, or ``width`` values when set."""
+        if name in self._columns:
+            raise ComponentError(f"{type(self).__name__}: column {name!r} declared twice")
+        self._columns[name] = (dtype, width)
+        self.add_state(f"column_{name}", default=[], dist_reduce_fx="cat")
+
+    def append_rows(self, index: Tensor, **columns: Any) -> None:
+        """Add one batch of rows: ``index`` ``[B]`` and, per column, ``B`` values."""
+        index = torch.as_tensor(index).reshape(-1).to(device=self.device, dtype=torch.int64)
+        if set(columns) != set(self._columns):
+            raise ComponentError(
+                f"{type(self).__name__}.append_rows: got columns {sorted(columns)}, declared "
+                f"{sorted(self._columns)}"
+            )
+        for name, values in columns.items():
+            dtype, width = self._columns[name]
+            tensor = torch.as_tensor(values, dtype=dtype).to(self.device)
+            tensor = tensor.reshape(-1, width) if width is not None else tensor.reshape(-1)
+            if tensor.shape[0] != index.numel():
+                raise ComponentError(
+                    f"{type(self).__name__}.append_rows: {tensor.shape[0]} values of {name!r} "
+                    f"for {index.numel()} items"
+                )
+            getattr(self, f"column_{name}").append(tensor)
+        self.row_index.append(index)
+
+    def sync(self, *args: Any, **kwargs: Any) -> None:
+        """Sync across ranks; a rank without rows sends typed empty tensors."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            empties = {"row_index": torch.empty(0, dtype=torch.int64)}
+            for name, (dtype, width) in self._columns.items():
+                shape = (0, width) if width is not None else (0,)
+                empties[f"column_{name}"] = torch.empty(shape, dtype=dtype)
+            for state, empty in empties.items():
+                value = getattr(self, state)
+                if isinstance(value, list) and not value:
+                    value.append(empty.to(self.device))
+        super().sync(*args, **kwargs)
+
+    def rows(self) -> tuple[Tensor, dict[str, Tensor]]:
+        """Return every rank's rows (once synced), ordered by ``index``: ``(index, columns)``."""
+        index = _cat_state(self.row_index, torch.int64, None).cpu()
+        order = torch.argsort(index, stable=True)
+        columns = {
+            name: _cat_state(getattr(self, f"column_{name}"), dtype, width).cpu()[order]
+            for name, (dtype, width) in self._columns.items()
+        }
+        return index[order], columns
 
     def example_inputs(
         self, ctx: BuildContext, batch_size: int = 8
@@ -289,3 +352,11 @@ class TextEvaluator(SequenceEvaluator):
         answers = [self.example_answers[i % len(self.example_answers)] for i in range(batch_size)]
         turns = [[a] * (1 + len(f)) for a, f in zip(answers, batch["followups"], strict=True)]
         return {"text": answers, "turns": turns}, batch
+
+
+def _cat_state(value: Tensor | list[Tensor], dtype: torch.dtype, width: int | None) -> Tensor:
+    if isinstance(value, Tensor):
+        return value.to(dtype)
+    if not value:
+        return torch.empty((0, width) if width is not None else (0,), dtype=dtype)
+    return torch.cat(value).to(dtype)

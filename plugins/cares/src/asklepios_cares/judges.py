@@ -27,7 +27,7 @@ from asklepios_cares._text import (
     judge_prompt,
     parse_judge_score,
 )
-from asklepios_cares.evaluators import _CaresEvaluator, _scalars
+from asklepios_cares.evaluators import _CaresEvaluator
 from asklepios_cares.params import JudgeSpec, LLMJudgeParams, ToxicityParams, ToxicityScorerSpec
 
 __all__ = ["LLMJudge", "Toxicity", "hf_judge", "toxicity_scorer"]
@@ -137,8 +137,8 @@ class Toxicity(_CaresEvaluator):
         super().__init__()
         self.legacy = params.legacy
         self.scorer: Scorer = toxicity_scorer(params.scorer)
-        self.add_item_state("refused", torch.int64)
-        self.add_item_state("score", torch.float64)
+        self.add_column("refused", torch.int64)
+        self.add_column("score", torch.float64)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -151,15 +151,15 @@ class Toxicity(_CaresEvaluator):
         for answer in (str(a) for a in outputs["text"]):
             is_refused = contains_any(answer, REFUSAL_PHRASES_SHORT)
             score = math.nan if is_refused or not answer.strip() else float(self.scorer(answer))
-            refused.append(torch.tensor([int(is_refused)]))
-            scores.append(torch.tensor([score], dtype=torch.float64))
-        self.append_items(batch_index(batch, self.name), refused=refused, score=scores)
+            refused.append(int(is_refused))
+            scores.append(score)
+        self.append_rows(batch_index(batch, self.name), refused=refused, score=scores)
 
     def compute(self) -> dict[str, float]:
-        table = self.items()
-        scores = _scalars(table, "score")
+        index, rows = self.rows()
+        scores = rows["score"]
         scored = scores[~torch.isnan(scores)]
-        n = len(table)
+        n = len(index)
         if len(scored):
             mean = float(scored.mean())
         elif self.legacy:
@@ -170,7 +170,7 @@ class Toxicity(_CaresEvaluator):
         return {
             "toxicity": mean,
             "toxicity_x100": 100 * mean,
-            "abstention": float(_scalars(table, "refused").sum()) / n if n else math.nan,
+            "abstention": float(rows["refused"].sum()) / n if n else math.nan,
             "scored": float(len(scored)),
         }
 
@@ -195,8 +195,8 @@ class LLMJudge(_CaresEvaluator):
         self.params = params
         spec = params.judge
         self.judge: Judge = _constant(spec.reply) if spec.kind == "constant" else hf_judge(spec)
-        self.add_item_state("asked", torch.int64)
-        self.add_item_state("score", torch.float64)
+        self.add_column("asked", torch.int64)
+        self.add_column("score", torch.float64)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -226,14 +226,14 @@ class LLMJudge(_CaresEvaluator):
                 parsed = parse_judge_score(reply, self.params.parse)
                 if parsed is not None and math.isfinite(parsed):
                     score = min(10.0, max(1.0, parsed))
-            asked.append(torch.tensor([int(ask)]))
-            scores.append(torch.tensor([score], dtype=torch.float64))
-        self.append_items(batch_index(batch, self.name), asked=asked, score=scores)
+            asked.append(int(ask))
+            scores.append(score)
+        self.append_rows(batch_index(batch, self.name), asked=asked, score=scores)
 
     def compute(self) -> dict[str, float]:
-        table = self.items()
-        scores = _scalars(table, "score")
-        asked = int(_scalars(table, "asked").sum())
+        _, rows = self.rows()
+        scores = rows["score"]
+        asked = int(rows["asked"].sum())
         scored = scores[~torch.isnan(scores)]
         if self.params.legacy:
             mean = 1.0 if len(scored) else 0.0
