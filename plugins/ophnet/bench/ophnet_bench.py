@@ -16,6 +16,10 @@ Usage: ``python plugins/ophnet/bench/ophnet_bench.py [--videos 1000] [--predicti
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -273,13 +277,14 @@ def bench_step(length: int = 2304, channels: int = 1408, repeats: int = 5) -> di
 
 
 def bench_synthetic(epochs: int) -> dict[str, float]:
-    import asklepios
-
+    """Run the synthetic example through the command line; return its test figures."""
+    cli = shutil.which("asklepios") or str(Path(sys.executable).with_name("asklepios"))
     with tempfile.TemporaryDirectory() as tmp:
-        run = asklepios.run(
-            EXAMPLE, Path(tmp) / "run", overrides=[f"train.epochs={epochs}", "train.device=cpu"]
-        )
-        test = run.test_metrics
+        sets = [f"train.epochs={epochs}", "train.device=cpu", f"output_dir={tmp}"]
+        command = [cli, "run", str(EXAMPLE), *(a for v in sets for a in ("--set", v))]
+        subprocess.run(command, check=True, capture_output=True, text=True)
+        (run_dir,) = [p for p in Path(tmp).iterdir() if p.is_dir()]
+        test = json.loads((run_dir / "summary.json").read_text())["test"]
     return {"average": test["tal_map/average"], "rank_score": test["phase_recognition/rank_score"]}
 
 

@@ -1,6 +1,7 @@
 """Command line of the plugin: challenge labels, CSV -> ActivityNet JSON, .pkl -> .npy.
 
-Run as ``python -m asklepios_ophnet COMMAND`` or ``asklepios-ophnet COMMAND``:
+Run as ``asklepios ophnet COMMAND`` (the plugin registers the commands with the core's
+``register_commands`` hook), ``python -m asklepios_ophnet COMMAND`` or ``asklepios-ophnet COMMAND``:
 
 - ``challenge LOCA_ALL_CSV OUT_DIR``: write ``OphNet2024_loca_challenge.csv`` (rare labels to
   "Others") and ``OphNet2024_loca_challenge_phase.csv`` (consecutive phases merged).
@@ -19,7 +20,7 @@ from pathlib import Path
 from asklepios_sdk import AsklepiosError
 from asklepios_sdk.io import write_atomic
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "challenge", "convert", "main", "pkl_to_npy"]
 
 
 def _challenge(args: argparse.Namespace) -> str:
@@ -55,10 +56,10 @@ def _pkl_to_npy(args: argparse.Namespace) -> str:
     return f"wrote {len(written)} .npy files to {args.target}"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "asklepios-ophnet") -> argparse.ArgumentParser:
     """Return the parser of ``python -m asklepios_ophnet``."""
     parser = argparse.ArgumentParser(
-        prog="asklepios-ophnet", description="OphNet annotation and feature utilities."
+        prog=prog, description="OphNet annotation and feature utilities."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     challenge = commands.add_parser("challenge", help="write the challenge-label CSVs")
@@ -90,9 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "asklepios-ophnet") -> int:
     """Run one command; print errors without a traceback and return the exit code."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     try:
         message = args.run(args)
     except AsklepiosError as err:
@@ -100,3 +101,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     sys.stdout.write(message + "\n")
     return 0
+
+
+def challenge(argv: list[str]) -> int:
+    """Write the challenge-label CSVs (Others remap, merged phases) from loca_all."""
+    return main(["challenge", *argv], prog="asklepios ophnet")
+
+
+def convert(argv: list[str]) -> int:
+    """Convert a localisation CSV to the ActivityNet-style JSON the features dataset reads."""
+    return main(["convert", *argv], prog="asklepios ophnet")
+
+
+def pkl_to_npy(argv: list[str]) -> int:
+    """Convert trusted pickled feature files to .npy (needs --trust-pickle)."""
+    return main(["pkl-to-npy", *argv], prog="asklepios ophnet")

@@ -32,7 +32,7 @@ __all__ = [
 _PICKLE_FIX = (
     "unpickling runs code stored in the file; if you trust these files, set "
     "'trust_pickle: true' (or pass --trust-pickle), or convert them once with "
-    "'python -m asklepios_ophnet pkl-to-npy SRC DST --trust-pickle' and read the .npy files"
+    "'asklepios ophnet pkl-to-npy SRC DST --trust-pickle' and read the .npy files"
 )
 
 

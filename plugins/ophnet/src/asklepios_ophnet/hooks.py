@@ -12,10 +12,12 @@ from asklepios_sdk import hookimpl
 
 if TYPE_CHECKING:
     from asklepios_sdk import Register
+    from asklepios_sdk.registration import RegisterCommand
 
 __all__ = [
     "register_augmentations",
     "register_backbones",
+    "register_commands",
     "register_datasets",
     "register_evaluators",
     "register_losses",
@@ -76,3 +78,11 @@ def register_evaluators(register: Register) -> None:
         "asklepios_ophnet.metrics:PhaseRecognitionEvaluator",
         p.PhaseRecognitionEvaluatorParams,
     )
+
+
+@hookimpl
+def register_commands(register: RegisterCommand) -> None:
+    """Register ``asklepios ophnet challenge|convert|pkl-to-npy``."""
+    register("challenge", "asklepios_ophnet.cli:challenge")
+    register("convert", "asklepios_ophnet.cli:convert")
+    register("pkl-to-npy", "asklepios_ophnet.cli:pkl_to_npy")

@@ -105,7 +105,7 @@ class TALFeaturesDatasetParams(_ChallengeRule):
     trust_pickle: bool = Field(
         False,
         description="Read .pkl feature files. Unpickling runs code stored in the file: only "
-        "for files you trust; convert them once with 'python -m asklepios_ophnet pkl-to-npy'.",
+        "for files you trust; convert them once with 'asklepios ophnet pkl-to-npy'.",
     )
     feat_stride: int = Field(16, ge=1, description="Frames between consecutive feature steps.")
     num_frames: int = Field(16, ge=1, description="Frames each feature step sees.")
