@@ -13,10 +13,12 @@ from asklepios_sdk import Register, hookimpl
 
 if TYPE_CHECKING:
     from asklepios_sdk import RunState
+    from asklepios_sdk.registration import RegisterCommand
 
 __all__ = [
     "register_augmentations",
     "register_backbones",
+    "register_commands",
     "register_datasets",
     "register_evaluators",
     "run_end",
@@ -65,6 +67,12 @@ def register_evaluators(register: Register) -> None:
     register("fairness_aed", "asklepios_cares.evaluators:FairnessAED", p.FairnessAEDParams)
     register("toxicity", "asklepios_cares.judges:Toxicity", p.ToxicityParams)
     register("llm_judge", "asklepios_cares.judges:LLMJudge", p.LLMJudgeParams)
+
+
+@hookimpl
+def register_commands(register: RegisterCommand) -> None:
+    """Register ``asklepios cares report RUN [RUN ...] --out DIR``."""
+    register("report", "asklepios_cares.report:main")
 
 
 @hookimpl

@@ -4,8 +4,8 @@ A CARES experiment runs one stage per sub-task; a stage's name says its dimensio
 word (``factuality``, ``uncertainty`` -> trustfulness; ``fairness``; ``jailbreak``,
 ``overcautiousness``, ``toxicity`` -> safety; ``privacy``; ``robustness``). At the end of a run
 the plugin writes ``<run>/cares/report.md`` and ``<run>/cares/radar.png``;
-``python -m asklepios_cares.report RUN [RUN ...] --out DIR`` compares several runs (one
-column and one polygon per run).
+``asklepios cares report RUN [RUN ...] --out DIR`` (or ``python -m asklepios_cares.report``)
+compares several runs (one column and one polygon per run).
 
 The radar's per-dimension score (0-100, higher is better) is a display aggregate of ours, not
 a CARES metric: the mean, over the dimension's stages, of accuracy and refusal rates x 100 where
@@ -158,8 +158,8 @@ def write_report(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Compare CARES runs side by side: ``python -m asklepios_cares.report RUN ... --out DIR``."""
-    parser = argparse.ArgumentParser(prog="python -m asklepios_cares.report")
+    """Write the CARES report of runs side by side: RUN [RUN ...] --out DIR."""
+    parser = argparse.ArgumentParser(prog="asklepios cares report")
     parser.add_argument("runs", nargs="+", help="run directories (each with summary.json)")
     parser.add_argument("--out", required=True, help="where cares/report.md and radar.png go")
     args = parser.parse_args(argv)
