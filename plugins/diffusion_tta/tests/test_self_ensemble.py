@@ -28,17 +28,21 @@ def _entropy(p: np.ndarray, double: bool) -> np.ndarray:
     return -(q * np.log(q)).sum(axis=1)
 
 
+def _confidence(p: np.ndarray, double: bool) -> np.ndarray:
+    return (_softmax(p) if double else p).max(1)
+
+
 def _reference(p_o: np.ndarray, p_a: np.ndarray, mode: str, double: bool) -> np.ndarray:
     if mode == "sum":
         return p_o + p_a
     if mode == "confidence_sum":
-        return p_o * p_o.max(1, keepdims=True) + p_a * p_a.max(1, keepdims=True)
+        return p_o * _confidence(p_o, double)[:, None] + p_a * _confidence(p_a, double)[:, None]
     if mode == "entropy_sum":
         return p_o * _entropy(p_a, double)[:, None] + p_a * _entropy(p_o, double)[:, None]
     out = []
     for i in range(len(p_o)):
         if mode == "confidence":
-            take = p_o[i].max() <= p_a[i].max()
+            take = _confidence(p_o[i : i + 1], double)[0] <= _confidence(p_a[i : i + 1], double)[0]
         elif mode == "entropy":
             take = _entropy(p_o[i : i + 1], double)[0] >= _entropy(p_a[i : i + 1], double)[0]
         else:
@@ -49,12 +53,78 @@ def _reference(p_o: np.ndarray, p_a: np.ndarray, mode: str, double: bool) -> np.
 
 def _reference_weights(p_o: np.ndarray, p_a: np.ndarray, mode: str, double: bool) -> np.ndarray:
     if mode == "confidence_fuse":
-        scores = np.stack([p_o.max(1), p_a.max(1)], 1)
+        scores = np.stack([_confidence(p_o, double), _confidence(p_a, double)], 1)
     elif mode == "entropy_fuse":
         scores = np.stack([_entropy(p_a, double), _entropy(p_o, double)], 1)
     else:
-        scores = np.stack([p_o.var(1), p_a.var(1)], 1)
+        scores = np.stack([p_o.var(1, ddof=1), p_a.var(1, ddof=1)], 1)
     return _softmax(scores)
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _dda(logits1: np.ndarray, logits2: np.ndarray, mode: str) -> np.ndarray:
+    """Transcribe DDA's ``model_adapt/evaluation.py`` rules (its "logits" are probabilities).
+
+    Returns the fused scores of a ``*sum`` or select mode, or the image weights ``(B, 2)`` of a
+    ``*_fuse`` mode.
+    """
+
+    def ent(z: np.ndarray) -> np.ndarray:
+        return -(_softmax(z) * _log_softmax(z)).sum(1, keepdims=True)
+
+    def con(z: np.ndarray) -> np.ndarray:
+        return _softmax(z).max(1, keepdims=True)
+
+    def var(z: np.ndarray) -> np.ndarray:
+        return z.var(1, ddof=1, keepdims=True)
+
+    if mode == "sum":
+        return logits1 + logits2
+    if mode == "entropy_sum":
+        return logits1 * ent(logits2) + logits2 * ent(logits1)
+    if mode == "confidence_sum":
+        return logits1 * con(logits1) + logits2 * con(logits2)
+    if mode in ("entropy", "confidence", "var"):
+        idx = {
+            "entropy": lambda: ent(logits1) >= ent(logits2),
+            "confidence": lambda: con(logits1) <= con(logits2),
+            "var": lambda: var(logits1) <= var(logits2),
+        }[mode]()
+        return logits1 * np.logical_not(idx) + logits2 * idx
+    pair = {
+        "entropy_fuse": lambda: (ent(logits2), ent(logits1)),
+        "confidence_fuse": lambda: (con(logits1), con(logits2)),
+        "var_fuse": lambda: (var(logits1), var(logits2)),
+    }[mode]()
+    return _softmax(np.concatenate(pair, 1))
+
+
+@pytest.mark.parametrize("k", [2, 8, 1000])
+@pytest.mark.parametrize("mode", PROBABILITY_MODES + IMAGE_FUSE_MODES)
+def test_faithful_flag_matches_dda_code(mode: str, k: int) -> None:
+    rng = np.random.default_rng(k)
+    p_o = _softmax(rng.normal(0, 3, (64, k)))
+    p_a = _softmax(rng.normal(0, 3, (64, k)))
+    expected = _dda(p_o, p_a, mode)
+    t_o, t_a = torch.from_numpy(p_o), torch.from_numpy(p_a)
+    if mode in IMAGE_FUSE_MODES:
+        w0, w1 = fusion_weights(t_o, t_a, mode, double_softmax=True)
+        got = torch.stack([w0, w1], 1).numpy()
+    else:
+        got = fuse_probabilities(t_o, t_a, mode, double_softmax=True).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_faithful_confidence_scores_differ_from_the_default() -> None:
+    # max p ranks o above a, max softmax(p) ranks a above o (a spreads its mass differently)
+    p_o = torch.tensor([[0.50, 0.50, 0.00, 0.00]], dtype=torch.float64)
+    p_a = torch.tensor([[0.49, 0.17, 0.17, 0.17]], dtype=torch.float64)
+    assert torch.equal(fuse_probabilities(p_o, p_a, "confidence"), p_o)
+    assert torch.equal(fuse_probabilities(p_o, p_a, "confidence", double_softmax=True), p_a)
 
 
 @pytest.fixture

@@ -175,7 +175,9 @@ class SelfEnsembleParams(Params):
 
     mode: FusionMode = Field("sum", description="Fusion rule (DDA's --ensemble); default sum.")
     faithful_double_softmax: bool = Field(
-        False, description="Entropy of softmax(p) instead of p, as DDA's code computes it."
+        False,
+        description="Confidence and entropy scores of softmax(p) instead of p, as DDA's code "
+        "computes them (it re-applies softmax to the classifier's probabilities).",
     )
     outputs_are_probabilities: bool = Field(
         False, description="The classifier's 'logits' already hold probabilities (mmcls style)."

@@ -11,6 +11,12 @@ p_o = softmax(f(x_ref)) and p_a = softmax(f(x̂)), which are fused per sample:
   softmax([H(p_a), H(p_o)]) (crossed, as in the code) or softmax([Var p_o, Var p_a]);
 * ``first`` / ``second``: source-only / adapted-only.
 
+Var is the unbiased variance over the K classes (÷ (K − 1)), as ``torch.var`` in DDA's code. With
+``double_softmax`` (DDA's code, ``faithful_double_softmax``) every confidence and entropy score is
+taken of softmax(p) instead of p: DDA's classifier already returns probabilities and
+``model_adapt/evaluation.py`` applies ``softmax`` (and ``log_softmax``) to them again, for the
+confidence modes as for the entropy modes. The variance is taken of p itself in both cases.
+
 Probability modes return ``logits = log(p / Σp)`` (so argmax and softmax are those of the fused
 distribution) plus ``probs``; ``*_fuse``, ``first`` and ``second`` return the classifier's own
 output.
@@ -46,8 +52,16 @@ IMAGE_FUSE_MODES = ("confidence_fuse", "entropy_fuse", "var_fuse")
 
 def _entropy(p: Tensor, double_softmax: bool) -> Tensor:
     if double_softmax:
-        p = p.softmax(dim=1)
+        return -(p.softmax(dim=1) * p.log_softmax(dim=1)).sum(dim=1)
     return -(p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))).sum(dim=1)
+
+
+def _confidence(p: Tensor, double_softmax: bool) -> Tensor:
+    return (p.softmax(dim=1) if double_softmax else p).amax(dim=1)
+
+
+def _variance(p: Tensor) -> Tensor:
+    return p.var(dim=1, unbiased=True)
 
 
 def fuse_probabilities(p_o: Tensor, p_a: Tensor, mode: str, double_softmax: bool = False) -> Tensor:
@@ -55,17 +69,19 @@ def fuse_probabilities(p_o: Tensor, p_a: Tensor, mode: str, double_softmax: bool
     if mode == "sum":
         return p_o + p_a
     if mode == "confidence_sum":
-        return p_o * p_o.amax(1, keepdim=True) + p_a * p_a.amax(1, keepdim=True)
+        c_o = _confidence(p_o, double_softmax)[:, None]
+        c_a = _confidence(p_a, double_softmax)[:, None]
+        return p_o * c_o + p_a * c_a
     if mode == "entropy_sum":
         h_o = _entropy(p_o, double_softmax)[:, None]
         h_a = _entropy(p_a, double_softmax)[:, None]
         return p_o * h_a + p_a * h_o
     if mode == "confidence":
-        take_adapted = p_o.amax(1) <= p_a.amax(1)
+        take_adapted = _confidence(p_o, double_softmax) <= _confidence(p_a, double_softmax)
     elif mode == "entropy":
         take_adapted = _entropy(p_o, double_softmax) >= _entropy(p_a, double_softmax)
     elif mode == "var":
-        take_adapted = p_o.var(1, unbiased=False) <= p_a.var(1, unbiased=False)
+        take_adapted = _variance(p_o) <= _variance(p_a)
     else:
         raise ComponentError(f"{mode!r} is not a probability fusion mode of {PROBABILITY_MODES}")
     return torch.where(take_adapted[:, None], p_a, p_o)
@@ -76,11 +92,13 @@ def fusion_weights(
 ) -> tuple[Tensor, Tensor]:
     """Return the per-sample image weights ``(w_0, w_1)`` of an ``*_fuse`` mode."""
     if mode == "confidence_fuse":
-        scores = torch.stack([p_o.amax(1), p_a.amax(1)], dim=1)
+        scores = torch.stack(
+            [_confidence(p_o, double_softmax), _confidence(p_a, double_softmax)], dim=1
+        )
     elif mode == "entropy_fuse":
         scores = torch.stack([_entropy(p_a, double_softmax), _entropy(p_o, double_softmax)], dim=1)
     elif mode == "var_fuse":
-        scores = torch.stack([p_o.var(1, unbiased=False), p_a.var(1, unbiased=False)], dim=1)
+        scores = torch.stack([_variance(p_o), _variance(p_a)], dim=1)
     else:
         raise ComponentError(f"{mode!r} is not an image fusion mode of {IMAGE_FUSE_MODES}")
     weights = scores.softmax(dim=1)
