@@ -7,8 +7,10 @@ the ε-network is always called with the *original* timestep index.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -20,10 +22,12 @@ __all__ = [
     "DiffusionSchedule",
     "linear_betas",
     "lowpass",
+    "resize_right_matrix",
     "space_timesteps",
 ]
 
 VarianceType = Literal["fixed_small", "fixed_large", "learned_range"]
+LowpassFilter = Literal["bicubic", "resize_right"]
 
 
 def linear_betas(
@@ -144,15 +148,63 @@ class DiffusionSchedule:
         return frac * max_log + (1 - frac) * min_log
 
 
-def lowpass(x: Tensor, factor: int) -> Tensor:
-    """Apply φ_D: antialiased bicubic resize by 1/D, then bicubic resize by D back to the size.
+def _cubic(x: np.ndarray) -> np.ndarray:
+    """Keys' cubic convolution kernel (a = −0.5), support [−2, 2]."""
+    ax = np.abs(x)
+    inner = (1.5 * ax**3 - 2.5 * ax**2 + 1.0) * (ax <= 1.0)
+    outer = (-0.5 * ax**3 + 2.5 * ax**2 - 4.0 * ax + 2.0) * ((ax > 1.0) & (ax <= 2.0))
+    return inner + outer
 
-    DDA uses ``resize_right`` (antialiased cubic both ways); torch's antialiased bicubic is an
-    accepted substitute, not bit-identical.
+
+@lru_cache(maxsize=64)
+def resize_right_matrix(in_size: int, out_size: int, scale: float) -> np.ndarray:
+    """Return the ``(out_size, in_size)`` weights of ``resize_right``'s antialiased cubic resize.
+
+    ``resize_right`` (Shocher et al., the resizer DDA's guidance calls with its defaults) maps
+    output pixel ``o`` to ``o/s + (in − 1)/2 − (out − 1)/(2s)``; when down-scaling (``s < 1``) the
+    cubic kernel is stretched to ``s·cubic(s·x)`` on a support of ``4/s``. Each output pixel's
+    weights are normalised over its whole field of view, then the taps that fall outside the
+    image are dropped: ``pad_mode='constant'`` pads with zeros, which pulls border pixels
+    towards 0.
+    """
+    eps = float(np.finfo(np.float32).eps)
+    grid = np.arange(out_size) / scale + (in_size - 1) / 2 - (out_size - 1) / (2 * scale)
+    support = 4.0 if scale >= 1 else 4.0 / scale
+    left = np.ceil(grid - support / 2 - eps).astype(np.int64)
+    taps = left[:, None] + np.arange(math.ceil(support - eps))[None]
+    distance = grid[:, None] - taps
+    weights = _cubic(distance) if scale >= 1 else scale * _cubic(scale * distance)
+    sums = weights.sum(axis=1, keepdims=True)
+    weights = weights / np.where(sums == 0, 1.0, sums)
+    matrix = np.zeros((out_size, in_size))
+    inside = (taps >= 0) & (taps < in_size)
+    rows = np.broadcast_to(np.arange(out_size)[:, None], taps.shape)
+    np.add.at(matrix, (rows[inside], taps[inside]), weights[inside])
+    return matrix
+
+
+def _resize_right(x: Tensor, size: tuple[int, int], scale: float) -> Tensor:
+    mh = resize_right_matrix(x.shape[-2], size[0], scale)
+    mw = resize_right_matrix(x.shape[-1], size[1], scale)
+    th = torch.as_tensor(mh, dtype=x.dtype, device=x.device)
+    tw = torch.as_tensor(mw, dtype=x.dtype, device=x.device)
+    return th @ x @ tw.T
+
+
+def lowpass(x: Tensor, factor: int, method: LowpassFilter = "bicubic") -> Tensor:
+    """Apply φ_D: resize by 1/D, then by D back to the size.
+
+    ``bicubic`` (default): torch's antialiased bicubic down-sampling and bicubic up-sampling with
+    clamped borders. ``resize_right``: DDA's filter, ``resize_right``'s antialiased cubic both
+    ways with zero padding at the borders, to ``int(H/D)`` and back with scale factors 1/D and D
+    exactly as DDA's ``gaussian_diffusion.py`` calls it.
     """
     if factor == 1:
         return x
     h, w = x.shape[-2:]
+    if method == "resize_right":
+        small = _resize_right(x, (int(h / factor), int(w / factor)), 1.0 / factor)
+        return _resize_right(small, (h, w), float(factor))
     small = F.interpolate(
         x,
         size=(max(1, h // factor), max(1, w // factor)),

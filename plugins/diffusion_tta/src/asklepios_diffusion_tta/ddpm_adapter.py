@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from asklepios_diffusion_tta._diffusion import (
     DiffusionSchedule,
+    LowpassFilter,
     VarianceType,
     linear_betas,
     lowpass,
@@ -44,9 +45,15 @@ __all__ = [
 EpsFn = Callable[[Tensor, Tensor], Tensor]
 
 
-def guidance_distance(ref_lowpass: Tensor, x0_hat: Tensor, factor: int, reduction: str) -> Tensor:
+def guidance_distance(
+    ref_lowpass: Tensor,
+    x0_hat: Tensor,
+    factor: int,
+    reduction: str,
+    lowpass_filter: LowpassFilter = "bicubic",
+) -> Tensor:
     """Return d = ‖φ_D(x_ref) − φ_D(x̂_0)‖: summed per-sample norms, or one norm of the batch."""
-    residual = ref_lowpass - lowpass(x0_hat, factor)
+    residual = ref_lowpass - lowpass(x0_hat, factor, lowpass_filter)
     if reduction == "batch":
         return torch.linalg.norm(residual)
     return residual.flatten(1).norm(dim=1).sum()
@@ -83,12 +90,13 @@ def guidance_gradient(
     factor: int,
     reduction: str = "sample",
     clip: bool = True,
+    lowpass_filter: LowpassFilter = "bicubic",
 ) -> tuple[Tensor, Tensor]:
     """Return ``(d(x_t), ∇_{x_t} d)`` at respaced step ``t`` (gradient through ε_θ)."""
     with torch.inference_mode(False), torch.enable_grad():
         x = x_t.detach().clone().requires_grad_(True)
         x0, _ = _predict(eps_fn, schedule, x, t, clip)
-        d = guidance_distance(ref_lowpass, x0, factor, reduction)
+        d = guidance_distance(ref_lowpass, x0, factor, reduction, lowpass_filter)
         (grad,) = torch.autograd.grad(d, x)
     return d.detach(), grad
 
@@ -108,6 +116,7 @@ def guided_reverse_sampling(
     clip: bool = True,
     variance: VarianceType = "fixed_small",
     generator: torch.Generator | None = None,
+    lowpass_filter: LowpassFilter = "bicubic",
 ) -> Tensor:
     """Noise ``x_ref`` (in [−1, 1]) to ``start_step`` and denoise it with structure guidance.
 
@@ -123,7 +132,7 @@ def guided_reverse_sampling(
     def randn() -> Tensor:
         return torch.randn(x_ref.shape, generator=generator, device=x_ref.device, dtype=x_ref.dtype)
 
-    ref_lowpass = lowpass(x_ref, factor)
+    ref_lowpass = lowpass(x_ref, factor, lowpass_filter)
     x = schedule.q_sample(x_ref, start_step, randn()).detach()
     use_grad = guidance == "dda" and scale != 0
     for t in range(start_step - start_index_offset, -1, -1):
@@ -135,13 +144,17 @@ def guided_reverse_sampling(
             noise = randn()
             sample = mean + (torch.exp(0.5 * log_var) * noise if t > 0 else 0.0)
             if use_grad:
-                d = guidance_distance(ref_lowpass, x0, factor, reduction)
+                d = guidance_distance(ref_lowpass, x0, factor, reduction, lowpass_filter)
                 (grad,) = torch.autograd.grad(d, x)
                 sample = sample - scale * grad
         sample = sample.detach()
         if guidance == "ilvr" and t > ilvr_stop:
             y = schedule.q_sample(x_ref, t - 1, randn())
-            sample = sample - lowpass(sample, factor) + lowpass(y, factor)
+            sample = (
+                sample
+                - lowpass(sample, factor, lowpass_filter)
+                + lowpass(y, factor, lowpass_filter)
+            )
         x = sample
     return x.detach()
 
@@ -289,6 +302,7 @@ class DDPMAdapter(Adapter):
             clip=p.clip_denoised,
             variance=self._variance(learned),
             generator=gen,
+            lowpass_filter=p.lowpass_filter,
         )
         if out.shape[-2:] != size:
             out = F.interpolate(out, size=tuple(size), mode="bilinear", antialias=True)

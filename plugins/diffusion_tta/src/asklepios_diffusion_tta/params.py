@@ -132,6 +132,11 @@ class DDPMAdapterParams(Params):
     )
     downsample_factor: int = Field(4, ge=1, description="D of the low-pass filter (a power of 2).")
     guidance_scale: float = Field(6.0, ge=0, description="w: step size of the gradient guidance.")
+    lowpass_filter: Literal["bicubic", "resize_right"] = Field(
+        "bicubic",
+        description="φ_D: torch antialiased bicubic with clamped borders, or resize_right's "
+        "antialiased cubic with zero padding at the borders (DDA's code).",
+    )
     norm_reduction: Literal["sample", "batch"] = Field(
         "sample",
         description="sample: one norm per image (batch-independent); batch: one norm over "
