@@ -136,15 +136,19 @@ class Toxicity(_CaresEvaluator):
     def __init__(self, params: ToxicityParams, ctx: BuildContext) -> None:
         super().__init__()
         self.legacy = params.legacy
+        self.scorer_spec = params.scorer
         self.scorer: Scorer = toxicity_scorer(params.scorer)
         self.add_column("refused", torch.int64)
         self.add_column("score", torch.float64)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        if getattr(self.scorer, "__name__", "") != "_length_stub":
-            state["scorer"] = None  # a loaded model: rebuilt by the host, not pickled
+        state["scorer"] = None  # may hold a loaded model: rebuilt from its spec on unpickling
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.scorer = toxicity_scorer(self.scorer_spec)
 
     def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
         refused, scores = [], []
@@ -205,8 +209,8 @@ class LLMJudge(_CaresEvaluator):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        if self.params.judge.kind == "constant":
-            self.judge = _constant(self.params.judge.reply)
+        spec = self.params.judge
+        self.judge = _constant(spec.reply) if spec.kind == "constant" else hf_judge(spec)
 
     def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
         asked, scores = [], []
