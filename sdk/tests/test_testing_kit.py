@@ -378,6 +378,22 @@ class LyingLabels(NoiseDataset):
         return 1 - super().labels(name)
 
 
+class _BadCollate:
+    """A collate that cannot batch what its split yields."""
+
+    def __call__(self, samples: list[Any]) -> Any:
+        raise ValueError("items differ in length")
+
+
+class BadCollateSplits(NoiseDataset):
+    """Splits that declare a collate which fails on their items."""
+
+    def split(self, name: str) -> torch.utils.data.Dataset:
+        split = super().split(name)
+        split.collate_fn = _BadCollate()  # type: ignore[attr-defined]
+        return split
+
+
 class Idle(PlainTrainer):
     """Compute the loss and never step."""
 
@@ -415,6 +431,8 @@ def test_trainer_declares_its_batch_and_suite_gives_its_loss() -> None:
 def test_dataset_and_trainer_rules() -> None:
     report = _check("dataset", "l", LyingLabels)
     _assert_fails(report, "fake.l", "dataset-splits", "labels('train')")
+    report = _check("dataset", "c", BadCollateSplits)
+    _assert_fails(report, "fake.c", "dataset-splits", "collate_fn", "items differ in length")
     _assert_fails(_check("trainer", "i", Idle), "fake.i", "trainer-step", "unchanged")
 
 

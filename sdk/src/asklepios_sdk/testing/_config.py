@@ -48,7 +48,8 @@ RULES: Mapping[str, str] = MappingProxyType(
         "evaluator-keys": "compute() returns the declared keys as finite scalars with a direction",
         "evaluator-reset": "reset() returns every metric state to its default",
         "evaluator-ddp": "compute() synced over 2 gloo ranks equals compute() on one process",
-        "dataset-splits": "every split is non-empty, yields sample dicts and matches labels()",
+        "dataset-splits": "every split is non-empty, yields sample dicts and matches labels(); a "
+        "split's declared collate_fn pickles and batches its first items into a dict",
         "trainer-step": "train_step returns a finite LossOutput and updates the parameters",
     }
 )

@@ -620,6 +620,27 @@ def rule_evaluator_reset(subject: Subject) -> None:
 # -- datasets and trainers ---------------------------------------------------------------------
 
 
+def _check_collate(split: Any, name: str) -> None:
+    """A split that declares a collate (``collate_fn``) must batch its first items into a dict."""
+    from asklepios_sdk.sequences import split_collate
+
+    collate = split_collate(split)
+    if collate is None:
+        return
+    try:
+        pickle.dumps(collate)
+        batch = collate([split[i] for i in range(min(2, len(split)))])
+    except Exception as err:
+        raise RuleFailure(
+            f"split {name!r}: its collate_fn {collate!r} failed on the first items "
+            f"({type(err).__name__}: {err}); DataLoader workers need it picklable and the engine "
+            "batches every split with it"
+        ) from err
+    _require(
+        isinstance(batch, Mapping), f"split {name!r}: collate_fn returned {type(batch).__name__}"
+    )
+
+
 def rule_dataset_splits(subject: Subject) -> None:
     dataset = subject.build()
     if isinstance(dataset, DatasetWrapper):
@@ -631,6 +652,7 @@ def rule_dataset_splits(subject: Subject) -> None:
         _require(len(split) > 0, f"split {name!r} is empty")
         item = split[0]
         _require(isinstance(item, Mapping), f"split {name!r} yields {type(item).__name__}")
+        _check_collate(split, name)
         labels = dataset.labels(name)
         if labels is None:
             continue
