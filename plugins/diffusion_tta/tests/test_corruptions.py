@@ -308,3 +308,53 @@ def test_module_does_not_import_imagecorruptions() -> None:
         "assert 'imagecorruptions' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_quantisation_truncates_like_numpy_uint8(lesion_image: np.ndarray) -> None:
+    # imagecorruptions returns np.uint8(np.clip((x/255 - m)*c + m, 0, 1)*255): truncation
+    x = lesion_image / 255.0
+    means = x.mean(axis=(0, 1), keepdims=True)
+    expected = np.uint8(np.clip((x - means) * 0.05 + means, 0, 1) * 255).astype(np.int64)
+    got = corrupt_uint8(lesion_image, "contrast", 5).astype(np.int64)
+    assert np.abs(got - expected).mean() < 0.01
+    floats = corrupt(_to_tensor(lesion_image), "contrast", 5)
+    np.testing.assert_array_equal(_to_numpy(floats) * 255, got)
+
+
+def _sequential_glass_scan(image: np.ndarray, dy: np.ndarray, dx: np.ndarray, delta: int):
+    """Transcribe imagecorruptions 1.1.2's glass-blur loop (one round, given the draws)."""
+    x = image.copy()
+    height, width = x.shape[:2]
+    for h in range(height - delta, delta, -1):
+        for w in range(width - delta, delta, -1):
+            h_prime, w_prime = h + dy[h, w], w + dx[h, w]
+            x[h, w], x[h_prime, w_prime] = x[h_prime, w_prime], x[h, w]
+    return x
+
+
+@pytest.mark.parametrize(("delta", "shape"), [(1, (13, 17)), (2, (20, 16)), (4, (24, 31))])
+def test_glass_scramble_equals_the_sequential_scan(delta: int, shape: tuple[int, int]) -> None:
+    gen = _gen(delta)
+    image = torch.rand(2, 3, *shape, generator=gen, dtype=torch.float64)
+    dy = torch.randint(-delta, delta, (2, *shape), generator=gen)
+    dx = torch.randint(-delta, delta, (2, *shape), generator=gen)
+    got = ops.glass_scramble(image, dy, dx, delta)
+    for i in range(2):
+        expected = _sequential_glass_scan(
+            _to_numpy(image[i : i + 1]), dy[i].numpy(), dx[i].numpy(), delta
+        )
+        np.testing.assert_array_equal(_to_numpy(got[i : i + 1]), expected)
+    if delta > 1:  # pixels travel along chains: the result is not a permutation
+        values = np.sort(got[0, 0].flatten().numpy())
+        assert not np.array_equal(values, np.sort(image[0, 0].flatten().numpy()))
+
+
+def test_frost_draws_from_the_first_five_textures(tmp_path) -> None:
+    for i in range(6):  # frost1 .. frost6, each one flat colour level (10, 20, ..., 60)
+        Image.fromarray(np.full((40, 40, 3), 10 * (i + 1), np.uint8)).save(
+            tmp_path / f"frost{i + 1}.png"
+        )
+    black = torch.zeros(300, 3, 32, 32)
+    out = corrupt(black, "frost", 1, _gen(), frost_texture_dir=tmp_path, quantize=False)
+    levels = np.unique(np.round(out[:, 0, 16, 16].numpy() / 0.4 * 255))
+    assert levels.tolist() == [10, 20, 30, 40, 50]

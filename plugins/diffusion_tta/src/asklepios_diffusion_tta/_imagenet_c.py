@@ -126,27 +126,53 @@ def defocus_blur(x: Tensor, c: tuple[float, float], gen: torch.Generator) -> Ten
     return conv_depthwise(x, disk_kernel(c[0], c[1])).clamp(0, 1)
 
 
-def glass_blur(x: Tensor, c: tuple[float, int, int], gen: torch.Generator) -> Tensor:
-    """Blur, locally scramble pixels within ±c[1] for c[2] rounds, blur again.
+def glass_scramble(y: Tensor, dy: Tensor, dx: Tensor, delta: int) -> Tensor:
+    """Run one round of the reference's sequential pixel "swap" scan, in parallel.
 
-    The reference swaps pixels one by one in a sequential scan (about 0.6 s per 224² image); here
-    each round moves every interior pixel to a uniformly drawn offset in ``[-δ, δ)`` in parallel
-    (a gather). The displacement distribution of one round is the same; the result is not a
-    permutation of the pixels (documented deviation).
+    The reference visits rows ``H−δ … δ+1`` and, in each, columns ``W−δ … δ+1`` (bottom-right to
+    top-left) and runs ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` on an RGB array: both sides
+    are views, so the pixel at ``(h, w)`` takes the *current* value at ``(h + dy, w + dx)`` and
+    the source keeps its own. A source that the scan has already visited (later in row-major
+    order) holds a value it copied itself, so one pixel can travel along a chain of offsets in one
+    round. Following each pixel's chain by pointer doubling gives the scan's result exactly, in
+    ``O(log chain)`` gathers.
+
+    Args:
+        y: ``(B, C, H, W)`` images.
+        dy, dx: ``(B, H, W)`` integer offsets drawn from ``[−δ, δ)`` (used at visited pixels).
+        delta: δ, the maximal offset.
+    """
+    b, c, h, w = y.shape
+    rows = torch.arange(h, device=y.device).view(h, 1)
+    cols = torch.arange(w, device=y.device).view(1, w)
+    visited = (
+        (rows > delta) & (rows <= h - delta) & (cols > delta) & (cols <= w - delta)
+    ).flatten()
+    position = torch.arange(h * w, device=y.device).expand(b, h * w)
+    source = torch.where(visited, position + (dy * w + dx).flatten(1), position)
+    chained = visited & visited[source] & (source > position)
+    while bool(chained.any()):
+        source, chained = (
+            torch.where(chained, source.gather(1, source), source),
+            chained & chained.gather(1, source),
+        )
+    flat = y.flatten(2).gather(2, source[:, None, :].expand(b, c, h * w))
+    return flat.view(b, c, h, w)
+
+
+def glass_blur(x: Tensor, c: tuple[float, int, int], gen: torch.Generator) -> Tensor:
+    """Blur, quantise (truncating), scramble pixels locally for c[2] rounds, blur again.
+
+    Each round reproduces the reference's sequential scan (:func:`glass_scramble`); its offsets
+    are drawn uniformly from ``[−c[1], c[1])`` as ``np.random.randint`` draws them.
     """
     sigma, delta, rounds = c
     b, _, h, w = x.shape
-    y = torch.round(gaussian_blur(x, sigma) * 255).div(255)
-    rows = torch.arange(h, device=x.device).view(1, h, 1).expand(b, h, w)
-    cols = torch.arange(w, device=x.device).view(1, 1, w).expand(b, h, w)
-    interior = (rows > delta) & (rows <= h - delta - 1) & (cols > delta) & (cols <= w - delta - 1)
-    bidx = torch.arange(b, device=x.device).view(b, 1, 1)
+    y = torch.floor(gaussian_blur(x, sigma) * 255).div(255)
     for _ in range(rounds):
         dy = torch.randint(-delta, delta, (b, h, w), generator=gen, device=x.device)
         dx = torch.randint(-delta, delta, (b, h, w), generator=gen, device=x.device)
-        src_r = torch.where(interior, rows + dy, rows)
-        src_c = torch.where(interior, cols + dx, cols)
-        y = y.permute(0, 2, 3, 1)[bidx, src_r, src_c].permute(0, 3, 1, 2)
+        y = glass_scramble(y, dy, dx, delta)
     return gaussian_blur(y, sigma).clamp(0, 1)
 
 

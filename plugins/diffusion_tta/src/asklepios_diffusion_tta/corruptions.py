@@ -30,6 +30,7 @@ __all__ = [
     "CORRUPTIONS",
     "DETERMINISTIC",
     "EXTRA_CORRUPTIONS",
+    "FROST_TEXTURES",
     "MEDMNIST_DERMA",
     "Corruption",
     "CorruptionParams",
@@ -97,6 +98,9 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "imagenet_c_extra": CORRUPTIONS + EXTRA_CORRUPTIONS,
     "medmnist_derma": tuple(MEDMNIST_DERMA),
 }
+
+FROST_TEXTURES = 5
+"""Frost draws from this many textures (the first by file name): ImageNet-C's frost1-frost5."""
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -169,8 +173,11 @@ def corrupt(
             :data:`MEDMNIST_DERMA`.
         severity: 1 (mildest) to 5.
         generator: a ``torch.Generator`` on the images' device; ``None`` uses torch's global one.
-        frost_texture_dir: folder of frost photographs, required by ``frost``.
-        quantize: round the result to 8-bit levels, as the saved ImageNet-C images are.
+        frost_texture_dir: folder of frost photographs, required by ``frost``; one of the first
+            :data:`FROST_TEXTURES` files by name is drawn per image, as ``imagecorruptions``
+            draws one of frost1-frost5 (it never uses its frost6).
+        quantize: truncate the result to 8-bit levels, as ``imagecorruptions``' final
+            ``np.uint8`` cast does (and as the saved ImageNet-C images are).
 
     Returns:
         The corrupted batch, same shape, dtype (and value scale) and device.
@@ -203,17 +210,18 @@ def corrupt(
                 "corruption 'frost' needs frost textures: set 'frost_texture_dir' to a folder of "
                 "frost photographs (asklepios ships none), or leave 'frost' out of the list"
             )
-        textures = load_textures(frost_texture_dir)
+        textures = load_textures(frost_texture_dir)[:FROST_TEXTURES]
         out = ops.frost(x, ops.PARAMS["frost"][severity - 1], generator, textures)
     elif name in ops.OPS:
         out = ops.OPS[name](x, ops.PARAMS[name][severity - 1], generator)
     else:
         resolve_corruptions([name])
         raise AssertionError("unreachable")
-    if quantize:
-        out = torch.round(out * 255) / 255
-    if images.dtype == torch.uint8:
-        return torch.round(out * 255).to(torch.uint8)
+    if images.dtype == torch.uint8 or quantize:
+        levels = torch.floor(out * 255)
+        if images.dtype == torch.uint8:
+            return levels.to(torch.uint8)
+        out = levels / 255
     return out.to(images.dtype)
 
 
@@ -231,8 +239,8 @@ def corrupt_uint8(
     grey = array.ndim == 2
     tensor = torch.from_numpy(array[..., None] if grey else array).permute(2, 0, 1)[None]
     gen = torch.Generator().manual_seed(int(seed))
-    out = corrupt(tensor.float() / 255, name, severity, gen, frost_texture_dir=frost_texture_dir)
-    result = torch.round(out[0] * 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    out = corrupt(tensor, name, severity, gen, frost_texture_dir=frost_texture_dir)
+    result = out[0].permute(1, 2, 0).numpy()
     return result[..., 0] if grey else result
 
 

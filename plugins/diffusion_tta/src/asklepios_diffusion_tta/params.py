@@ -59,7 +59,11 @@ class CorruptionParams(Params):
     value_range: tuple[float, float] = Field(
         (0.0, 1.0), description="Range of the incoming image values, mapped to [0, 1] and back."
     )
-    frost_texture_dir: str | None = Field(None, description="Folder of frost textures.")
+    frost_texture_dir: str | None = Field(
+        None,
+        description="Folder of frost textures; like ImageNet-C (frost1-frost5), one of the first "
+        "five image files by name is drawn per image.",
+    )
     quantize: bool = Field(True, description="Round to 8-bit levels like saved ImageNet-C images.")
 
 
@@ -78,7 +82,11 @@ class CorruptedDatasetParams(Params):
     value_range: tuple[float, float] = Field(
         (0.0, 1.0), description="Range of the float images of the wrapped dataset."
     )
-    frost_texture_dir: str | None = Field(None, description="Folder of frost textures.")
+    frost_texture_dir: str | None = Field(
+        None,
+        description="Folder of frost textures; like ImageNet-C (frost1-frost5), one of the first "
+        "five image files by name is drawn per image.",
+    )
     cache_dir: str | None = Field(
         None, description="Cache corrupted blocks here (atomic .pt files keyed by the params)."
     )
