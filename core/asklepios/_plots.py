@@ -24,7 +24,7 @@ from typing import Any
 
 from asklepios_sdk.io import write_atomic
 
-from asklepios.reporting import headline, is_matrix
+from asklepios._headline import headline, is_matrix
 
 __all__ = ["Series", "curve_panels", "write_plots"]
 

@@ -14,8 +14,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from fnmatch import fnmatchcase
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from asklepios._headline import (
+    DEFAULT_HEADLINE,
+    MAX_ROWS,
+    headline,
+    is_matrix,
+    is_number,
+    stage_facts,
+)
+
 __all__ = [
+    "DEFAULT_HEADLINE",
     "MAX_ROWS",
     "ReportError",
     "cv_summary",
@@ -40,10 +49,6 @@ __all__ = [
     "write_reports",
 ]
 
-MAX_ROWS = 12
-"""Rows of a stage's summary table on the terminal; the rest is in summary.json/metrics.csv."""
-DEFAULT_HEADLINE = 8
-"""Headline keys of an evaluator that declares none: its first scalar keys, at most this many."""
 _FIRST_COLUMNS = ("stage", "epoch", "split", "step", "checkpoint", "lr", "loss")
 
 
@@ -66,82 +71,21 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 def cv_summary(fold_tests: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Return mean, sample standard deviation and values of each scalar test metric over folds."""
-    keys = [k for k, v in fold_tests[0].items() if _is_number(v)] if fold_tests else []
+    keys = [k for k, v in fold_tests[0].items() if is_number(v)] if fold_tests else []
     out: dict[str, dict[str, Any]] = {}
     for key in keys:
-        values = [float(t[key]) for t in fold_tests if _is_number(t.get(key))]
+        values = [float(t[key]) for t in fold_tests if is_number(t.get(key))]
         mean = sum(values) / len(values)
         var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
         out[key] = {"mean": mean, "std": math.sqrt(var), "values": values}
     return out
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _scalars(metrics: Mapping[str, Any] | None) -> dict[str, float]:
-    return {k: float(v) for k, v in (metrics or {}).items() if _is_number(v)}
-
-
-def is_matrix(value: Any) -> bool:
-    """Return whether ``value`` is a labelled matrix artifact (rows, columns, values)."""
-    return (
-        isinstance(value, Mapping)
-        and isinstance(value.get("rows"), list)
-        and isinstance(value.get("columns"), list)
-        and isinstance(value.get("values"), list)
-        and len(value["values"]) == len(value["rows"])
-    )
+    return {k: float(v) for k, v in (metrics or {}).items() if is_number(v)}
 
 
 # -- headline keys ---------------------------------------------------------------------------------
-
-
-def stage_facts(evaluators: Iterable[Any], class_names: Sequence[str] | None) -> dict[str, Any]:
-    """Return what the report of a stage needs beyond its metrics, for its ``summary.json``.
-
-    ``headline``: each evaluator's declared headline patterns by evaluator name (in config
-    order); ``class_names``: the dataset's class names (confusion-matrix labels), if it has them.
-    """
-    facts: dict[str, Any] = {
-        "headline": {e.name: list(getattr(e, "headline_keys", ()) or ()) for e in evaluators}
-    }
-    if class_names:
-        facts["class_names"] = [str(name) for name in class_names]
-    return facts
-
-
-def headline(
-    metrics: Mapping[str, Any],
-    patterns: Mapping[str, Sequence[str]] | None = None,
-    limit: int = MAX_ROWS,
-) -> list[str]:
-    """Return the headline keys of ``metrics``: ``loss``, then each evaluator's, in order.
-
-    Args:
-        metrics: ``{"loss": ..., "<evaluator>/<key>": ...}``; only scalar values count.
-        patterns: evaluator name -> its ``headline_keys`` (``fnmatch`` patterns over the key
-            after ``<evaluator>/``). An evaluator without patterns contributes its first
-            :data:`DEFAULT_HEADLINE` scalar keys.
-        limit: at most this many keys.
-    """
-    patterns = patterns or {}
-    scalar = [k for k, v in metrics.items() if _is_number(v)]
-    chosen = ["loss"] if "loss" in scalar else []
-    groups: dict[str, list[str]] = {}
-    for key in scalar:
-        if "/" in key:
-            groups.setdefault(key.split("/", 1)[0], []).append(key)
-    for name in [*patterns, *(g for g in groups if g not in patterns)]:
-        keys = groups.get(name, [])
-        declared = patterns.get(name) or []
-        if declared:
-            picked = [k for p in declared for k in keys if fnmatchcase(k[len(name) + 1 :], p)]
-        else:
-            picked = keys[:DEFAULT_HEADLINE]
-        chosen += [k for k in dict.fromkeys(picked) if k not in chosen]
-    return chosen[:limit]
 
 
 def _primary(metrics: Mapping[str, Any], patterns: Mapping[str, Sequence[str]]) -> list[str]:
@@ -277,7 +221,7 @@ def write_metrics_csv(folder: Path) -> Path | None:
     seen: dict[str, None] = {}
     for row in rows:
         for key, value in row.items():
-            if key in _FIRST_COLUMNS or _is_number(value) or value is None:
+            if key in _FIRST_COLUMNS or is_number(value) or value is None:
                 seen.setdefault(key)
     columns = [c for c in _FIRST_COLUMNS if c in seen]
     columns += [c for c in seen if c not in _FIRST_COLUMNS]
@@ -290,7 +234,7 @@ def write_metrics_csv(folder: Path) -> Path | None:
 
 
 def _cell(value: Any) -> Any:
-    return value if _is_number(value) or isinstance(value, str) else ""
+    return value if is_number(value) or isinstance(value, str) else ""
 
 
 def _folds(run_dir: Path, summary: Mapping[str, Any]) -> list[tuple[str, Path, Mapping[str, Any]]]:
