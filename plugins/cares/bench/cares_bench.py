@@ -6,8 +6,7 @@
    string-rule scorers together under 5 s).
 2. Generation throughput on the tiny random LLaVA (written here with transformers' classes):
    answers per second with batches of 8 against one conversation per call (target >= 3x).
-3. The answer cache on resume: the time to skip N finished answers (read the cache, look each
-   key up, generate nothing) against generating them with the tiny model.
+The answer cache on resume is the core's (``bench/answer_cache.py``).
 
 Usage: ``python plugins/cares/bench/cares_bench.py [--answers 41000] [--questions 64]``.
 On a shared machine set ``OMP_NUM_THREADS=1``.
@@ -130,35 +129,6 @@ def bench_generation(model: HFVisionLanguageModel, count: int) -> float:
     return batched / count
 
 
-def bench_cache(model: HFVisionLanguageModel, count: int, directory: Path) -> None:
-    from asklepios.engine.answers import AnswerCache, CachedGeneration
-
-    batches = []
-    for start in range(0, count, 8):
-        batch = _batch(start, min(8, count - start))
-        images, _ = _conversations(len(batch["qid"]))
-        batch["image"] = images
-        batch["text"] = [f"Is there a lesion in image {i}? yes or no" for i in batch["index"]]
-        batches.append(batch)
-    started = time.perf_counter()
-    first = CachedGeneration(model, AnswerCache(directory, 0))
-    for batch in batches:
-        first(batch)
-    generating = time.perf_counter() - started
-    started = time.perf_counter()
-    again = CachedGeneration(model, AnswerCache(directory, 0))  # a resumed run: read, look up
-    for batch in batches:
-        again(batch)
-    skipping = time.perf_counter() - started
-    assert again.generated == 0 and again.hits == count
-    print(f"\n3. answer cache, {count} finished answers")
-    print("| pass | seconds | per answer |\n|---|---|---|")
-    per_answer = generating / count * 1e3
-    print(f"| generate (tiny LLaVA) and store | {generating:.3f} | {per_answer:.2f} ms |")
-    print(f"| resume: read and skip | {skipping:.3f} | {skipping / count * 1e3:.3f} ms |")
-    print(f"skipping is {generating / skipping:.0f}x faster than generating with the tiny model")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--answers", type=int, default=41_000)
@@ -170,7 +140,6 @@ def main() -> None:
         params = p.HFVisionLanguageModelParams(model_dir=str(directory), max_new_tokens=8)
         model = HFVisionLanguageModel(params, CTX)
         bench_generation(model, args.questions)
-        bench_cache(model, args.questions, Path(tmp) / "answers")
 
 
 if __name__ == "__main__":
