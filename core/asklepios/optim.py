@@ -1,4 +1,9 @@
-"""Optimizers from ``torch.optim`` by name and per-step learning-rate schedules with warm-up."""
+"""Optimizers from ``torch.optim`` by name and learning-rate schedules with warm-up.
+
+A schedule advances per optimiser step (``interval: step``) or once per epoch (``interval:
+epoch``); a per-epoch schedule ignores the step calls, so a trainer that takes several optimiser
+steps per batch cannot move it more than once per epoch.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Any
 import torch
 from asklepios_sdk import AsklepiosError
 
-__all__ = ["OptimError", "build_optimizer", "build_schedule", "lr_factor"]
+__all__ = ["EpochLambdaLR", "OptimError", "build_optimizer", "build_schedule", "lr_factor"]
 
 
 class OptimError(AsklepiosError):
@@ -107,16 +112,49 @@ def lr_factor(
     return factor
 
 
+class EpochLambdaLR(torch.optim.lr_scheduler.LambdaLR):
+    """A ``LambdaLR`` over epochs: ``set_epoch`` sets the rate, optimiser steps leave it alone.
+
+    The step context calls ``step()`` after every optimiser step; those calls do nothing here. The
+    training loop calls ``set_epoch(epoch)`` at the start of every epoch, which sets each group's
+    rate to ``base_lr * factor(epoch)``; so the rate depends on the epoch only, however many
+    optimiser steps a trainer takes per batch, and a resumed run gets the same rate.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, factor: Callable[[int], float]) -> None:
+        self._by_epoch = False
+        super().__init__(optimizer, factor)
+        self._by_epoch = True
+
+    def step(self, epoch: int | None = None) -> None:
+        """Do nothing once built (the first call, made by the constructor, sets epoch 0)."""
+        if not self._by_epoch:
+            super().step()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set every group's rate to that of ``epoch`` (0-based)."""
+        self.last_epoch = epoch
+        for group, base, factor in zip(
+            self.optimizer.param_groups, self.base_lrs, self.lr_lambdas, strict=True
+        ):
+            group["lr"] = base * factor(epoch)
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+
 def build_schedule(
     optimizer: torch.optim.Optimizer, config: object, steps_per_epoch: int, epochs: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Return a per-step ``LambdaLR`` following :func:`lr_factor` (decays end at ``min_lr``).
+    """Return the ``LambdaLR`` following :func:`lr_factor` (decays end at ``min_lr``).
 
-    ``min_lr`` is relative to the configured rate, so a group with ``lr_scale`` ends at
+    With ``config.interval == "step"`` it advances per optimiser step; with ``"epoch"`` it is an
+    :class:`EpochLambdaLR` whose factor is taken per epoch (warm-up and decay counted in whole
+    epochs). ``min_lr`` is relative to the configured rate, so a group with ``lr_scale`` ends at
     ``lr_scale * min_lr``.
     """
     base_lr = optimizer.defaults["lr"]
     min_factor = float(config.min_lr) / base_lr if base_lr > 0 else 0.0  # type: ignore[attr-defined]
+    if getattr(config, "interval", "step") == "epoch":
+        return EpochLambdaLR(optimizer, lr_factor(config, 1, epochs, min_factor))
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_factor(config, steps_per_epoch, epochs, min_factor)
     )

@@ -16,6 +16,7 @@ __all__ = [
     "ComponentSpec",
     "DataConfig",
     "ExperimentConfig",
+    "GenerateConfig",
     "InitFrom",
     "LoaderConfig",
     "ModelConfig",
@@ -114,9 +115,15 @@ class OptimizerConfig(BaseModel):
 
 
 class ScheduleConfig(_Section):
-    """Learning-rate schedule, stepped per optimiser step, with an optional linear warm-up."""
+    """Learning-rate schedule with an optional linear warm-up, per optimiser step or per epoch."""
 
     name: Literal["constant", "cosine", "step", "multistep", "linear"] = "constant"
+    interval: Literal["step", "epoch"] = Field(
+        "step",
+        description="'step': advance after every optimiser step; 'epoch': set once at the start "
+        "of each epoch (warm-up and decay in whole epochs), whatever number of optimiser steps "
+        "a trainer takes per batch.",
+    )
     warmup_epochs: float = Field(0.0, ge=0)
     warmup_start_factor: float = Field(0.1, gt=0, le=1)
     min_lr: float = Field(
@@ -177,6 +184,20 @@ class InitFrom(_Section):
     checkpoint: Literal["best", "last"] = "best"
 
 
+class GenerateConfig(_Section):
+    """Make this stage generate a dataset instead of training (``asklepios_sdk.synthesis``).
+
+    The stage's model generates one item per request of ``split``; items go to
+    ``<run>/generated/<stage>`` as they are made, so a resumed run generates only the missing
+    ones. The stage trains nothing (its ``train.epochs`` is taken as 0).
+    """
+
+    split: str = Field("train", description="Split of the stage's dataset holding the requests.")
+    batch_size: PositiveInt | None = Field(
+        None, description="Requests per generate call; default: data.loader.eval_batch_size."
+    )
+
+
 class StageConfig(BaseModel):
     """A named stage: its own settings plus partial sections merged key-wise over the base config.
 
@@ -192,6 +213,9 @@ class StageConfig(BaseModel):
         default_factory=list, description="fnmatch patterns of parameter names to freeze."
     )
     replace_head: bool = Field(False, description="Give the backbone a fresh classifier.")
+    generate: GenerateConfig | None = Field(
+        None, description="Generate a dataset with the stage's model instead of training."
+    )
     data: dict[str, Any] | None = None
     model: dict[str, Any] | None = None
     loss: dict[str, Any] | None = None

@@ -251,13 +251,14 @@ class StageRunner:
     # -- training --------------------------------------------------------------------------------
 
     def _set_epoch(self, epoch: int) -> None:
-        """Tell every epoch-dependent part (model modules included) which epoch starts."""
+        """Tell every epoch-dependent part (model modules, epoch schedules) which epoch starts."""
         for part in (
             self.built.sampler,
             self.built.loss,
             self.built.trainer,
             *self.built.batch_transforms,
             *self.built.model.modules(),
+            *self.schedules.values(),
         ):
             if part is not None and hasattr(part, "set_epoch"):
                 part.set_epoch(epoch)
