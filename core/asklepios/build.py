@@ -11,7 +11,7 @@ applied a stage's freezing. Nothing here mutates the config.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -200,6 +200,19 @@ class _Builder:
         self.ids.append(spec.type)
         return built
 
+    def part(
+        self,
+        kind: str,
+        component_id: str,
+        params: Mapping[str, Any] | None,
+        ctx: BuildContext,
+        where: str,
+    ) -> Any:
+        """Build a component another one is made of (``ctx.components``); record its id."""
+        entry = self.source.get(kind, component_id)
+        self.ids.append(entry.id)
+        return entry.build(params, ctx, where=where)
+
     def module(self, kind: str, spec: ComponentSpec, ctx: BuildContext, where: str) -> Any:
         """Build a model part, then load its ``weights:`` (kept for the run record)."""
         module = self.component(kind, spec, ctx, where)
@@ -353,6 +366,7 @@ def build_experiment(
     output_dir: str | None = None,
     fold: tuple[int, int] | None = None,
     verify_data: bool = True,
+    extras: Mapping[str, Any] | None = None,
 ) -> Built:
     """Build every component of ``config`` (one stage's effective config).
 
@@ -365,6 +379,7 @@ def build_experiment(
         fold: ``(fold, k)`` for k-fold cross-validation over train+val.
         verify_data: check the dataset's files (``data.verify``); off when a run has already
             checked the same dataset for an earlier stage or fold.
+        extras: facts for ``ctx.extras`` (the datasets earlier stages generated).
     """
     builder = _Builder(source)
     data = config.data
@@ -376,6 +391,8 @@ def build_experiment(
         epochs=config.train.epochs,
         stage=stage,
         output_dir=output_dir,
+        extras=extras or {},
+        components=builder.part,
     )
     dataset = _dataset(builder, config, ctx, fold, verify_data)
     facts = _training_facts(dataset)

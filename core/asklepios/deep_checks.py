@@ -132,6 +132,7 @@ class _DeepChecker:
         self.report = _Report(origins)
         self.data_cache: dict[str, tuple[Any, BuildContext]] = {}
         self.built: dict[str, _Skeleton] = {}
+        self.generating: list[str] = []  # generation stages so far: their data comes later
 
     # -- where a problem is written ---------------------------------------------------------
 
@@ -158,6 +159,7 @@ class _DeepChecker:
     ) -> tuple[Any, BuildContext] | None:
         """Build (once per distinct data section) the dataset and the context of its facts."""
         from asklepios_sdk import BuildContext
+        from asklepios_sdk.synthesis import GENERATED_EXTRA
 
         from asklepios.build import (
             _Builder,
@@ -179,10 +181,15 @@ class _DeepChecker:
         )
         if key in self.data_cache:
             return self.data_cache[key]
-        ctx = BuildContext(
-            seed=effective.seed, device="cpu", epochs=effective.train.epochs, stage=name
-        )
         builder = _Builder(self.host.registry)
+        ctx = BuildContext(
+            seed=effective.seed,
+            device="cpu",
+            epochs=effective.train.epochs,
+            stage=name,
+            extras={GENERATED_EXTRA: dict.fromkeys(self.generating)},
+            components=builder.part,
+        )
         where: KeyPath = ("data", "dataset")
         try:
             dataset = builder.component("dataset", data.dataset, ctx, "data.dataset")
@@ -196,6 +203,8 @@ class _DeepChecker:
             eval_tf = _sample_transforms(builder, data.transforms.eval, ctx, "data.transforms.eval")
             ctx = ctx.replace(data=_facts_after_transforms(facts, dataset.split("train"), eval_tf))
         except Exception as err:
+            if _is_pending(err):  # an earlier stage generates it: checked when it runs
+                return None
             self.report.add(self.at(stage, index, where), _failure("the data", err))
             return None
         self.data_cache[key] = (dataset, ctx)
@@ -236,6 +245,8 @@ class _DeepChecker:
             try:
                 evaluators.append(builder.component("evaluator", spec, ctx, f"evaluators.{i}"))
             except Exception as err:
+                if _is_pending(err):
+                    continue
                 where = self.at(stage, index, ("evaluators", i))
                 self.report.add(where, _failure(f"evaluator '{spec.type}'", err))
         return _Skeleton(ctx, tuple(dataset.split_names), backbone, model, evaluators)
@@ -247,8 +258,17 @@ class _DeepChecker:
     ) -> None:
         name = stage.name if stage is not None else "main"
         built = self.skeleton(effective, name, stage, index)
+        generate = stage.generate if stage is not None else None
+        if generate is not None:
+            self.generating.append(name)
         if built is None:
             return
+        if generate is not None and generate.split not in built.split_names:
+            self.report.add(
+                ("stages", index, "generate", "split"),
+                f"split {generate.split!r} is not a split of the stage's dataset",
+                f"use one of {list(built.split_names)}",
+            )
         if stage is not None and stage.init_from is not None:
             self.check_init(index, stage, built)
         if stage is not None and stage.replace_head:
@@ -392,6 +412,17 @@ def _is_weights_error(err: BaseException) -> bool:
 
     while err is not None:
         if isinstance(err, WeightsError):
+            return True
+        err = err.__cause__  # type: ignore[assignment]
+    return False
+
+
+def _is_pending(err: BaseException) -> bool:
+    """Return whether ``err`` (or its cause) is data an earlier generation stage will make."""
+    from asklepios_sdk.synthesis import GenerationPending
+
+    while err is not None:
+        if isinstance(err, GenerationPending):
             return True
         err = err.__cause__  # type: ignore[assignment]
     return False

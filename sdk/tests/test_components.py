@@ -50,10 +50,14 @@ def test_segmentation_examples_carry_a_mask_and_per_pixel_logits():
 
 
 def test_build_component_builds_a_registered_component_through_the_host():
-    from asklepios_sdk import BuildContext, DataFacts
+    from asklepios_sdk import BuildContext, ComponentError, DataFacts
     from asklepios_sdk.components import build_component
+    from asklepios_sdk.testing import host_components
 
-    ctx = BuildContext(data=DataFacts(num_classes=3, num_features=4))
+    facts = DataFacts(num_classes=3, num_features=4)
+    with pytest.raises(ComponentError, match=r"ctx\.components"):
+        build_component("backbone", "core.mlp", {}, BuildContext(data=facts), where="x.backbone")
+    ctx = BuildContext(data=facts, components=host_components)
     model = build_component("backbone", "core.mlp", {"hidden": [5]}, ctx, where="x.backbone")
     assert type(model).__name__ == "MLPBackbone"
     with pytest.raises(Exception, match=r"x\.backbone\.hidden"):

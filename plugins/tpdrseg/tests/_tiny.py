@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from asklepios_sdk import BuildContext, DataFacts
+from asklepios_sdk.testing import host_components
 from torch import nn
 
 IMG = 128
@@ -60,7 +61,7 @@ FACTS = DataFacts(
         "item_lesions": (0, 2, 0, 1, 3, 0, 1, 2),
     },
 )
-CTX = BuildContext(data=FACTS, seed=0)
+CTX = BuildContext(data=FACTS, seed=0, components=host_components)
 
 _ROOT = Path(tempfile.mkdtemp(prefix="tpdrseg-tests-"))
 

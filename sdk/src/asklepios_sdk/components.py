@@ -12,7 +12,6 @@ so that any loss can be mixed as ``lam * L(label) + (1 - lam) * L(label_b)``.
 
 from __future__ import annotations
 
-import importlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -83,25 +82,24 @@ def build_component(
 ) -> Any:
     """Build a registered component as a part of another one (e.g. a frozen auxiliary encoder).
 
-    The component is looked up in the running host's registry (its plugin activates on demand),
-    ``params`` are validated by its own params model and it is built with ``ctx``, exactly as if
-    a config had named it at ``where``. A plugin reuses another's component this way instead of
-    importing its implementation.
+    The host that builds the outer component hands its builder over in ``ctx.components``: the
+    part is looked up in that host's registry (its plugin activates on demand), ``params`` are
+    validated by its own params model and it is built with ``ctx``, exactly as if a config had
+    named it at ``where``, and the run record lists it. A plugin reuses another's component this
+    way instead of importing its implementation.
 
     Raises:
-        ComponentError: the asklepios host is not installed.
+        ComponentError: ``ctx`` was not made by a host (no ``ctx.components``).
         AsklepiosError: the id is unknown, the params do not validate or the build fails; the
             host's message names ``where``, the component and its plugin.
     """
-    try:
-        plugins = importlib.import_module("asklepios.plugins")
-    except ImportError as err:
+    if ctx.components is None:
         raise ComponentError(
-            f"{where or component_id}: building {kind} {component_id!r} needs the asklepios host; "
-            "pip install asklepios"
-        ) from err
-    entry = plugins.get_component(kind, component_id)
-    return entry.build(params, ctx, where=where)
+            f"{where or component_id}: building {kind} {component_id!r} as a part needs the "
+            "BuildContext the asklepios host builds components with (ctx.components); build the "
+            "outer component from a config, or pass a context whose components builder is set"
+        )
+    return ctx.components(kind, component_id, params, ctx, where)
 
 
 def _example_logits(ctx: BuildContext, batch: Batch, batch_size: int, seed: int) -> Tensor:

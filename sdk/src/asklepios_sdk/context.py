@@ -7,12 +7,15 @@ or what other components see.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeAlias
 
-__all__ = ["BuildContext", "DataFacts"]
+__all__ = ["BuildContext", "ComponentBuilder", "DataFacts"]
+
+ComponentBuilder: TypeAlias = Callable[[str, str, "Mapping[str, Any] | None", Any, str], Any]
+"""The host's ``(kind, id, params, ctx, where) -> component``, as a config would build it."""
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -29,6 +32,8 @@ class _PicklableExtras:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["extras"] = dict(state["extras"])
+        if "components" in state:  # the host's builder stays in the process that built
+            state["components"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -93,6 +98,9 @@ class BuildContext(_PicklableExtras):
         stage: name of the current stage (``"main"`` when the config has no stages).
         output_dir: the run directory, for components that write artefacts (rank 0 only).
         extras: read-only mapping for facts the core adds later without changing this class.
+        components: the host's ``(kind, id, params, ctx, where) -> component`` builder, through
+            which :func:`asklepios_sdk.components.build_component` builds a registered component
+            as a part of another (not pickled: DataLoader workers and checkpoints lack it).
     """
 
     data: DataFacts = field(default_factory=DataFacts)
@@ -105,6 +113,7 @@ class BuildContext(_PicklableExtras):
     stage: str = "main"
     output_dir: str | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
+    components: ComponentBuilder | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "extras", _frozen_mapping(self.extras))

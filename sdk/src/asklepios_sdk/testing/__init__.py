@@ -22,6 +22,7 @@ from asklepios_sdk.testing._config import (
     Conformance,
     Override,
     default_context,
+    host_components,
     survival_facts,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "check_plugin",
     "component_table_rows",
     "default_context",
+    "host_components",
     "survival_facts",
 ]
 

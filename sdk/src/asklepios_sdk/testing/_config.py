@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 from asklepios_sdk.context import BuildContext, DataFacts
+from asklepios_sdk.errors import ComponentError
 
 __all__ = [
     "DEFAULT_FACTS",
@@ -19,6 +20,7 @@ __all__ = [
     "Conformance",
     "Override",
     "default_context",
+    "host_components",
     "survival_facts",
 ]
 
@@ -105,10 +107,38 @@ def survival_facts(num_samples: int = 24, num_features: int = 6) -> DataFacts:
     )
 
 
+def host_components(
+    kind: str, component_id: str, params: Mapping[str, Any] | None, ctx: BuildContext, where: str
+) -> Any:
+    """Build a part through the installed host's registry, as a run would (``ctx.components``).
+
+    Give it to a ``BuildContext`` a test makes itself (``BuildContext(..., components=
+    host_components)``) when the component under test builds others with ``build_component``.
+    """
+    from importlib import import_module
+
+    try:
+        plugins = import_module("asklepios.plugins")
+    except ImportError as err:
+        raise ComponentError(
+            f"{where}: building {kind} {component_id!r} as a part needs the asklepios host "
+            "installed next to the SDK (pip install asklepios)"
+        ) from err
+    return plugins.get_component(kind, component_id).build(params, ctx, where=where)
+
+
 def default_context(data: DataFacts | None = None) -> BuildContext:
-    """Return the BuildContext the kit builds components with: CPU, seed 0, 2 epochs of 3 steps."""
+    """Return the BuildContext the kit builds components with: CPU, seed 0, 2 epochs of 3 steps.
+
+    Components built as parts of others (``build_component``) come from the installed host.
+    """
     return BuildContext(
-        data=data or DEFAULT_FACTS, seed=0, device="cpu", epochs=2, steps_per_epoch=3
+        data=data or DEFAULT_FACTS,
+        seed=0,
+        device="cpu",
+        epochs=2,
+        steps_per_epoch=3,
+        components=host_components,
     )
 
 
