@@ -96,6 +96,22 @@ def test_ncm_cl2n_fixture_and_centroids_classify_themselves():
     assert all(not p.requires_grad for p in adapter.parameters())
 
 
+def test_ncm_monica_cos_is_the_dot_product_over_the_width_and_cosine_is_a_cosine():
+    for dist in ("cos", "cosine"):
+        adapter = NCMClassifier(NCMClassifierParams(dist=dist), make_ctx([2, 2, 2]))
+        adapter = adapter.wrap(Linear4())
+        adapter.collect({**feats(F1), "label": torch.tensor(FY)})
+        out = adapter.eval()(feats(QUERIES))["logits"].detach().numpy()
+        _, centroids, mu = _np_cl2n(F1, FY, QUERIES)
+        q = QUERIES - mu
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        if dist == "cos":  # MONICA KNNClassifier.cos_similarity: (A @ B.T) / feat_dim
+            expected = q @ centroids.T / q.shape[1]
+        else:
+            expected = q @ (centroids / np.linalg.norm(centroids, axis=1, keepdims=True)).T
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-7)
+
+
 def test_ncm_without_collection_errors():
     adapter = NCMClassifier(NCMClassifierParams(), make_ctx([2, 2, 2])).wrap(Linear4()).eval()
     with pytest.raises(ComponentError, match=r"longtail\.collect"):

@@ -19,6 +19,30 @@ def test_default_layout_is_sade_resnet50():
     assert blocks == [3, 4, 6, 3]
 
 
+def test_expert_resnet_initialisation_is_monicas():
+    """Convolutions N(0, √(2/(k²·out))), BatchNorm 1/0 (MONICA ``models/Expert_ResNet.py``)."""
+    import math
+
+    torch.manual_seed(0)
+    model = ExpertResNet(ExpertResNetParams(planes=(16, 16, 32, 32)), make_ctx([5, 3, 2, 1]))
+    standardised = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            k_h, k_w = module.kernel_size
+            sigma = math.sqrt(2.0 / (k_h * k_w * module.out_channels))
+            standardised.append(module.weight.detach().flatten() / sigma)
+        elif isinstance(module, torch.nn.BatchNorm2d):
+            assert torch.equal(module.weight, torch.ones_like(module.weight))
+            assert torch.equal(module.bias, torch.zeros_like(module.bias))
+    pooled = torch.cat(standardised)
+    assert pooled.numel() > 100_000
+    assert float(pooled.std()) == pytest.approx(1.0, abs=0.01)  # PyTorch's default: ~0.4-0.6
+    assert abs(float(pooled.mean())) < 0.01
+    # the cosine heads keep NormedLinear's own init (columns of norm 1)
+    head = model.heads[0].weight.detach()
+    assert torch.allclose(head.norm(dim=0), torch.ones(head.shape[1]), atol=1e-4)
+
+
 def test_outputs_and_training_with_sade_and_ride():
     torch.manual_seed(0)
     ctx = make_ctx([5, 3, 2, 1])
@@ -83,7 +107,8 @@ def test_rsg_center_term_against_numpy_and_aux_losses():
     )
     batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 1, 2, 3])}
     out = model(batch)
-    assert set(out["aux_losses"]) == {"rsg_cesc"} and out["logits"].abs().max() <= 1 + 1e-5
+    assert set(out["aux_losses"]) == {"rsg_cesc", "rsg_mv"}
+    assert out["logits"].abs().max() <= 1 + 1e-5
     out["aux_losses"]["rsg_cesc"].backward()
     assert all(p.grad is None for p in model.trunk.parameters())  # CESC sees detached maps
     assert model.rsg.centers.grad is not None

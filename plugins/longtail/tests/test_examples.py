@@ -131,8 +131,12 @@ def _model_state(run_dir: Path, stage: str) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 def test_decoupled_stages_keep_their_promises(tmp_path):
-    """cRT, LWS and KNN stages of the shipped examples, all started from one ERM stage."""
+    """cRT, LWS and KNN stages of the shipped examples started from one ERM stage; GCL's two."""
     stages = {name: _load(EXAMPLES / f"{name}.yaml")["stages"][1] for name in ("crt", "lws", "knn")}
+    gcl = _load(EXAMPLES / "gcl.yaml")
+    shared = {"loss": gcl["loss"], "data": {"batch_transforms": gcl["data"]["batch_transforms"]}}
+    gcl_1st = {"name": "gcl_1st", "model": {"adapters": gcl["model"]["adapters"]}, **shared}
+    gcl_2nd = _merge(shared, gcl["stages"][1])
     config = {
         "extends": str(EXAMPLES / "_base.yaml"),
         "name": "decoupled",
@@ -142,7 +146,8 @@ def test_decoupled_stages_keep_their_promises(tmp_path):
         + [
             {**stage, "train": {"epochs": 3 if name != "knn" else 1}}
             for name, stage in stages.items()
-        ],
+        ]
+        + [{**gcl_1st, "train": {"epochs": 2}}, {**gcl_2nd, "train": {"epochs": 1}}],
     }
     path = tmp_path / "decoupled.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -166,3 +171,14 @@ def test_decoupled_stages_keep_their_promises(tmp_path):
         assert torch.equal(value, knn[f"model.{key}"]), key
     assert knn["centroids"].shape == (10, 64)
     assert summary["stages"]["knn"]["val"]["shot_groups/top1"] > 0.3
+    # GCL stage 2 (MONICA GCL_2nd): stage 1's encoder, frozen, under a freshly initialised
+    # cosine head, although both heads are called head.weight
+    first, second = _model_state(run_dir, "gcl_1st"), _model_state(run_dir, "gcl_2nd")
+    for key in (k for k in first if k.startswith("model.")):
+        assert torch.equal(first[key], second[key]), key
+    assert summary["stages"]["gcl_2nd"]["init_from"] == {
+        "loaded": ["model.*"],
+        "reinitialised": ["head.*"],
+        "frozen": ["model.*"],
+    }
+    assert summary["stages"]["lws"]["init_from"]["reinitialised"] == ["scales"]

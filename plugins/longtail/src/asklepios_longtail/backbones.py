@@ -7,6 +7,7 @@ uses), ``expert_logits`` (K × B × C, what ``longtail.sade`` and ``longtail.rid
 
 from __future__ import annotations
 
+import math
 from typing import cast
 
 import torch
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from asklepios_longtail.adapters import NormedLinear
 from asklepios_longtail.params import ExpertResNetParams
 
-__all__ = ["ExpertResNet"]
+__all__ = ["ExpertResNet", "init_expert_resnet"]
 
 
 def _make_layer(inplanes: int, planes: int, blocks: int, stride: int) -> tuple[nn.Sequential, int]:
@@ -34,11 +35,24 @@ def _make_layer(inplanes: int, planes: int, blocks: int, stride: int) -> tuple[n
     return nn.Sequential(*layers), out
 
 
+def init_expert_resnet(model: nn.Module) -> None:
+    """Initialise convolutions N(0, √(2/(k_h·k_w·out_channels))) and BatchNorm to 1 and 0."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
+            nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
 class ExpertResNet(Backbone):
     """Build SADE's multi-expert ResNet: shared stem–layer2, per-expert layer3–4 and cosine heads.
 
-    Randomly initialised as in MONICA (spec §0.3 #17); give ``weights:`` a local checkpoint for a
-    pre-trained trunk. Global average pooling replaces the fixed AvgPool2d(7), which is the same
+    Randomly initialised as in MONICA (spec §0.3 #17) with its expert ResNet's own rule: every
+    convolution N(0, √(2/(k²·out_channels))), every BatchNorm weight 1 and bias 0 (the cosine
+    heads keep their own U(−1, 1) init); give ``weights:`` a local checkpoint for a pre-trained
+    trunk. Global average pooling replaces the fixed AvgPool2d(7), which is the same
     at 224 px and also works for other sizes.
 
     References: Zhang et al., NeurIPS 2022 (SADE); Wang et al., ICLR 2021 (RIDE). MONICA
@@ -72,6 +86,7 @@ class ExpertResNet(Backbone):
             experts.append(nn.Sequential(layer3, layer4, nn.AdaptiveAvgPool2d(1), nn.Flatten()))
         self.experts = nn.ModuleList(experts)
         self.feature_dim = out4
+        init_expert_resnet(self)
         self.heads = nn.ModuleList(
             NormedLinear(out4, int(num_classes)) for _ in range(params.num_experts)
         )

@@ -100,7 +100,8 @@ class NCMClassifier(EvaluationTimeAdapter):
 
     The ``longtail.collect`` trainer feeds training batches to :meth:`collect`; at evaluation
     the centroids c_k = mean over class k of f' = (f − μ)/‖f − μ‖ are fitted (μ = mean training
-    feature; summed across ranks) and logits = −‖f'_test − c_k‖².
+    feature; summed across ranks) and logits = −‖f'_test − c_k‖² (``dist: l2``), or MONICA's
+    ``cos`` f'_test·c_k / d, or the true cosine (``dist: cosine``).
 
     References: Kang et al., ICLR 2020. MONICA ``models/KNNClassifier.py``.
     """
@@ -170,6 +171,8 @@ class NCMClassifier(EvaluationTimeAdapter):
         f = self._normalise(out["features"].float())
         if self.params.dist == "l2":
             logits = -torch.cdist(f, self.centroids).pow(2)
+        elif self.params.dist == "cos":
+            logits = f @ self.centroids.T / f.shape[1]
         else:
             logits = F.normalize(f, dim=1) @ F.normalize(self.centroids, dim=1).T
         out["logits"] = logits.to(out["features"].dtype)

@@ -100,28 +100,27 @@ class SAMTrainer(TrainerBase):
 
     @torch.no_grad()
     def first_step(self, params: list[nn.Parameter]) -> list[Tensor | None]:
-        """Move every parameter to w + ρ g/‖g‖ and return the perturbations."""
+        """Move every parameter with a gradient to w + ρ g/‖g‖; return copies of w to restore."""
         grads = [p.grad for p in params if p.grad is not None]
         if not grads:
             return [None] * len(params)
         norm = torch.norm(torch.stack([g.detach().norm(2) for g in grads]), 2)
         scale = self.rho / (norm + 1e-12)
-        perturbations: list[Tensor | None] = []
+        saved: list[Tensor | None] = []
         for p in params:
             if p.grad is None:
-                perturbations.append(None)
+                saved.append(None)
                 continue
-            e_w = p.grad * scale.to(p)
-            p.add_(e_w)
-            perturbations.append(e_w)
-        return perturbations
+            saved.append(p.detach().clone())
+            p.add_(p.grad * scale.to(p))
+        return saved
 
     @torch.no_grad()
-    def restore(self, params: list[nn.Parameter], perturbations: list[Tensor | None]) -> None:
-        """Move every parameter back to w."""
-        for p, e_w in zip(params, perturbations, strict=True):
-            if e_w is not None:
-                p.sub_(e_w)
+    def restore(self, params: list[nn.Parameter], saved: list[Tensor | None]) -> None:
+        """Put back the saved w bit for bit (MONICA's SAM; w + ε − ε can differ in the last bit)."""
+        for p, w in zip(params, saved, strict=True):
+            if w is not None:
+                p.copy_(w)
 
     def train_step(self, step: StepContext, batch: Batch) -> LossOutput:
         _set_mode(step.model, step.epoch, self.params)
@@ -129,13 +128,13 @@ class SAMTrainer(TrainerBase):
         with step.autocast():
             first = step.loss(_forward(step.model, batch, self.params), batch)
         step.backward(first.total)
-        perturbations = self.first_step(params)
+        saved = self.first_step(params)
         for optimizer in step.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         with step.autocast():
             second = step.loss(_forward(step.model, batch, self.params), batch)
         step.backward(second.total)
-        self.restore(params, perturbations)
+        self.restore(params, saved)
         step.step()
         terms = dict(first.terms)
         terms["sam_perturbed"] = second.total.detach()

@@ -52,7 +52,9 @@ class MixableLoss(Loss):
     Subclasses implement :meth:`terms`, returning named terms that sum to the loss for one target.
     With ``label_b`` and ``lam`` in the batch the loss is λ·L(label) + (1 − λ)·L(label_b), term by
     term. A per-sample ``lam`` (ReMix) is passed down as a per-sample weight to losses that are
-    sums over samples (``per_sample_mixing = True``); the others raise a clear error.
+    sums over samples (``per_sample_mixing = True``); the others raise a clear error. A model
+    that appends samples to its outputs (RSG's feature transfer) gives every row's label as
+    ``outputs["label"]``, which then replaces ``batch["label"]``.
     """
 
     per_sample_mixing: bool = True
@@ -83,6 +85,13 @@ class MixableLoss(Loss):
 
     def forward(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any]) -> LossOutput:
         target = batch["label"]
+        if "label" in outputs:  # a model that appends samples (RSG's transfer) labels every row
+            if "label_b" in batch:
+                raise ComponentError(
+                    f"{self.component_id}: the model appended samples to the batch (outputs "
+                    "carry 'label'), which cannot be mixed; drop the mixing batch transform"
+                )
+            target = outputs["label"]
         if "label_b" not in batch or batch.get("lam") is None:
             parts = self.terms(outputs, target, None)
         else:

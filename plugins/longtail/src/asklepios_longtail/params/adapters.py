@@ -123,8 +123,10 @@ class NCMClassifierParams(Params):
         description="Feature normalisation: cl2n (centre by the training mean, then L2; MONICA), "
         "l2n (L2 only) or un (none).",
     )
-    dist: Literal["l2", "cosine"] = Field(
-        "l2", description="Logits: −‖f − c_k‖² (l2) or cos(f, c_k) (cosine)."
+    dist: Literal["l2", "cosine", "cos"] = Field(
+        "l2",
+        description="Logits: −‖f − c_k‖² (l2; MONICA's default), cos(f, c_k) (cosine), or "
+        "f·c_k / d (cos: MONICA's 'cos', the dot product over the feature width d).",
     )
     num_classes: int | None = Field(None, ge=1, description="C; default: the dataset's.")
     freeze_encoder: bool = Field(True, description="Freeze the wrapped model (no training).")
