@@ -570,9 +570,13 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _interrupted(err: BaseException | None) -> int:
-    """Print where a command was interrupted (a run's message, else just that); return 130."""
+    """Print where a command was interrupted (a run's message, else just that); return 130.
+
+    Under torchrun every rank gets the Ctrl-C; only rank 0 says where the run stopped.
+    """
     _show_cursor()
-    sys.stderr.write(f"{getattr(err, 'message', None) or 'interrupted'}\n")
+    if os.environ.get("RANK", "0") == "0":
+        sys.stderr.write(f"{getattr(err, 'message', None) or 'interrupted'}\n")
     _STATE["interrupted"] = True
     return EXIT_INTERRUPTED
 

@@ -218,3 +218,31 @@ def test_a_lifecycle_plugin_that_fails_to_load_is_reported_not_dropped(tmp_path,
     assert "run_strat" in err and "takes no part in this run" in err
     record = json.loads((only_run_dir(tmp_path) / "record.json").read_text())
     assert len(record["plugin_problems"]) == 1 and "run_strat" in record["plugin_problems"][0]
+
+
+def test_run_start_and_record_metadata_see_the_prepared_model(tmp_path):
+    import types
+
+    from asklepios_sdk import hookimpl
+
+    seen: dict[str, object] = {}
+
+    @hookimpl
+    def run_start(run):
+        seen["run_start"] = (run.model is not None, dict(run.optimizers).keys())
+
+    @hookimpl
+    def record_metadata(run):
+        seen["record_metadata"] = sum(p.numel() for p in run.model.parameters())
+        return {"parameters": seen["record_metadata"]}
+
+    watcher = types.ModuleType("watcher_hooks")
+    watcher.run_start, watcher.record_metadata = run_start, record_metadata
+    host = probe_host()
+    host.add_plugin(watcher, "watcher")
+    run_experiment(validate_config(make_config(tmp_path), host=host), host=host, quiet=True)
+    has_model, optimizers = seen["run_start"]
+    assert has_model and list(optimizers) == ["main"]
+    record = json.loads((only_run_dir(tmp_path) / "record.json").read_text())
+    assert seen["record_metadata"] > 0
+    assert record["plugins_metadata"]["watcher"] == {"parameters": seen["record_metadata"]}

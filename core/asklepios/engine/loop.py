@@ -211,11 +211,23 @@ class StageRunner:
     # -- set-up ----------------------------------------------------------------------------------
 
     def prepare(self, freeze: list[str]) -> None:
-        """Freeze, sync BatchNorm, build optimizers and schedules, and wrap the model for DDP."""
+        """Freeze, sync BatchNorm, build optimizers and schedules, and wrap the model for DDP.
+
+        Lifecycle hooks see the stage's model and optimizers from here on (``run_start`` and
+        ``record_metadata`` of a fresh run are called after the first stage is prepared).
+        """
         if freeze:
             freeze_parameters(self.model, freeze)
-        if self.config.train.epochs == 0:  # evaluation only: nothing to optimise or sync
-            return
+        if self.config.train.epochs > 0:  # an evaluation-only stage optimises and syncs nothing
+            self._prepare_training()
+        self.view.stage, self.view.model, self.view.optimizers = (
+            self.stage,
+            self.model,
+            self.optimizers,
+        )
+
+    def _prepare_training(self) -> None:
+        """Sync or check BatchNorm, build optimizers and schedules, wrap the model for DDP."""
         layers = batchnorm_layers(self.model)
         if layers and self.sync_batchnorm:
             self.model = convert_sync_batchnorm(self.model, self.device)  # same parameters
@@ -476,7 +488,6 @@ class StageRunner:
         train = self.config.train
         epochs = train.epochs
         view = self.view
-        view.stage, view.model, view.optimizers = self.stage, self.model, self.optimizers
         has_val = "val" in self.built.eval_splits
         for epoch in range(self.start_epoch, epochs):
             view.epoch = epoch
