@@ -206,6 +206,20 @@ def test_scheduled_sampling_contexts(seen: int) -> None:
         assert used_generated == 4
 
 
+@pytest.mark.parametrize("done", [0, 98, 99, 999])
+def test_sampling_probability_counts_the_current_video(done: int) -> None:
+    # train.py: total_steps += batchSize before the forward pass, then
+    # aug = random.choice([0, 1] + [1] * (total_steps // 100)) while total_steps < 1000
+    _, trainer, step, batch = _setup(frames=2, size=32)
+    trainer.aux.videos_seen.fill_(done)
+    total_steps = done + batch["image"].shape[0]
+    choices = [0, 1] + [1] * (total_steps // 100)
+    expected = sum(choices) / len(choices) if total_steps < 1000 else 1.0
+    out = trainer.train_step(step, batch)
+    assert float(out.terms["p_generated"]) == pytest.approx(expected)
+    assert int(trainer.aux.videos_seen) == total_steps
+
+
 def test_missing_mask_is_a_clear_error() -> None:
     _, trainer, step, batch = _setup(frames=2, size=32)
     del batch["knowledge_mask"]

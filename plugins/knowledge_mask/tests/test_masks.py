@@ -76,6 +76,18 @@ def test_knowledge_mask_after_crop_and_resize_uses_first_and_last_frame() -> Non
     assert expected.any()
 
 
+def test_fov_mask_keeps_every_tied_largest_component() -> None:
+    # the original's remove_small_objects(keeplargest=1) zeroes components smaller than the
+    # largest, so two squares of the same size both stay; a smaller third one goes
+    cf_green = np.zeros((80, 80), np.uint8)
+    cf_green[5:15, 5:15] = cf_green[50:60, 50:60] = 100
+    cf_green[5:9, 60:64] = 100
+    mask = fov_mask(cf_green, np.full((1, 80, 80), 9, np.uint8), dilation=1)
+    assert mask[5:15, 5:15].all() and mask[50:60, 50:60].all()
+    assert not mask[5:9, 60:64].any()
+    assert mask.sum() == 200
+
+
 def test_fov_mask_largest_component_hole_filling_and_cross_dilation() -> None:
     size = 120
     yy, xx = np.mgrid[0:size, 0:size]

@@ -201,6 +201,8 @@ class AdversarialTrainer(Trainer):
                 )
             mask = torch.ones_like(cf[:, :1])
         num_frames = video.shape[1]
+        # The original counts this batch's videos before its forward pass (total_steps += B)
+        aux.videos_seen += cf.shape[0]
         p_generated = sampling_probability(int(aux.videos_seen), p.sampling_ramp, p.sampling_every)
         sums: dict[str, float] = defaultdict(float)
         previous: Tensor | None = None
@@ -242,7 +244,6 @@ class AdversarialTrainer(Trainer):
                 sums[name] += float(value.detach())
             sums["loss_G"] += float(loss_g.detach())
             sums["loss_D"] += float(loss_d.detach())
-        aux.videos_seen += cf.shape[0]
         terms = {k: torch.tensor(v / num_frames) for k, v in sums.items() if k != "loss_G"}
         terms["p_generated"] = torch.tensor(p_generated)
         return LossOutput(torch.tensor(sums["loss_G"] / num_frames), terms)

@@ -82,7 +82,8 @@ def fov_mask(
 ) -> np.ndarray:
     """Compute the field-of-view mask of a CF image and its co-registered FFA frames.
 
-    ``(G_cf > 11) ∧ ⋀_m (G_ffa_m > 2)``, largest 8-connected component, one dilation with the
+    ``(G_cf > 11) ∧ ⋀_m (G_ffa_m > 2)``, the largest 8-connected component (all of them when
+    several tie), one dilation with the
     ``dilation``×``dilation`` cross element, holes filled.
 
     Args:
@@ -101,7 +102,8 @@ def fov_mask(
         return raw
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    largest = labels == int(np.argmax(sizes))
+    # every component of the largest size stays, as the original's keeplargest keeps ties
+    largest = np.isin(labels, np.flatnonzero(sizes == sizes.max()))
     dilated = ndimage.binary_dilation(largest, structure=cross_element(dilation))
     return ndimage.binary_fill_holes(dilated)
 

@@ -40,13 +40,13 @@ Encoder = Callable[[Tensor, Sequence[int]], list[Tensor]]
 
 
 def l2_normalize(x: Tensor, eps: float = 1e-7) -> Tensor:
-    """Divide each row by its L2 norm plus ``eps`` (CUT's ``Normalize(2)``).
+    """Divide each row by the L2 norm of the row plus ``eps`` (Fundus2Video's ``Normalize(2)``).
 
-    The forward value is CUT's ``x / (Σx²)^½ + 1e-7``. The norm is taken with
-    ``torch.linalg.vector_norm``, whose gradient at an all-zero row is 0; CUT's
-    ``pow(2).sum().pow(0.5)`` gives NaN there, and masked inputs produce exactly-zero rows.
+    ``x / ‖x + 1e-7‖``: the original adds ``1e-7`` inside the norm ("to avoid sqrting 0s"), so an
+    all-zero row (masked inputs through zero-bias heads give them) maps to zero with a finite
+    gradient.
     """
-    return x / (torch.linalg.vector_norm(x, dim=1, keepdim=True) + eps)
+    return x / (x + eps).pow(2).sum(dim=1, keepdim=True).sqrt()
 
 
 def info_nce(
