@@ -65,6 +65,22 @@ SURFACE_1_3 = SURFACE_1_2 | {
 }
 """Generative models under test: the backbone contract, the question collate, text evaluators."""
 
+SURFACE_1_4 = SURFACE_1_3 | {"DatasetGenerator", "GeneratedSplit"}
+"""Generated datasets: the generator contract and the split that reads a generated folder."""
+
+SYNTHESIS_1_4 = {
+    "GENERATED_EXTRA",
+    "RESERVED_ITEM_KEYS",
+    "DatasetGenerator",
+    "GeneratedSplit",
+    "GenerationPending",
+    "check_item",
+    "generated_dir",
+    "item_path",
+    "read_generated",
+    "read_manifest",
+}
+
 GENERATION_1_3 = {
     "GenerationCollate",
     "GenerativeBackbone",
@@ -113,7 +129,7 @@ IO_1_1 = {"write_atomic", "write_dir_atomic"}
 
 
 def test_no_public_name_was_removed_and_all_resolve() -> None:
-    assert set(asklepios_sdk.__all__) >= SURFACE_1_3
+    assert set(asklepios_sdk.__all__) >= SURFACE_1_4
     assert set(asklepios_sdk.testing.__all__) >= TESTING_1_1
     for name in asklepios_sdk.__all__:
         assert getattr(asklepios_sdk, name) is not None
@@ -123,7 +139,7 @@ def test_no_public_name_was_removed_and_all_resolve() -> None:
 
 def test_plugin_api_is_major_minor() -> None:
     major, minor = (int(part) for part in asklepios_sdk.PLUGIN_API.split("."))
-    assert (major, minor) >= (1, 3)
+    assert (major, minor) >= (1, 4)
 
 
 def test_the_generation_module_is_public() -> None:
@@ -133,6 +149,15 @@ def test_the_generation_module_is_public() -> None:
     for name in asklepios_sdk.generation.__all__:
         assert getattr(asklepios_sdk.generation, name) is not None
     assert asklepios_sdk.GenerativeBackbone is asklepios_sdk.generation.GenerativeBackbone
+
+
+def test_the_synthesis_module_is_public() -> None:
+    import asklepios_sdk.synthesis
+
+    assert set(asklepios_sdk.synthesis.__all__) >= SYNTHESIS_1_4
+    for name in asklepios_sdk.synthesis.__all__:
+        assert getattr(asklepios_sdk.synthesis, name) is not None
+    assert asklepios_sdk.DatasetGenerator is asklepios_sdk.synthesis.DatasetGenerator
 
 
 def test_the_sequences_module_is_public() -> None:

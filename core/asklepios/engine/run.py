@@ -25,12 +25,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from asklepios_sdk import AsklepiosError, BuildContext
 from asklepios_sdk.io import write_atomic
+from asklepios_sdk.synthesis import GENERATED_EXTRA
 from torch import nn
 
 from asklepios.build import Built, build_experiment
 from asklepios.config.model import ComponentSpec, ExperimentConfig, StageConfig
 from asklepios.engine.checkpoint import load_checkpoint
 from asklepios.engine.distributed import DistInfo, barrier, init_distributed
+from asklepios.engine.generate import generate_dataset, generated_folder
 from asklepios.engine.loop import StageRunner
 from asklepios.engine.progress import RunProgress
 from asklepios.engine.seeding import derive_seed, seed_everything
@@ -279,6 +281,7 @@ class _Session:
     started: bool = False
     keep_dir: bool = False  # the directory existed before the run (resumed, or given empty)
     verified: set[str] = field(default_factory=set)  # datasets whose files were checked
+    generated: dict[str, str] = field(default_factory=dict)  # this fold's generated datasets
 
     @property
     def hooks(self) -> Any:
@@ -294,18 +297,21 @@ class _Session:
             fold_dir.mkdir(parents=True, exist_ok=True)
         summaries: dict[str, Any] = {}
         offset = 0
+        self.generated = {}
         for index, (stage, effective) in enumerate(stage_configs(self.config)):
             name = stage.name if stage is not None else "main"
             done = fold_dir / "checkpoints" / name / "summary.json"
             if self.resuming and done.is_file():
                 summaries[name] = json.loads(done.read_text())
                 offset = summaries[name].get("metrics_offset_end", offset)
-                continue
-            fold_of = (fold, k) if fold is not None and k else None
-            summaries[name] = self.run_stage(
-                index, name, stage, effective, fold_dir, fold_of, log, offset
-            )
-            offset = summaries[name]["metrics_offset_end"]
+            else:
+                fold_of = (fold, k) if fold is not None and k else None
+                summaries[name] = self.run_stage(
+                    index, name, stage, effective, fold_dir, fold_of, log, offset
+                )
+                offset = summaries[name]["metrics_offset_end"]
+            if "generated" in summaries[name]:
+                self.generated[name] = str(generated_folder(fold_dir, name))
         last = summaries[list(summaries)[-1]]
         return {"fold": fold, "stages": summaries, "test": last.get("test", {})}
 
@@ -325,6 +331,10 @@ class _Session:
             derive_seed(effective.seed, index, -1 if fold is None else fold[0]),
             effective.train.deterministic,
         )
+        generate = stage.generate if stage is not None else None
+        if generate is not None:  # a generation stage trains nothing
+            train = effective.train.model_copy(update={"epochs": 0})
+            effective = effective.model_copy(update={"train": train})
         data = effective.data
         dataset_key = json.dumps([data.dataset.model_dump(mode="json"), data.verify])
         built = build_experiment(
@@ -337,6 +347,7 @@ class _Session:
             output_dir=str(self.run_dir),
             fold=fold,
             verify_data=dataset_key not in self.verified,
+            extras={GENERATED_EXTRA: dict(self.generated)},
         )
         self.verified.add(dataset_key)
         self.component_ids += [c for c in built.component_ids if c not in self.component_ids]
@@ -373,7 +384,10 @@ class _Session:
         if self.resuming and not resumed and self.dist.is_main:
             log.truncate(offset)
         self.hooks.stage_start(run=self.view, stage=name)
-        summary = runner.fit()
+        if generate is not None:
+            summary = generate_dataset(runner, generate, generated_folder(fold_dir, name))
+        else:
+            summary = runner.fit()
         summary.update(stage_facts(built.evaluators, built.ctx.data.class_names))
         if init_report is not None:
             summary["init_from"] = init_report

@@ -51,9 +51,10 @@ if TYPE_CHECKING:
     )
     from asklepios_sdk.params import EmptyParams, Params, WeightsSpec
     from asklepios_sdk.sequences import SequenceCollate, SequenceEvaluator, split_collate
+    from asklepios_sdk.synthesis import DatasetGenerator, GeneratedSplit
     from asklepios_sdk.weights import WeightsReport, load_weights
 
-PLUGIN_API = "1.3"
+PLUGIN_API = "1.4"
 """Version of the plugin-facing surface; see CONTRIBUTING.md for the compatibility policy.
 
 1.1 (SDK 0.2): lazy ``register(name, "package.module:Class", ClassParams)`` targets,
@@ -62,6 +63,8 @@ PLUGIN_API = "1.3"
 ``SequenceEvaluator``, ``split_collate``; a split declares its collate as ``collate_fn``).
 1.3: generative models under test (``asklepios_sdk.generation``: ``GenerativeBackbone``,
 ``GenerationCollate``, ``ModelFingerprint``, ``TextEvaluator``); the engine caches their answers.
+1.4: generated datasets (``asklepios_sdk.synthesis``: ``DatasetGenerator``, ``GeneratedSplit``);
+a stage with ``generate:`` writes one item per request, resumable item by item.
 """
 
 _LAZY = {
@@ -91,6 +94,8 @@ _LAZY.update(
         "EmptyParams": "asklepios_sdk.params",
         "GenerationCollate": "asklepios_sdk.generation",
         "GenerativeBackbone": "asklepios_sdk.generation",
+        "DatasetGenerator": "asklepios_sdk.synthesis",
+        "GeneratedSplit": "asklepios_sdk.synthesis",
         "ModelFingerprint": "asklepios_sdk.generation",
         "TextEvaluator": "asklepios_sdk.generation",
         "Params": "asklepios_sdk.params",
@@ -119,9 +124,11 @@ __all__ = [
     "ComponentFactory",
     "DataFacts",
     "Dataset",
+    "DatasetGenerator",
     "DatasetWrapper",
     "EmptyParams",
     "Evaluator",
+    "GeneratedSplit",
     "GenerationCollate",
     "GenerativeBackbone",
     "Loss",
