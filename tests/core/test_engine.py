@@ -246,3 +246,5 @@ def test_run_start_and_record_metadata_see_the_prepared_model(tmp_path):
     record = json.loads((only_run_dir(tmp_path) / "record.json").read_text())
     assert seen["record_metadata"] > 0
     assert record["plugins_metadata"]["watcher"] == {"parameters": seen["record_metadata"]}
+    # a plugin that takes part through lifecycle hooks alone is one of the run's plugins
+    assert "watcher" in [p["id"] for p in record["plugins"]]

@@ -438,11 +438,12 @@ class _Session:
         if self.resuming:
             record = _read_record(self.run_dir)
             ids = sorted({*record.get("components", []), *self.component_ids})
+            taking_part = {c.split(".", 1)[0] for c in ids} | set(self.host.lifecycle_plugins())
             _update_record(
                 self.run_dir,
                 status=status,
                 components=ids,
-                plugins=plugin_entries(self.host, {c.split(".", 1)[0] for c in ids}),
+                plugins=plugin_entries(self.host, taking_part),
                 weights={**record.get("weights", {}), **self.weights},
             )
             return
@@ -460,6 +461,7 @@ class _Session:
             device=str(self.device),
             world_size=self.dist.world_size,
             argv=self.argv,
+            extra_plugins=self.host.lifecycle_plugins(),
             plugins_metadata=metadata,
             weights=self.weights,
             plugin_problems=self.plugin_problems,

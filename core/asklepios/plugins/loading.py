@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from asklepios_sdk import PROJECT_NAME
-from asklepios_sdk.registration import REGISTRATION_HOOKS
+from asklepios_sdk.registration import LIFECYCLE_HOOKS, REGISTRATION_HOOKS
 
 from asklepios._text import did_you_mean, short_list
 from asklepios.errors import (
@@ -213,6 +213,16 @@ class PluginHost:
         pm = self.plugin_manager
         others = [plugin for name, plugin in pm.list_name_plugin() if name != plugin_id]
         return pm.subset_hook_caller(hook_name, remove_plugins=others)
+
+    def lifecycle_plugins(self) -> list[str]:
+        """Return the ids of loaded plugins that implement a lifecycle hook (they take part)."""
+        hook = self.plugin_manager.hook
+        ids = {
+            impl.plugin_name
+            for name in LIFECYCLE_HOOKS
+            for impl in getattr(hook, name).get_hookimpls()
+        }
+        return sorted(ids)
 
     def call_each(self, hook_name: str, **kwargs: Any) -> dict[str, Any]:
         """Call ``hook_name`` on each loaded plugin apart; return plugin id -> its results.
