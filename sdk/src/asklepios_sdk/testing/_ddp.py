@@ -46,7 +46,7 @@ def _worker(job_file: str, rank: int) -> None:
     import torch.distributed as dist
 
     from asklepios_sdk.testing._collect import collect
-    from asklepios_sdk.testing._rules import fit_example
+    from asklepios_sdk.testing._rules_eval import fit_example
 
     with open(job_file, "rb") as handle:
         job = pickle.load(handle)

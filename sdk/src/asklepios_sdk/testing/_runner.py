@@ -182,7 +182,7 @@ class Suite:
             )
 
     def _subject(self, reg: Entry) -> Any:
-        from asklepios_sdk.testing._rules import Subject
+        from asklepios_sdk.testing._subject import Subject
 
         override = self.conformance.override_for(reg.component_id)
         return Subject(reg, override, override.context(self.conformance.base_context()))
@@ -190,7 +190,9 @@ class Suite:
     def _ddp_results(self) -> dict[str, Any]:
         """Run the 2-rank job once for every evaluator that the ddp rule applies to."""
         from asklepios_sdk.testing._ddp import run_ddp_job
-        from asklepios_sdk.testing._rules import RuleFailure, evaluator_ddp_task, run_seeded
+        from asklepios_sdk.testing._rules import run_seeded
+        from asklepios_sdk.testing._rules_eval import evaluator_ddp_task
+        from asklepios_sdk.testing._subject import RuleFailure
 
         if self._ddp is not None:
             return self._ddp
@@ -215,7 +217,8 @@ class Suite:
         return results
 
     def _run_ddp_rule(self, check: Check, reg: Entry) -> None:
-        from asklepios_sdk.testing._rules import RuleFailure, compare_ddp
+        from asklepios_sdk.testing._rules_eval import compare_ddp
+        from asklepios_sdk.testing._subject import RuleFailure
 
         if not isinstance(self.conformance.hooks, str):
             raise CheckSkipped("the 2-rank job imports the hook module; in-memory hooks cannot")
@@ -233,7 +236,8 @@ class Suite:
             )
 
     def _run_component_rule(self, check: Check) -> None:
-        from asklepios_sdk.testing._rules import RuleFailure, run_rule
+        from asklepios_sdk.testing._rules import run_rule
+        from asklepios_sdk.testing._subject import RuleFailure
 
         assert check.component is not None
         reg = self.registrations()[check.component]
