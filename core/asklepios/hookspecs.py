@@ -208,6 +208,17 @@ def run_end(run: RunState, summary: Mapping[str, Any]) -> None:
 
 
 @hookspec
+def run_failed(run: RunState, error: str, interrupted: bool) -> None:
+    """Called once when a run stops early, on an error or Ctrl-C, on every rank.
+
+    ``error`` is the one-line cause; ``interrupted`` is true for Ctrl-C (the run can be resumed).
+    Trackers close their run as failed or killed here (``run_end`` is not called). It runs before
+    ``record.json`` is marked ``failed``/``interrupted``; an implementation that raises is
+    reported as a warning and does not hide the run's own error. Return value: ignored.
+    """
+
+
+@hookspec
 def record_metadata(run: RunState) -> Mapping[str, Any] | None:
     """Return extra metadata to store in ``record.json`` under ``plugins_metadata.<plugin-id>``.
 

@@ -248,3 +248,26 @@ def test_run_start_and_record_metadata_see_the_prepared_model(tmp_path):
     assert record["plugins_metadata"]["watcher"] == {"parameters": seen["record_metadata"]}
     # a plugin that takes part through lifecycle hooks alone is one of the run's plugins
     assert "watcher" in [p["id"] for p in record["plugins"]]
+
+
+def test_run_failed_tells_plugins_why_the_run_stopped(tmp_path):
+    import types
+
+    from asklepios_sdk import hookimpl
+
+    calls: list[tuple[str, bool]] = []
+
+    @hookimpl
+    def run_failed(run, error, interrupted):
+        calls.append((error, interrupted))
+
+    watcher = types.ModuleType("watcher_hooks")
+    watcher.run_failed = run_failed
+    host = probe_host()
+    host.add_plugin(watcher, "watcher")
+    config = make_config(tmp_path, optimizer={"name": "sgd", "lr": 1e30})  # diverges
+    with pytest.raises(Exception, match="non-finite"):
+        run_experiment(validate_config(config, host=host), host=host, quiet=True)
+    assert len(calls) == 1 and "non-finite" in calls[0][0] and calls[0][1] is False
+    record = json.loads((only_run_dir(tmp_path) / "record.json").read_text())
+    assert record["status"] == "failed" and "non-finite" in record["error"]

@@ -17,13 +17,14 @@ import re
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from asklepios_sdk import AsklepiosError, BuildContext
+from asklepios_sdk import AsklepiosError, AsklepiosWarning, BuildContext
 from asklepios_sdk.io import write_atomic
 from asklepios_sdk.synthesis import GENERATED_EXTRA
 from torch import nn
@@ -448,10 +449,6 @@ class _Session:
             )
             return
 
-        metadata = {
-            plugin_id: to_jsonable(result)
-            for plugin_id, result in self.host.call_each("record_metadata", run=self.view).items()
-        }
         write_record(
             self.run_dir,
             dump_config(self.config),
@@ -462,23 +459,44 @@ class _Session:
             world_size=self.dist.world_size,
             argv=self.argv,
             extra_plugins=self.host.lifecycle_plugins(),
-            plugins_metadata=metadata,
+            plugins_metadata=self._plugins_metadata(),
             weights=self.weights,
             plugin_problems=self.plugin_problems,
         )
         _update_record(self.run_dir, status=status)
 
+    def _plugins_metadata(self) -> dict[str, Any]:
+        """Return every plugin's ``record_metadata`` for ``record.json``, by plugin id."""
+        return {
+            plugin_id: to_jsonable(result)
+            for plugin_id, result in self.host.call_each("record_metadata", run=self.view).items()
+        }
+
     def fail(self, err: BaseException) -> None:
-        """Mark the record ``failed`` (or ``interrupted``); without a record, remove the run."""
+        """Tell ``run_failed``; mark the record ``failed``/``interrupted``, or remove the run.
+
+        A ``run_failed`` implementation that raises becomes a warning: the run's own error is
+        what the user must see.
+        """
+        interrupted = isinstance(err, KeyboardInterrupt)
+        text = str(err).strip().splitlines()
+        error = f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+        if self.started:
+            try:
+                self.hooks.run_failed(run=self.view, error=error, interrupted=interrupted)
+            except Exception as hook_err:
+                warnings.warn(
+                    f"a run_failed hook raised {type(hook_err).__name__}: {hook_err}",
+                    AsklepiosWarning,
+                    stacklevel=2,
+                )
         if not self.dist.is_main:
             return
         if (self.run_dir / "record.json").is_file():
-            interrupted = isinstance(err, KeyboardInterrupt)
-            text = str(err).strip().splitlines()
-            error = f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
-            _update_record(
-                self.run_dir, status="interrupted" if interrupted else "failed", error=error
-            )
+            fields: dict[str, Any] = {"status": "interrupted" if interrupted else "failed"}
+            if self.started:  # trackers say where their (now closed) runs are
+                fields["plugins_metadata"] = self._plugins_metadata()
+            _update_record(self.run_dir, error=error, **fields)
         elif not self.resuming:  # nothing of the run to keep: leave no partial directory
             for path in [self.run_dir] if not self.keep_dir else self.run_dir.iterdir():
                 if path.is_dir():

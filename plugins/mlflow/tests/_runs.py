@@ -34,9 +34,11 @@ def only_env(plugin_id: str) -> dict[str, str]:
     return {**os.environ, "ASKLEPIOS_DISABLE_PLUGINS": ",".join(sorted(others))}
 
 
-def run_tiny(tmp: Path, tracking: dict[str, Any], plugin_id: str) -> tuple[Path, str]:
-    """Run the tiny config with ``tracking``; return the run directory and stderr."""
-    config = {**TINY, "output_dir": str(tmp / "runs"), "tracking": tracking}
+def run_tiny(
+    tmp: Path, tracking: dict[str, Any], plugin_id: str, *, exit_code: int = 0, **changes: Any
+) -> tuple[Path, str]:
+    """Run the tiny config (with ``changes``) and ``tracking``; return the run dir and stderr."""
+    config = {**TINY, **changes, "output_dir": str(tmp / "runs"), "tracking": tracking}
     path = tmp / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     env = only_env(plugin_id)
@@ -47,7 +49,7 @@ def run_tiny(tmp: Path, tracking: dict[str, Any], plugin_id: str) -> tuple[Path,
         env=env,
         timeout=600,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == exit_code, result.stderr[-3000:]
     (run_dir,) = (tmp / "runs").iterdir()
     return run_dir, result.stderr
 

@@ -55,6 +55,19 @@ def test_run_reads_back_with_the_mlflow_client(tmp_path):
     }
 
 
+def test_a_run_that_fails_ends_its_mlflow_run_as_failed(tmp_path):
+    store = tmp_path / "store"
+    tracking = {"mlflow": {"tracking_uri": store.as_uri()}}
+    diverging = {"name": "sgd", "lr": 1e30}  # the loss turns non-finite, the run stops (exit 1)
+    run_dir, stderr = run_tiny(tmp_path, tracking, "mlflow", exit_code=1, optimizer=diverging)
+    assert "non-finite" in stderr
+    entry = record(run_dir)["plugins_metadata"]["mlflow"]
+    run = MlflowClient(tracking_uri=store.as_uri()).get_run(entry["run_id"])
+    assert run.info.status == "FAILED"
+    assert "non-finite" in run.data.tags["asklepios.error"]
+    assert record(run_dir)["status"] == "failed"
+
+
 def test_default_store_is_in_the_run_directory(tmp_path):
     run_dir, _ = run_tiny(tmp_path, {}, "mlflow")
     entry = record(run_dir)["plugins_metadata"]["mlflow"]

@@ -84,6 +84,7 @@ LIFECYCLE_HOOKS: tuple[str, ...] = (
     "evaluation_end",
     "stage_end",
     "run_end",
+    "run_failed",
     "record_metadata",
 )
 """The hooks through which plugins take part in a run without being named in its config."""

@@ -66,6 +66,15 @@ def run_end(run: RunState, summary: Mapping[str, Any]) -> None:
 
 
 @hookimpl
+def run_failed(run: RunState, error: str, interrupted: bool) -> None:
+    """End the MLflow run as FAILED (an error) or KILLED (Ctrl-C), with the error as a tag."""
+    if run.is_main:
+        from asklepios_mlflow import tracker
+
+        tracker.abandon(run, error, interrupted)
+
+
+@hookimpl
 def record_metadata(run: RunState) -> Mapping[str, Any] | None:
     """Say which MLflow run holds this run, and any tracker failure, in ``record.json``."""
     if not run.is_main:

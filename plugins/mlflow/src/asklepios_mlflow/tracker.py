@@ -191,6 +191,12 @@ class MLflowSession(TrackerSession):
                 client.log_artifact(run_id, str(checkpoint), where)
         client.set_terminated(run_id, "FINISHED")
 
+    def abandon(self, error: str, interrupted: bool) -> None:
+        """End the MLflow run as KILLED (interrupted, resumable) or FAILED, saying why."""
+        client, run_id = self._client()
+        client.set_tag(run_id, "asklepios.error", error[:MAX_PARAM_LENGTH])
+        client.set_terminated(run_id, "KILLED" if interrupted else "FAILED")
+
     def describe(self) -> dict[str, Any]:
         return {
             "tracking_uri": self.uri,
@@ -227,4 +233,12 @@ def finish(run: RunState, summary: Mapping[str, Any]) -> None:
     session = SESSIONS.get(run.output_dir)
     if session is not None:
         session.call("logging the final metrics and artifacts", session.finish, summary)
+    SESSIONS.finish(run.output_dir)
+
+
+def abandon(run: RunState, error: str, interrupted: bool) -> None:
+    """End the MLflow run of a run that stopped early, so it does not stay RUNNING."""
+    session = SESSIONS.get(run.output_dir)
+    if session is not None:
+        session.call("ending the MLflow run", session.abandon, error, interrupted)
     SESSIONS.finish(run.output_dir)

@@ -77,6 +77,15 @@ def run_end(run: RunState, summary: Mapping[str, Any]) -> None:
 
 
 @hookimpl
+def run_failed(run: RunState, error: str, interrupted: bool) -> None:
+    """Flush and close the writer of a run that stopped early (its events so far stay)."""
+    if run.is_main:
+        from asklepios_tensorboard import tracker
+
+        tracker.abandon(run)
+
+
+@hookimpl
 def record_metadata(run: RunState) -> Mapping[str, Any] | None:
     """Say where the event files are, and any tracker failure, in ``record.json``."""
     if not run.is_main:

@@ -150,3 +150,11 @@ def finish(run: RunState, summary: Mapping[str, Any]) -> None:
     if session is not None:
         session.call("writing hparams and plots", session.finish, run.config, summary)
     SESSIONS.finish(run.output_dir)
+
+
+def abandon(run: RunState) -> None:
+    """Close the writer of a run that stopped early; what it wrote so far stays readable."""
+    session = SESSIONS.get(run.output_dir)
+    if session is not None:
+        session.close_quietly()
+    SESSIONS.finish(run.output_dir)
