@@ -138,3 +138,14 @@ def test_validate_config_checks_the_tracking_section(plugin_module):
         validate_config({**TINY, "tracking": {"tb": {"evry": 2}, "mlfow": {}}}, host=host)
     paths = {issue.path for issue in info.value.issues}
     assert paths == {"tracking.tb.evry", "tracking.mlfow"}
+
+
+def test_the_schema_describes_each_trackers_entry(host):
+    from asklepios.config import config_schema
+
+    schema = config_schema(host)
+    tracking = schema["properties"]["tracking"]
+    assert tracking["properties"] == {"tb": {"$ref": "#/$defs/settings.tracking.tb"}}
+    assert tracking["additionalProperties"] is False
+    entry = schema["$defs"]["settings.tracking.tb"]
+    assert entry["properties"]["every"]["default"] == 10 and entry["additionalProperties"] is False

@@ -103,6 +103,7 @@ def config_schema(host: PluginHost | None = None) -> dict[str, Any]:
         if "default" in old:
             new["default"] = old["default"]
         target["properties"][field] = new
+    _add_settings_sections(schema, defs, host)
     schema["properties"]["extends"] = {
         "description": "Config file(s) to inherit from, merged key-wise, relative to this file.",
         "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
@@ -110,3 +111,29 @@ def config_schema(host: PluginHost | None = None) -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "asklepios experiment config"
     return schema
+
+
+def _add_settings_sections(schema: dict[str, Any], defs: dict[str, Any], host: PluginHost) -> None:
+    """Describe ``tracking.<plugin-id>`` (and other settings sections) by each plugin's model."""
+    from asklepios_sdk.registration import SETTINGS_SECTIONS
+
+    from asklepios.settings import declared_settings, settings_plugins
+
+    for section in SETTINGS_SECTIONS:
+        if section not in schema.get("properties", {}):
+            continue
+        entries: dict[str, Any] = {}
+        for plugin_id in settings_plugins(host, section):
+            model = declared_settings(host, plugin_id)[section]
+            name = f"settings.{section}.{plugin_id}"
+            defs[name] = model.model_json_schema(ref_template="#/$defs/" + name + ".{model}")
+            nested = defs[name].pop("$defs", {})
+            defs.update({f"{name}.{key}": value for key, value in nested.items()})
+            entries[plugin_id] = {"$ref": f"#/$defs/{name}"}
+        old = schema["properties"][section]
+        schema["properties"][section] = {
+            "type": "object",
+            "description": old.get("description", f"Settings of the installed {section} plugins."),
+            "properties": entries,
+            "additionalProperties": False,
+        }
