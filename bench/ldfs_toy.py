@@ -35,7 +35,22 @@ from asklepios_ldfs.synthesizer import LDFSSynthesizer
 from asklepios_sdk import BuildContext
 
 METHODS = {
+    # LADS's own loss: directional term on the raw MLP output, class consistency against the
+    # fixed plain class text ("a photo of a {c}"), no temperature, 1/count class weights
     "lads": (
+        {"arch": "lads"},
+        {
+            "text_guided": {
+                "cc_temperature": None,
+                "cc_classes": "class_text",
+                "class_weighted": True,
+            },
+            "pairwise": {"weight": 0.0},
+        },
+        0.0,
+    ),
+    # the same with the source prompts as class text (this plugin's earlier LADS setting)
+    "lads_src": (
         {"arch": "lads"},
         {
             "text_guided": {"cc_temperature": None, "cc_classes": "source", "class_weighted": True},

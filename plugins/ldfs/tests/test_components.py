@@ -228,3 +228,59 @@ def test_domain_accuracy_matches_numpy(toy):
     metric.reset()
     metric.update({"logits": torch.tensor(logits)}, {"label": torch.tensor(labels)})
     assert set(metric.compute()) == {"source", "mean"}
+
+
+def _lads_transcription(model, batch, ctx, class_text: np.ndarray) -> tuple[float, float]:
+    """LADS ``augmentations.py::training_loop`` for one net: (directional, class consistency)."""
+    net = model.net
+    inp = F.normalize(batch["image"], dim=-1).double().numpy()
+    labels = batch["label"].numpy()
+    w1, b1 = net.w1[0].detach().double().numpy(), net.b1[0].detach().double().numpy()
+    w2, b2 = net.w2[0].detach().double().numpy(), net.b2[0].detach().double().numpy()
+    cls_outputs = np.maximum(inp @ w1 + b1, 0) @ w2 + b2  # MLP(f), no re-normalisation
+    source, target = net.text_source.double().numpy(), net.text_target.double().numpy()
+    text_diffs = np.stack([target[0, c] - source[0, c] for c in labels])
+    text_diffs /= np.linalg.norm(text_diffs, axis=-1, keepdims=True)
+    im_diffs = cls_outputs - inp
+    im_diffs /= np.linalg.norm(im_diffs, axis=-1, keepdims=True)
+    directional = np.mean(1 - (im_diffs * text_diffs).sum(-1))  # DirectionLoss('cosine')
+    outputs_norm = cls_outputs / np.linalg.norm(cls_outputs, axis=-1, keepdims=True)
+    logits = outputs_norm @ class_text.T  # get_class_logits: no temperature
+    logp = logits - logits.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    weights = 1.0 / np.asarray(ctx.data.class_counts, dtype=np.float64)
+    picked = weights[labels]
+    consistency = -(picked * logp[np.arange(len(labels)), labels]).sum() / picked.sum()
+    return float(directional), float(consistency)
+
+
+def test_lads_loss_matches_the_lads_code(toy):
+    data, ctx = toy
+    model = synthesizer(ctx, arch="lads")
+    batch = batch_of(data)
+    out = model(batch)
+    torch.testing.assert_close(out["synthetic"], F.normalize(out["synthetic_raw"], dim=-1))
+    params = TextGuidedLossParams(cc_temperature=None, cc_classes="class_text", class_weighted=True)
+    loss = TextGuidedLoss(params, ctx)(out, batch)
+    classes = F.normalize(torch.as_tensor(data.text_features()["classes"]), dim=-1)
+    directional, consistency = _lads_transcription(model, batch, ctx, classes.double().numpy())
+    assert float(loss.terms["directional"]) == pytest.approx(directional, rel=1e-5)
+    assert float(loss.terms["class_consistency"]) == pytest.approx(consistency, rel=1e-5)
+    # the normalised output gives another directional value: the raw one is what LADS uses
+    normalised = {k: v for k, v in out.items() if k != "synthetic_raw"}
+    other = TextGuidedLoss(params, ctx)(normalised, batch)
+    assert abs(float(other.terms["directional"]) - directional) > 1e-4
+
+
+def test_class_text_set_is_fixed_and_required(toy):
+    data, ctx = toy
+    assert model_domains(ctx) == ("sketch",)  # 'classes' is never a target domain
+    loss = TextGuidedLoss(TextGuidedLossParams(cc_classes="class_text"), ctx)
+    expected = F.normalize(torch.as_tensor(data.text_features()["classes"]).float(), dim=-1)
+    torch.testing.assert_close(loss.class_text, expected)
+    with pytest.raises(ComponentError, match=r"prompt_sets.*a photo of a"):
+        TextGuidedLoss(TextGuidedLossParams(cc_classes="class_text", class_text_set="plain"), ctx)
+
+
+def model_domains(ctx) -> tuple[str, ...]:
+    return synthesizer(ctx).domain_names

@@ -21,7 +21,7 @@ from asklepios_ldfs.synthesizer import LDFSSynthesizer
 from asklepios_sdk import BuildContext
 
 LADS_LOSS = {
-    "text_guided": {"cc_temperature": None, "cc_classes": "source", "class_weighted": True},
+    "text_guided": {"cc_temperature": None, "cc_classes": "class_text", "class_weighted": True},
     "pairwise": {"weight": 0.0},
 }
 

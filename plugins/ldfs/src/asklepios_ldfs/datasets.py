@@ -4,7 +4,8 @@
 evidence ``b_c``, dims 32-47 the domain style; ``a_c, b_c, s_src, s_k`` have i.i.d.
 ``N(0, 1/16)`` entries on their 16 dims. Source images ``normalise(a_y + b_y + s_src + eta n)``,
 target images ``normalise(b_y + s_k + eta n)`` (colour removed), ``n ~ N(0, I/16)``. Texts:
-``t^s_c = normalise(a_c + b_c + s_src + g)``, ``t^k_c = normalise(b_c + s_k + g)``, ``g`` a fixed
+``t^s_c = normalise(a_c + b_c + s_src + g)``, ``t^k_c = normalise(b_c + s_k + g)``, plain class
+text ``classes`` (LADS's "a photo of a {c}") ``normalise(a_c + b_c + g)``, ``g`` a fixed
 modality-gap vector on dims 48-63 of norm 0.5. No weights are needed.
 """
 
@@ -41,7 +42,7 @@ def make_toy_space(params: ToyClipSpaceParams) -> dict[str, np.ndarray]:
     gap = np.zeros(d)
     direction = rng.normal(size=BLOCK)
     gap[3 * BLOCK :] = params.gap_norm * direction / np.linalg.norm(direction)
-    text = {"source": _normalise(a + b + styles[0] + gap)}
+    text = {"source": _normalise(a + b + styles[0] + gap), "classes": _normalise(a + b + gap)}
     for index, name in enumerate(params.target_domains, start=1):
         text[name] = _normalise(b + styles[index] + gap)
     return {

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from asklepios_sdk import BuildContext, ComponentError, Loss, LossOutput
@@ -34,6 +35,19 @@ __all__ = [
 ]
 
 _REQUIRED = ("features", "synthetic", "text_source", "text_target")
+
+
+def _class_text(ctx: BuildContext, name: str) -> Tensor:
+    sets = ctx.data.extras.get("text_features") or {}
+    if name not in sets:
+        raise ComponentError(
+            f"ldfs.text_guided_loss: cc_classes 'class_text' needs the text set {name!r} (the "
+            f"plain class prompts) in the data facts; available: {sorted(sets)}. Add it to "
+            f"core.clip_features' prompt_sets (e.g. {name}: ['a photo of a {{}}'], LADS's "
+            "matrix) or set class_text_set to an existing set"
+        )
+    table = torch.as_tensor(np.asarray(sets[name]), dtype=torch.float32)
+    return F.normalize(table, dim=-1)
 
 
 def _check(outputs: Mapping[str, Any], component: str) -> None:
@@ -74,14 +88,21 @@ class TextGuidedLoss(Loss):
     ``total = alpha L_dir + (1 - alpha) L_cc``;
     ``L_dir = mean_i,k [1 - cos(f~_ik - f_i, t^k_y - t^{s_j*}_y)]`` (or the instance anchor),
     ``L_cc = CE(cos(f~_ik, T_k) / tau, y_i)`` with ``T_k`` the class text of domain ``k``.
-    The LADS loss is ``cc_temperature: null, cc_classes: source, class_weighted: true``.
+    The LADS loss is ``cc_temperature: null, cc_classes: class_text, class_weighted: true`` with
+    the synthesiser's ``arch: lads``, whose raw output (``synthetic_raw``) the directional term
+    takes.
     """
 
     class_weights: Tensor | None
+    class_text: Tensor | None
 
     def __init__(self, params: TextGuidedLossParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
+        class_text = None
+        if params.cc_classes == "class_text":
+            class_text = _class_text(ctx, params.class_text_set)
+        self.register_buffer("class_text", class_text, persistent=False)
         weights = None
         if params.class_weighted:
             counts = ctx.data.class_counts
@@ -105,8 +126,15 @@ class TextGuidedLoss(Loss):
         if p.anchor == "instance":
             l_dir = fn.instance_anchor_loss(anchor_real, synthetic, direction, p.eps)
         else:
-            l_dir = fn.directional_loss(anchor_real, synthetic, direction, p.loss_type, p.eps)
-        classes = target if p.cc_classes == "target" else source[:1].expand(k, -1, -1)
+            # LADS (arch: lads) measures MLP(f) - f on the raw output, before re-normalisation
+            moved = outputs.get("synthetic_raw", synthetic)
+            l_dir = fn.directional_loss(anchor_real, moved, direction, p.loss_type, p.eps)
+        if p.cc_classes == "target":
+            classes = target
+        elif p.cc_classes == "class_text" and self.class_text is not None:
+            classes = self.class_text[None].expand(k, -1, -1)
+        else:
+            classes = source[:1].expand(k, -1, -1)
         l_cc = fn.class_consistency_loss(
             synthetic.reshape(b, k * m, d),
             classes.repeat_interleave(m, dim=0),

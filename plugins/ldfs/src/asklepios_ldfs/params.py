@@ -51,7 +51,9 @@ class LDFSSynthesizerParams(Params):
         description="Text sets of the source domain (several: the most similar per image, j*).",
     )
     domains: list[str] | None = Field(
-        None, description="Text sets of the target domains; default: every non-source set."
+        None,
+        description="Text sets of the target domains; default: every set except the source "
+        "sets and 'classes' (the plain class prompts).",
     )
     diversity_pair: bool = Field(
         False, description="Also draw a second z per sample (needed by the diversity term)."
@@ -65,9 +67,16 @@ class TextGuidedLossParams(Params):
     cc_temperature: float | None = Field(
         0.01, gt=0, description="Temperature of the class-consistency logits; null = LADS (none)."
     )
-    cc_classes: Literal["target", "source"] = Field(
+    cc_classes: Literal["target", "source", "class_text"] = Field(
         "target",
-        description="Class text of the CE: target-domain prompts (LDFS) or source prompts (LADS).",
+        description="Class text of the CE: target-domain prompts (LDFS), the first source "
+        "prompt set, or the fixed plain class prompts of 'class_text_set' (LADS's 'a photo of a "
+        "{c}' matrix, never noised).",
+    )
+    class_text_set: str = Field(
+        "classes",
+        description="Text set of the plain class prompts for cc_classes: class_text (e.g. "
+        "core.clip_features prompt_sets: {classes: ['a photo of a {}']}).",
     )
     class_weighted: bool = Field(False, description="Weight the CE by 1/class count (LADS).")
     anchor: Literal["direction", "instance"] = Field(

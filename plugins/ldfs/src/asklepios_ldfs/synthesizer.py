@@ -4,7 +4,8 @@ LDFS (reconstructed, default): ``f~ = normalise(f + g([f ; t^k_y - t^s_y ; z]))`
 ``g`` a 2-layer MLP (``2d + d_z -> 384 -> d``) whose last layer starts at zero, so the untrained
 synthesiser is the identity; one network shared by all target domains (conditioned on the domain
 direction) or one per domain (``per_domain_net``). LADS (verified, ``arch: lads``): one MLP per
-target domain, ``f~ = normalise(MLP_k(f))``, ``d -> 384 -> d``, deterministic.
+target domain, ``f~ = normalise(MLP_k(f))``, ``d -> 384 -> d``, deterministic; its directional
+loss sees the raw ``MLP_k(f)``, the normalised ``f~`` feeds class consistency and stage 2.
 
 The text tables come from the data facts (``extras["text_features"]``, written by
 ``core.clip_features`` or ``ldfs.toy_clip_space``); ``d`` is read from them, never from config.
@@ -29,12 +30,17 @@ from asklepios_ldfs._functional import normalize, select_source
 from asklepios_ldfs.params import LDFSSynthesizerParams
 
 __all__ = [
+    "CLASS_TEXT_SET",
     "LDFSSynthesizer",
     "SynthesisNet",
     "load_synthesizer",
     "save_synthesizer",
     "text_tables",
 ]
+
+
+CLASS_TEXT_SET = "classes"
+"""Text set of the plain class prompts ("a photo of a {c}"), never a target domain."""
 
 
 def text_tables(
@@ -53,7 +59,9 @@ def text_tables(
             "'ldfs.toy_clip_space'"
         )
     names = (
-        tuple(domains) if domains is not None else tuple(s for s in sets if s not in source_sets)
+        tuple(domains)
+        if domains is not None
+        else tuple(s for s in sets if s not in source_sets and s != CLASS_TEXT_SET)
     )
     missing = [n for n in (*source_sets, *names) if n not in sets]
     if missing or not names:
@@ -145,6 +153,29 @@ class SynthesisNet(nn.Module):
         hidden = torch.relu(torch.einsum("bkmi,kih->bkmh", inputs, w1) + b1[None, :, None])
         return torch.einsum("bkmh,khd->bkmd", hidden, w2) + b2[None, :, None]
 
+    def synthesize(
+        self,
+        features: Tensor,
+        labels: Tensor,
+        num_draws: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Return ``(B, K, M, d)`` features *before* the unit re-normalisation, and the noise.
+
+        ``lads``: the raw MLP output ``MLP_k(f)``, which LADS's directional loss uses
+        (``im_diffs = MLP(f) - f``); ``ldfs``: ``f + g([f; dt; z])``.
+        """
+        f = normalize(features)
+        b, d = f.shape
+        k, m = self.num_domains, num_draws
+        base = f[:, None, None].expand(b, k, m, d)
+        if self.arch == "lads":
+            return self._mlp(base), f.new_zeros(b, k, m, 0)
+        direction = self.directions(f, labels)[:, :, None].expand(b, k, m, d)
+        noise = torch.randn((b, k, m, self.d_z), generator=generator, dtype=f.dtype)
+        noise = noise.to(f.device)
+        return base + self._mlp(torch.cat([base, direction, noise], dim=-1)), noise
+
     def forward(
         self,
         features: Tensor,
@@ -157,24 +188,16 @@ class SynthesisNet(nn.Module):
         Returns:
             ``(synthetic, noise)``; ``noise`` is ``(B, K, M, d_z)`` (empty for ``lads``).
         """
-        f = normalize(features)
-        b, d = f.shape
-        k, m = self.num_domains, num_draws
-        base = f[:, None, None].expand(b, k, m, d)
-        if self.arch == "lads":
-            return F.normalize(self._mlp(base), dim=-1), f.new_zeros(b, k, m, 0)
-        direction = self.directions(f, labels)[:, :, None].expand(b, k, m, d)
-        noise = torch.randn((b, k, m, self.d_z), generator=generator, dtype=f.dtype)
-        noise = noise.to(f.device)
-        residual = self._mlp(torch.cat([base, direction, noise], dim=-1))
-        return F.normalize(base + residual, dim=-1), noise
+        raw, noise = self.synthesize(features, labels, num_draws, generator)
+        return F.normalize(raw, dim=-1), noise
 
 
 class LDFSSynthesizer(Adapter):
     """Synthesise target-domain features from frozen image features (stage 1).
 
     Outputs, besides the wrapped model's: ``features`` (unit real, ``(B, d)``), ``synthetic``
-    (``(B, K, M, d)``), ``noise``, ``text_source`` / ``text_target`` (the noised tables from
+    (``(B, K, M, d)``, unit), ``synthetic_raw`` (``arch: lads`` only: the MLP output before the
+    re-normalisation), ``noise``, ``text_source`` / ``text_target`` (the noised tables from
     ``ldfs.text_noise`` when the batch carries them, else the clean ones) and, with
     ``diversity_pair``, ``synthetic_b`` / ``noise_b``.
     """
@@ -213,8 +236,10 @@ class LDFSSynthesizer(Adapter):
             raise ComponentError("ldfs.synthesizer: the batch has no 'label' (class-conditioned)")
         features = normalize(out["features"].float())
         labels = batch["label"]
-        synthetic, noise = self.net(features, labels, self.params.num_draws)
-        out.update(features=features, synthetic=synthetic, noise=noise)
+        raw, noise = self.net.synthesize(features, labels, self.params.num_draws)
+        out.update(features=features, synthetic=F.normalize(raw, dim=-1), noise=noise)
+        if self.params.arch == "lads":  # LADS's directional loss takes the raw MLP output
+            out["synthetic_raw"] = raw
         if self.params.diversity_pair:
             out["synthetic_b"], out["noise_b"] = self.net(features, labels, self.params.num_draws)
         out["text_source"], out["text_target"] = self._tables(batch)
