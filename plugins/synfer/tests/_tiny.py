@@ -44,7 +44,13 @@ def write_generated(folder: Path, count: int = 8, classes: int = 4, guidance: An
         pixels = np.clip(rng.normal(40 + 50 * label, 10, (16, 16, 3)), 0, 255).astype(np.uint8)
         Image.fromarray(pixels).save(folder / item_path(index))
         records.append(
-            {"index": index, "path": item_path(index), "seed": index, "label": label, "caption": "x"}
+            {
+                "index": index,
+                "path": item_path(index),
+                "seed": index,
+                "label": label,
+                "caption": "x",
+            }
         )
     (folder / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     manifest = {"complete": True, "items": count, "generator": {"guidance_classifier": guidance}}

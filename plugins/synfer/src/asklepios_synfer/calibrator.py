@@ -94,6 +94,7 @@ class LabelCalibrator(Evaluator):
         self.params = params
         self.ctx = ctx
         self.members: list[Classifier] | None = None
+        self.num_members = max(1, len(params.models))
         self.add_state("intended", default=[], dist_reduce_fx="cat")
         self.add_state("probs", default=[], dist_reduce_fx="cat")
 
@@ -116,14 +117,14 @@ class LabelCalibrator(Evaluator):
         probs = outputs.get("member_probs") if isinstance(outputs, dict) else None
         if probs is None:
             probs = self.member_probs(batch["image"]).transpose(0, 1)
+        self.num_members = int(probs.shape[1])
         self.intended.append(batch["label"].long())
         self.probs.append(probs.flatten(1))  # [B, M*K]: cat along samples across ranks
 
     def compute(self) -> dict[str, Any]:
         intended = torch.cat(self.intended) if isinstance(self.intended, list) else self.intended
         flat = torch.cat(self.probs) if isinstance(self.probs, list) else self.probs
-        members = max(1, len(self.params.models) or 1)
-        probs = flat.view(flat.shape[0], members, -1).transpose(0, 1)
+        probs = flat.view(flat.shape[0], self.num_members, -1).transpose(0, 1)
         p = self.params
         out = calibrate(intended, probs, p.tau_conf, p.min_votes, p.soft)
         decision = out["decision"]
