@@ -78,7 +78,8 @@ asklepios_conformance = Conformance(
             skip={
                 "evaluator-ddp": "the kit's 2-rank job unpickles a BuildContext without its "
                 "components builder (not pickled), so the classifiers this evaluator builds "
-                "through build_component cannot be built there; test_quality.py merges two halves' states like the sum reduction"
+                "through build_component cannot be built there; test_quality.py merges two "
+                "halves' states as the sum reduction does"
             },
         ),
     },

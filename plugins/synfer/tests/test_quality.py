@@ -35,7 +35,7 @@ def test_the_guidance_classifier_cannot_score_its_own_images(tmp_path) -> None:
     weights = save_classifier(tmp_path / "guide.pt", num_classes=4)
     folder = write_generated(tmp_path / "gen", classes=4, guidance=_guidance(weights))
     same = GenerationQualityParams(classifier=classifier_ref(weights, 4), path=str(folder))
-    with pytest.raises(ComponentError, match="configuration error.*guided the generation"):
+    with pytest.raises(ComponentError, match=r"configuration error.*guided the generation"):
         GenerationQuality(same, _ctx())
     copy = shutil.copy(weights, tmp_path / "renamed.pt")  # the same weights under another name
     renamed = GenerationQualityParams(classifier=classifier_ref(copy, 4), path=str(folder))
