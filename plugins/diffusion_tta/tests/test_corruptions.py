@@ -358,3 +358,44 @@ def test_frost_draws_from_the_first_five_textures(tmp_path) -> None:
     out = corrupt(black, "frost", 1, _gen(), frost_texture_dir=tmp_path, quantize=False)
     levels = np.unique(np.round(out[:, 0, 16, 16].numpy() / 0.4 * 255))
     assert levels.tolist() == [10, 20, 30, 40, 50]
+
+
+@pytest.mark.parametrize("rate", [3, 60])
+def test_shot_noise_tables_draw_poisson_counts(rate: int) -> None:
+    from scipy import stats
+
+    levels = torch.tensor([0, 1, 37, 128, 255]).repeat_interleave(40_000).float()
+    counts = ops._poisson_levels(levels, rate, _gen(rate)).view(5, -1).numpy()
+    for row, level in zip(counts, [0, 1, 37, 128, 255], strict=True):
+        lam = level / 255 * rate
+        if lam == 0:
+            assert not row.any()
+            continue
+        support = np.arange(int(lam + 8 * np.sqrt(lam) + 8))
+        observed = np.bincount(row, minlength=len(support))[: len(support)]
+        expected = stats.poisson.pmf(support, lam) * len(row)
+        keep = expected > 5  # Pearson's chi-square on the well-populated counts
+        chi2 = ((observed[keep] - expected[keep]) ** 2 / expected[keep]).sum()
+        assert chi2 < stats.chi2.ppf(0.999, keep.sum() - 1), (level, chi2)
+    off_grid = torch.full((1, 3, 8, 8), 0.3001)  # not a multiple of 1/255: torch.poisson
+    assert corrupt(off_grid, "shot_noise", 1, _gen(), quantize=False).shape == off_grid.shape
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("name", ["pixelate", "jpeg_compression"])
+def test_uint8_fast_paths_equal_the_float_path(name: str, channels: int) -> None:
+    gen = _gen(channels)
+    noise = torch.rand(3, channels, 37, 53, generator=gen) * 255
+    images = torch.nn.functional.avg_pool2d(noise, 5, 1, 2).to(torch.uint8)  # smooth, odd size
+    for severity in range(1, 6):
+        fast = corrupt(images, name, severity)
+        slow = corrupt(images.float() / 255, name, severity)
+        assert torch.equal(fast, (slow * 255).round().to(torch.uint8)), severity
+
+
+def test_impulse_noise_single_draw_keeps_the_salt_and_pepper_law() -> None:
+    x = torch.full((1, 3, 200, 200), 0.5)
+    y = corrupt(x, "impulse_noise", 5, _gen(), quantize=False)
+    salt, pepper = float((y == 1).float().mean()), float((y == 0).float().mean())
+    se = math.sqrt(0.135 * 0.865 / y.numel())
+    assert abs(salt - 0.135) < 4 * se and abs(pepper - 0.135) < 4 * se

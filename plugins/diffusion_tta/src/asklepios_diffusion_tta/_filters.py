@@ -85,10 +85,27 @@ def fft_convolve_valid(padded: Tensor, kernel: Tensor) -> Tensor:
     """
     hp, wp = padded.shape[-2:]
     kh, kw = kernel.shape[-2:]
-    spectrum = torch.fft.rfft2(padded, s=(hp, wp))
-    kernel_spectrum = torch.fft.rfft2(kernel.to(padded.dtype), s=(hp, wp))[:, None]
-    full = torch.fft.irfft2(spectrum * kernel_spectrum, s=(hp, wp))
-    return full[..., kh - 1 :, kw - 1 :]
+    size = (fast_fft_length(hp), fast_fft_length(wp))  # zero padding: no wrap at all
+    spectrum = torch.fft.rfft2(padded, s=size)
+    kernel_spectrum = torch.fft.rfft2(kernel.to(padded.dtype), s=size)[:, None]
+    full = torch.fft.irfft2(spectrum * kernel_spectrum, s=size)
+    return full[..., kh - 1 : hp, kw - 1 : wp]
+
+
+def fast_fft_length(n: int) -> int:
+    """Return the smallest 2^a·3^b·5^c ≥ ``n`` (FFT sizes with large prime factors are slow)."""
+    best = next_power_of_2(n)
+    five = 1
+    while five < best:
+        three = five
+        while three < best:
+            two = three
+            while two < n:
+                two *= 2
+            best = min(best, two)
+            three *= 3
+        five *= 5
+    return best
 
 
 def conv_depthwise(x: Tensor, kernel: np.ndarray | Tensor, mode: PadMode = "reflect101") -> Tensor:
@@ -119,12 +136,50 @@ def box_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     return weights / weights.sum(axis=1, keepdims=True)
 
 
-def resize_box(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Downsample by exact area averaging (PIL ``Image.BOX``), batched as two matrix products."""
-    h, w = x.shape[-2:]
-    mh = torch.as_tensor(box_resize_matrix(h, size[0]), dtype=x.dtype, device=x.device)
-    mw = torch.as_tensor(box_resize_matrix(w, size[1]), dtype=x.dtype, device=x.device)
-    return mh @ x @ mw.T
+def _box_windows(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return the first and one-past-last input index of every output pixel's BOX window."""
+    weights = box_resize_matrix(n_in, n_out) > 0
+    first = weights.argmax(axis=1)
+    return first, first + weights.sum(axis=1)
+
+
+def _box_axis(x: Tensor, n_out: int, dim: int, rounded: bool) -> Tensor:
+    """Average the BOX windows along ``dim`` (``dim`` < 0), linear in the pixels.
+
+    Windows that tile the axis evenly are summed through a reshape; others as differences of
+    cumulative sums. With ``rounded`` the averages are rounded half up as ``⌊(2·sum + n)/(2n)⌋``,
+    exact for integer-valued sums (the quotient is never within 1/8 of an integer unless equal).
+    """
+    first, stop = _box_windows(x.shape[dim], n_out)
+    counts = stop - first
+    n = int(counts[0])
+    if (counts == n).all() and n * n_out == x.shape[dim]:
+        sums = x.unflatten(dim, (n_out, n)).sum(dim=dim)  # the new axis of size n sits at dim
+    else:
+        cumulative = x.cumsum(dim)
+        end = torch.as_tensor(stop - 1, device=x.device)
+        start = torch.as_tensor(np.maximum(first - 1, 0), device=x.device)
+        view = [1] * x.dim()
+        view[dim] = n_out
+        keep = torch.as_tensor(first > 0, dtype=x.dtype, device=x.device).view(view)
+        sums = cumulative.index_select(dim, end) - cumulative.index_select(dim, start) * keep
+    count = torch.as_tensor(counts, dtype=x.dtype, device=x.device).view(
+        [n_out if i == x.dim() + dim else 1 for i in range(x.dim())]
+    )
+    return torch.floor((2 * sums + count) / (2 * count)) if rounded else sums / count
+
+
+def resize_box(x: Tensor, size: tuple[int, int], levels: float | None = None) -> Tensor:
+    """Downsample by exact area averaging (PIL ``Image.BOX``): width first, then height.
+
+    With ``levels`` (255 for 8-bit images in [0, 1]) each pass is rounded half up to that many
+    levels, as PIL rounds its intermediate 8-bit image between the horizontal and the vertical
+    pass (its fixed-point weights give the same rounding for windows of up to 4 pixels).
+    """
+    if levels is None:
+        return _box_axis(_box_axis(x, size[1], -1, False), size[0], -2, False)
+    wide = _box_axis(x * levels, size[1], -1, True)
+    return _box_axis(wide, size[0], -2, True) / levels
 
 
 def next_power_of_2(n: int) -> int:

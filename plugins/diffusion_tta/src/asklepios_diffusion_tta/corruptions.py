@@ -13,7 +13,7 @@ References:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,32 @@ def load_textures(directory: str | Path) -> tuple[Tensor, ...]:
     return _load_textures_cached(str(Path(directory).resolve()))
 
 
+CPU_CHUNK_VALUES = 1 << 19
+"""On the CPU a batch is corrupted in chunks of about this many values (a few 224² images), so
+that every intermediate stays in cache instead of paging in tens of megabytes per operation."""
+
+
+def _select_op(
+    name: str, severity: int, frost_texture_dir: str | Path | None
+) -> Callable[[Tensor, torch.Generator], Tensor]:
+    if name in MEDMNIST_DERMA:
+        base, table = MEDMNIST_DERMA[name]
+        op = _brightness_factor if base == "brightness_factor" else ops.OPS[base]
+        return lambda x, gen: op(x, table[severity - 1], gen)
+    if name == "frost":
+        if frost_texture_dir is None:
+            raise ComponentError(
+                "corruption 'frost' needs frost textures: set 'frost_texture_dir' to a folder of "
+                "frost photographs (asklepios ships none), or leave 'frost' out of the list"
+            )
+        textures = load_textures(frost_texture_dir)[:FROST_TEXTURES]
+        return lambda x, gen: ops.frost(x, ops.PARAMS["frost"][severity - 1], gen, textures)
+    if name in ops.OPS:
+        return lambda x, gen: ops.OPS[name](x, ops.PARAMS[name][severity - 1], gen)
+    resolve_corruptions([name])
+    raise AssertionError("unreachable")
+
+
 def corrupt(
     images: Tensor,
     name: str,
@@ -163,6 +189,7 @@ def corrupt(
     *,
     frost_texture_dir: str | Path | None = None,
     quantize: bool = True,
+    chunk_size: int | None = None,
 ) -> Tensor:
     """Corrupt a batch ``(B, C, H, W)`` of images in [0, 1] with ``name`` at ``severity`` 1..5.
 
@@ -178,6 +205,9 @@ def corrupt(
             draws one of frost1-frost5 (it never uses its frost6).
         quantize: truncate the result to 8-bit levels, as ``imagecorruptions``' final
             ``np.uint8`` cast does (and as the saved ImageNet-C images are).
+        chunk_size: images per chunk; default: the whole batch on an accelerator, about
+            :data:`CPU_CHUNK_VALUES` values on the CPU. The random draws follow the chunks, so
+            a seeded result depends on the chunk size (and the device), not on anything else.
 
     Returns:
         The corrupted batch, same shape, dtype (and value scale) and device.
@@ -191,38 +221,33 @@ def corrupt(
         )
     if not 1 <= int(severity) <= 5:
         raise ComponentError(f"severity must be 1..5, got {severity}")
-    if images.dtype == torch.uint8:
-        x = images.float() / 255
-    elif images.is_floating_point():
-        x = images.clamp(0, 1)
-    else:
+    is_uint8 = images.dtype == torch.uint8
+    if not (is_uint8 or images.is_floating_point()):
         raise ComponentError(f"corrupt expects float images in [0, 1] or uint8, got {images.dtype}")
     if generator is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())
-        generator = torch.Generator(device=x.device).manual_seed(seed)
-    if name in MEDMNIST_DERMA:
-        base, table = MEDMNIST_DERMA[name]
-        op = _brightness_factor if base == "brightness_factor" else ops.OPS[base]
-        out = op(x, table[severity - 1], generator)
-    elif name == "frost":
-        if frost_texture_dir is None:
-            raise ComponentError(
-                "corruption 'frost' needs frost textures: set 'frost_texture_dir' to a folder of "
-                "frost photographs (asklepios ships none), or leave 'frost' out of the list"
-            )
-        textures = load_textures(frost_texture_dir)[:FROST_TEXTURES]
-        out = ops.frost(x, ops.PARAMS["frost"][severity - 1], generator, textures)
-    elif name in ops.OPS:
-        out = ops.OPS[name](x, ops.PARAMS[name][severity - 1], generator)
-    else:
-        resolve_corruptions([name])
-        raise AssertionError("unreachable")
-    if images.dtype == torch.uint8 or quantize:
-        levels = torch.floor(out * 255)
-        if images.dtype == torch.uint8:
-            return levels.to(torch.uint8)
-        out = levels / 255
-    return out.to(images.dtype)
+        generator = torch.Generator(device=images.device).manual_seed(seed)
+    op = _select_op(name, int(severity), frost_texture_dir)
+    if chunk_size is None:
+        per_image = max(1, images[:1].numel())
+        on_cpu = images.device.type == "cpu"
+        chunk_size = max(1, CPU_CHUNK_VALUES // per_image) if on_cpu else images.shape[0]
+    out = torch.empty_like(images)
+    if is_uint8 and images.device.type == "cpu" and name in ops.UINT8_OPS:
+        fast = ops.UINT8_OPS[name]
+        for start in range(0, images.shape[0], chunk_size):
+            part = images[start : start + chunk_size]
+            out[start : start + chunk_size] = fast(part, ops.PARAMS[name][int(severity) - 1])
+        return out
+    for start in range(0, images.shape[0], chunk_size):
+        part = images[start : start + chunk_size]
+        x = part.float().div_(255) if is_uint8 else part.clamp(0, 1)
+        y = op(x, generator)
+        if is_uint8 or quantize:
+            levels = torch.floor(y * 255)
+            y = levels if is_uint8 else levels.div_(255)
+        out[start : start + chunk_size] = y
+    return out
 
 
 def corrupt_uint8(
