@@ -56,16 +56,21 @@ class GuidedGeneration(Adapter, DatasetGenerator):
     ``forward(batch)`` is the wrapped model's (training) forward.
     """
 
-    classifier: Classifier | None
-
     def __init__(self, params: GuidedGenerationParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
         self.guidance = SemanticGuidance(params.guidance, ctx)
-        self.classifier = None
+        classifier = None
         if params.classifier is not None:
-            self.classifier = build_classifier(params.classifier, ctx, "guided_generation")
+            classifier = build_classifier(params.classifier, ctx, "guided_generation")
+        # an external frozen model, kept out of the module tree: not the generator's weights
+        self.__dict__["_classifier"] = classifier
         self.counts: Counter[str] = Counter()
+
+    @property
+    def classifier(self) -> Classifier | None:
+        """Return the guidance classifier (``None``: no semantic guidance)."""
+        return cast("Classifier | None", self.__dict__["_classifier"])
 
     @property
     def ldm(self) -> Any:

@@ -269,6 +269,12 @@ class SyntheticFERParams(Params):
     val_fraction: float = Field(
         0.1, ge=0, lt=1, description="Synthetic items held out as val without real data."
     )
+    as_test: bool = Field(
+        False,
+        description="Also serve every synthetic item as the test split, to evaluate the "
+        "generated set itself (an evaluation-only stage with synfer.label_calibrator and "
+        "synfer.generation_quality).",
+    )
 
     @model_validator(mode="after")
     def _source(self) -> SyntheticFERParams:

@@ -186,6 +186,9 @@ class SyntheticFER(Dataset):
             if val:
                 self.splits["val"] = torch.utils.data.Subset(whole, val)
                 self._labels["val"] = np.asarray([labels[i] for i in val], dtype=np.int64)
+        if params.as_test:
+            self.splits["test"] = _Unified(synthetic, True, None, num_classes, use_soft)
+            self._labels["test"] = np.asarray(labels, dtype=np.int64)
         self.split_names = tuple(self.splits)
         counts = np.bincount(self._labels["train"], minlength=num_classes)
         names = real_facts.class_names if real_facts is not None else None
