@@ -179,7 +179,7 @@ class _FETextSplit(torch.utils.data.Dataset):
 
 
 class FEText(Dataset):
-    """FEText image–caption–AU folders (captions.json list of dicts, fau_labels.json 41-bit)."""
+    """Read FEText folders: images, captions.json (list of dicts), fau_labels.json (41 bits)."""
 
     split_names = ("train",)
 
@@ -275,7 +275,7 @@ def write_fetext(folder: str | Path, params: DigitsFETextParams | None = None) -
 
 
 class DigitsFEText(Dataset):
-    """Scikit-learn's bundled digits as a FEText stand-in: captions, a 41-bit AU per class."""
+    """Serve scikit-learn's digits as a FEText stand-in: captions, a 41-bit AU per class."""
 
     split_names = ("train",)
 
@@ -390,7 +390,7 @@ class _RequestSplit(torch.utils.data.Dataset):
 
 
 class GenerationRequests(Dataset):
-    """Balanced generation requests: prompt, class AU vector, a random layout image each."""
+    """Make balanced generation requests: prompt, class AU vector, a random layout each."""
 
     split_names = ("train",)
 

@@ -27,7 +27,7 @@ __all__ = ["SemanticGuidance"]
 
 
 class SemanticGuidance(Loss):
-    """CE of an external FER classifier on decoded x̂₀; a normalised step on text embeddings.
+    """Score decoded x̂₀ by an external FER classifier's CE; step the text embedding on it.
 
     ``forward(outputs, batch)``: ``outputs["logits"]`` are the classifier's logits on the
     decoded x̂₀, ``batch["label"]`` the target expressions; the total is the summed CE (so the

@@ -57,7 +57,7 @@ class _Features(nn.Module):
 
 
 class GenerationQuality(Evaluator):
-    """FER accuracy of generated images by a held-out classifier, and FID vs real images.
+    """Score generated images: FER accuracy by a held-out classifier, and FID vs real ones.
 
     ``update`` reads the evaluated batch's ``image`` ([0, 1]) and ``label`` (intended labels);
     model outputs are not used. Keys: ``fer_accuracy`` (with ``classifier``) and ``fid`` (with

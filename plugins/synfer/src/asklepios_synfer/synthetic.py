@@ -100,7 +100,7 @@ class _Unified(torch.utils.data.Dataset):
 
 
 class SyntheticFER(Dataset):
-    """Generated images with calibrated labels, alone or mixed with real data at a scale."""
+    """Serve generated images with calibrated labels, alone or mixed with real data."""
 
     def __init__(self, params: SyntheticFERParams, ctx: BuildContext) -> None:
         where = "synfer.synthetic_fer"
