@@ -31,11 +31,11 @@ from asklepios_sdk.testing import host_components
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from _tiny import classifier_ref, save_classifier  # noqa: E402
-from asklepios_synfer.au_adapter import AUAdapter  # noqa: E402
-from asklepios_synfer.generation import GuidedGeneration  # noqa: E402
-from asklepios_synfer.ldm import LatentDiffusion  # noqa: E402
-from asklepios_synfer.params import (  # noqa: E402
+from _tiny import classifier_ref, save_classifier
+from asklepios_synfer.au_adapter import AUAdapter
+from asklepios_synfer.generation import GuidedGeneration
+from asklepios_synfer.ldm import LatentDiffusion
+from asklepios_synfer.params import (
     AUAdapterParams,
     GuidedGenerationParams,
     LatentDiffusionParams,
