@@ -48,6 +48,7 @@ def test_there_are_the_promised_configs() -> None:
     assert {p.name for p in EXAMPLES.glob("*.yaml")} == {"tiny.yaml", "sd15.yaml"}
 
 
+@pytest.mark.slow
 def test_the_tiny_config_validates_deeply() -> None:
     out = _asklepios("validate", "--deep", str(EXAMPLES / "tiny.yaml"))
     assert "7 stage(s)" in out.stdout

@@ -208,7 +208,8 @@ class LatentDiffusion(Backbone):
             default_resolution = params.tiny.resolution
         self.unet, self.vae = parts["unet"], parts["vae"]
         self.text_encoder, self.tokenizer = parts["text_encoder"], parts["tokenizer"]
-        self.scheduler = parts["scheduler"]
+        with torch.device("cpu"):  # the schedule is numbers, also in a meta-device skeleton
+            self.scheduler = type(parts["scheduler"]).from_config(parts["scheduler"].config)
         self.resolution = params.resolution or default_resolution
         config_scale = getattr(self.vae.config, "scaling_factor", 0.18215)
         self.scaling_factor = float(params.scaling_factor or config_scale)
@@ -217,8 +218,9 @@ class LatentDiffusion(Backbone):
             self._add_lora(params.lora_rank, params.lora_alpha or params.lora_rank)
         elif params.lora_dir is not None and not _on_meta():
             self._load_lora(params.lora_dir)
-        alphas = torch.as_tensor(self.scheduler.alphas_cumprod, dtype=torch.float64)
-        self.register_buffer("alphas_cumprod", alphas.float(), persistent=False)
+        with torch.device("cpu"):
+            alphas = torch.as_tensor(self.scheduler.alphas_cumprod, dtype=torch.float64)
+            self.register_buffer("alphas_cumprod", alphas.float(), persistent=False)
         self.final_alpha = 1.0 if self.scheduler.config.set_alpha_to_one else float(alphas[0])
         self.feature_dim = int(cast(Any, self.unet).config.out_channels)
 
