@@ -134,6 +134,11 @@ def test_a_generation_stage_writes_a_dataset_that_a_later_stage_trains_on(tmp_pa
     assert records[4]["path"] == "images/00000004.png" and records[4]["caption"] == "class 1"
     lines = (folder / "index.csv").read_text().splitlines()
     assert lines[0] == "path,label,index,seed,caption" and len(lines) == 11
+    manifest_csv = host.registry.get("dataset", "core.csv")  # another config reads index.csv
+    from asklepios_sdk import BuildContext
+
+    data = manifest_csv.build({"path": str(folder / "index.csv")}, BuildContext(), where="t")
+    assert sum(len(data.split(n)) for n in data.split_names) == 10
     # the classifier stage trained on the 10 generated images (bright class 2 vs dark class 0)
     classify = summary["stages"]["classify"]
     assert classify["epochs"] == 1 and "classification/accuracy" in classify["val"]
