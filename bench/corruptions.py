@@ -157,6 +157,7 @@ def main() -> None:
     parser.add_argument("--severities", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--only", nargs="+", default=list(CORRUPTIONS))
     parser.add_argument("--ref-venv", type=Path, default=DEFAULT_VENV)
+    parser.add_argument("--seed", type=int, default=0, help="offsets every draw's seed")
     args = parser.parse_args()
     torch.set_num_threads(1)
     python = ensure_venv(args.ref_venv)
@@ -177,7 +178,7 @@ def main() -> None:
                 deterministic = name in DETERMINISTIC
                 draws = args.glass_draws if name == "glass_blur" else args.draws
                 draws = len(images) if deterministic else draws
-                seed = 1000 * severity + len(rows)
+                seed = 1000 * severity + len(rows) + 100_000 * args.seed
                 ours_out, ours_s = ours(batch, name, severity, draws, seed, info["frost"])
                 out_file = Path(tmp) / "ref.npz"
                 ref_s = reference.ask(

@@ -436,24 +436,34 @@ def jpeg_encode(x: Tensor, quality: int) -> Tensor:
     return out.permute(0, 3, 1, 2).to(device=x.device, dtype=x.dtype) / 255
 
 
+def _pil_map(x: Tensor, apply: Callable[[Any], Any]) -> Tensor:
+    """Run ``apply`` on every ``uint8`` image ``(B, C, H, W)`` as a Pillow image; same shape."""
+    from PIL import Image
+
+    b, c, h, w = x.shape
+    mode = "L" if c == 1 else "RGB"
+    pixels = x.permute(0, 2, 3, 1).contiguous().numpy()
+    out = np.empty_like(pixels)
+    for i in range(b):
+        image = Image.fromarray(pixels[i, ..., 0] if c == 1 else pixels[i], mode)
+        out[i] = np.asarray(apply(image)).reshape(h, w, c)
+    return torch.from_numpy(out).permute(0, 3, 1, 2)
+
+
 def jpeg_uint8(x: Tensor, quality: int) -> Tensor:
     """Round-trip ``uint8`` images ``(B, C, H, W)`` through JPEG at ``quality`` (Pillow)."""
     import io
 
     from PIL import Image
 
-    b, c, h, w = x.shape
-    mode = "L" if c == 1 else "RGB"
-    pixels = x.permute(0, 2, 3, 1).contiguous().numpy()
-    out = torch.empty((b, h, w, c), dtype=torch.uint8)
-    for i in range(b):
+    def round_trip(image: Any) -> Any:
         buffer = io.BytesIO()
-        Image.frombuffer(mode, (w, h), pixels[i].tobytes(), "raw", mode, 0, 1).save(
-            buffer, "JPEG", quality=int(quality)
-        )
-        with Image.open(buffer) as image:
-            out[i] = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(h, w, c)
-    return out.permute(0, 3, 1, 2)
+        image.save(buffer, "JPEG", quality=int(quality))
+        decoded = Image.open(buffer)
+        decoded.load()
+        return decoded
+
+    return _pil_map(x, round_trip)
 
 
 def pixelate_uint8(x: Tensor, c: float) -> Tensor:
