@@ -132,7 +132,8 @@ class _DeepChecker:
         self.report = _Report(origins)
         self.data_cache: dict[str, tuple[Any, BuildContext]] = {}
         self.built: dict[str, _Skeleton] = {}
-        self.generating: list[str] = []  # generation stages so far: their data comes later
+        self.generating: dict[str, Any] = {}  # generation stages so far -> their model section
+        self.pending = False  # the last data build waits for a generation stage
 
     # -- where a problem is written ---------------------------------------------------------
 
@@ -154,13 +155,49 @@ class _DeepChecker:
 
     # -- building --------------------------------------------------------------------------
 
+    def context(self, effective: ExperimentConfig, name: str, builder: Any) -> BuildContext:
+        """Return a stage's context before its data: the generation stages so far in extras."""
+        from asklepios_sdk import BuildContext
+        from asklepios_sdk.synthesis import GENERATED_EXTRA, GENERATION_MODELS_EXTRA
+
+        return BuildContext(
+            seed=effective.seed,
+            device="cpu",
+            epochs=effective.train.epochs,
+            stage=name,
+            extras={
+                GENERATED_EXTRA: dict.fromkeys(self.generating),
+                GENERATION_MODELS_EXTRA: dict(self.generating),
+            },
+            components=builder.part,
+        )
+
+    def evaluators_alone(
+        self, effective: ExperimentConfig, name: str, stage: StageConfig | None, index: int
+    ) -> None:
+        """Build the evaluators of a stage whose data an earlier stage generates.
+
+        Without the data's facts an evaluator may fail for want of them, so only a
+        ``ConfigConflictError`` (params that contradict another component's) is reported.
+        """
+        from asklepios_sdk import ConfigConflictError
+
+        from asklepios.build import _Builder
+
+        builder = _Builder(self.host.registry)
+        ctx = self.context(effective, name, builder)
+        for i, spec in enumerate(effective.evaluators):
+            try:
+                builder.component("evaluator", spec, ctx, f"evaluators.{i}")
+            except Exception as err:
+                if _caused_by(err, ConfigConflictError):
+                    where = self.at(stage, index, ("evaluators", i))
+                    self.report.add(where, _failure(f"evaluator '{spec.type}'", err))
+
     def data(
         self, effective: ExperimentConfig, name: str, stage: StageConfig | None, index: int
     ) -> tuple[Any, BuildContext] | None:
         """Build (once per distinct data section) the dataset and the context of its facts."""
-        from asklepios_sdk import BuildContext
-        from asklepios_sdk.synthesis import GENERATED_EXTRA
-
         from asklepios.build import (
             _Builder,
             _facts_after_transforms,
@@ -179,17 +216,11 @@ class _DeepChecker:
             sort_keys=True,
             default=str,
         )
+        self.pending = False
         if key in self.data_cache:
             return self.data_cache[key]
         builder = _Builder(self.host.registry)
-        ctx = BuildContext(
-            seed=effective.seed,
-            device="cpu",
-            epochs=effective.train.epochs,
-            stage=name,
-            extras={GENERATED_EXTRA: dict.fromkeys(self.generating)},
-            components=builder.part,
-        )
+        ctx = self.context(effective, name, builder)
         where: KeyPath = ("data", "dataset")
         try:
             dataset = builder.component("dataset", data.dataset, ctx, "data.dataset")
@@ -204,6 +235,7 @@ class _DeepChecker:
             ctx = ctx.replace(data=_facts_after_transforms(facts, dataset.split("train"), eval_tf))
         except Exception as err:
             if _is_pending(err):  # an earlier stage generates it: checked when it runs
+                self.pending = True
                 return None
             self.report.add(self.at(stage, index, where), _failure("the data", err))
             return None
@@ -220,6 +252,8 @@ class _DeepChecker:
 
         found = self.data(effective, name, stage, index)
         if found is None:
+            if self.pending:  # the evaluators can be checked without the data
+                self.evaluators_alone(effective, name, stage, index)
             return None
         dataset, ctx = found
         ctx = ctx.replace(epochs=effective.train.epochs, stage=name)
@@ -260,7 +294,7 @@ class _DeepChecker:
         built = self.skeleton(effective, name, stage, index)
         generate = stage.generate if stage is not None else None
         if generate is not None:
-            self.generating.append(name)
+            self.generating[name] = effective.model.model_dump(mode="json")
         if built is None:
             return
         if generate is not None and generate.split not in built.split_names:
@@ -414,6 +448,15 @@ def _is_weights_error(err: BaseException) -> bool:
         if isinstance(err, WeightsError):
             return True
         err = err.__cause__  # type: ignore[assignment]
+    return False
+
+
+def _caused_by(err: BaseException | None, kind: type[BaseException]) -> bool:
+    """Return whether ``err`` or one of its causes is a ``kind``."""
+    while err is not None:
+        if isinstance(err, kind):
+            return True
+        err = err.__cause__
     return False
 
 

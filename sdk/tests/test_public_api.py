@@ -65,11 +65,12 @@ SURFACE_1_3 = SURFACE_1_2 | {
 }
 """Generative models under test: the backbone contract, the question collate, text evaluators."""
 
-SURFACE_1_4 = SURFACE_1_3 | {"DatasetGenerator", "GeneratedSplit"}
+SURFACE_1_4 = SURFACE_1_3 | {"ConfigConflictError", "DatasetGenerator", "GeneratedSplit"}
 """Generated datasets: the generator contract and the split that reads a generated folder."""
 
 SYNTHESIS_1_4 = {
     "GENERATED_EXTRA",
+    "GENERATION_MODELS_EXTRA",
     "RESERVED_ITEM_KEYS",
     "DatasetGenerator",
     "GeneratedSplit",

@@ -17,8 +17,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from asklepios_sdk import Backbone, BuildContext, DataFacts, Dataset
-from asklepios_sdk.synthesis import DatasetGenerator, GeneratedSplit, generated_dir
+from asklepios_sdk import (
+    Backbone,
+    BuildContext,
+    ComponentError,
+    ConfigConflictError,
+    DataFacts,
+    Dataset,
+    Evaluator,
+)
+from asklepios_sdk.synthesis import (
+    GENERATION_MODELS_EXTRA,
+    DatasetGenerator,
+    GeneratedSplit,
+    generated_dir,
+)
 from torch import Tensor, nn
 
 
@@ -88,6 +101,25 @@ class Plain(Backbone):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         return {"logits": self.linear(batch["label"].float()[:, None])}
+
+
+class Judge(Evaluator):
+    """Refuse a painter brighter than ``max_brightness``; needs the data's classes."""
+
+    def __init__(self, params: Any, ctx: BuildContext) -> None:
+        super().__init__()
+        model = dict(ctx.extras.get(GENERATION_MODELS_EXTRA) or {}).get(params.stage)
+        if model is not None and model["backbone"].get("size", 8) > params.max_brightness:
+            raise ConfigConflictError(f"judge: the painter of {params.stage} is too bright")
+        if not ctx.data.num_classes:
+            raise ComponentError("judge: needs the data's classes")
+        self.add_state("seen", default=torch.zeros(()), dist_reduce_fx="sum")
+
+    def update(self, outputs: Any, batch: Any) -> None:
+        self.seen += len(batch["label"])
+
+    def compute(self) -> dict[str, Any]:
+        return {"seen": float(self.seen)}
 
 
 class GeneratedSet(Dataset):

@@ -29,6 +29,18 @@ class GeneratedSetParams(Params):
     path: str | None = None
 
 
+class JudgeParams(Params):
+    """The generation stage this evaluator judges (its painter must not be too bright)."""
+
+    stage: str = "paint"
+    max_brightness: int = 1000
+
+
+@hookimpl
+def register_evaluators(register: Any) -> None:
+    register("judge", "_synthesis_components:Judge", JudgeParams)
+
+
 @hookimpl
 def register_datasets(register: Any) -> None:
     register("requests", "_synthesis_components:Requests", RequestsParams)

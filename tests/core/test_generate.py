@@ -251,3 +251,21 @@ def test_two_ranks_generate_the_same_dataset_as_one(tmp_path) -> None:
     assert (first / "items.jsonl").read_bytes() == (second / "items.jsonl").read_bytes()
     journals = sorted(p.name for p in (second / "journal").iterdir())
     assert journals == ["rank-0.jsonl", "rank-1.jsonl"]
+
+
+def test_deep_checks_report_a_conflict_with_a_pending_generation_and_nothing_else(
+    tmp_path,
+) -> None:
+    from asklepios.config import validate_config
+    from asklepios.deep_checks import check_deep
+    from asklepios.errors import ConfigError
+
+    host = _host()
+    config = copy.deepcopy(CONFIG)
+    config["output_dir"] = str(tmp_path / "runs")
+    config["stages"][1]["evaluators"] = [{"type": "synth.judge", "max_brightness": 100}]
+    check_deep(validate_config(config, host=host), host)  # needs classes: not a conflict
+    config["model"]["backbone"]["size"] = 200  # the paint stage's painter, now too bright
+    with pytest.raises(ConfigError, match=r"stages\[1\]\.evaluators\[0\].*too bright") as info:
+        check_deep(validate_config(config, host=host), host)
+    assert len(info.value.issues) == 1

@@ -20,6 +20,7 @@ from asklepios_sdk.errors import (
     AsklepiosError,
     AsklepiosWarning,
     ComponentError,
+    ConfigConflictError,
     WeightsError,
 )
 from asklepios_sdk.registration import ComponentFactory, Register
@@ -64,7 +65,8 @@ PLUGIN_API = "1.4"
 1.3: generative models under test (``asklepios_sdk.generation``: ``GenerativeBackbone``,
 ``GenerationCollate``, ``ModelFingerprint``, ``TextEvaluator``); the engine caches their answers.
 1.4: generated datasets (``asklepios_sdk.synthesis``: ``DatasetGenerator``, ``GeneratedSplit``);
-a stage with ``generate:`` writes one item per request, resumable item by item.
+a stage with ``generate:`` writes one item per request, resumable item by item;
+``ConfigConflictError`` for components whose params contradict each other.
 """
 
 _LAZY = {
@@ -122,6 +124,7 @@ __all__ = [
     "Citation",
     "ComponentError",
     "ComponentFactory",
+    "ConfigConflictError",
     "DataFacts",
     "Dataset",
     "DatasetGenerator",

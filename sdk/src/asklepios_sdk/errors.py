@@ -7,6 +7,7 @@ __all__ = [
     "AsklepiosError",
     "AsklepiosWarning",
     "ComponentError",
+    "ConfigConflictError",
     "WeightsError",
 ]
 
@@ -29,3 +30,12 @@ class ComponentError(AsklepiosError):
 
 class WeightsError(AsklepiosError):
     """Weights could not be found, read or matched to a model; never followed by random init."""
+
+
+class ConfigConflictError(ComponentError):
+    """Two parts of a config contradict each other (not a data or weights problem).
+
+    A component raises it at build when its params clash with another component's (an
+    evaluator scoring with the model that guided a generation). ``asklepios validate --deep``
+    reports it even for a stage whose data an earlier generation stage will make.
+    """

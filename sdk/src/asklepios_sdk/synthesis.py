@@ -45,6 +45,7 @@ from asklepios_sdk.errors import ComponentError
 
 __all__ = [
     "GENERATED_EXTRA",
+    "GENERATION_MODELS_EXTRA",
     "RESERVED_ITEM_KEYS",
     "DatasetGenerator",
     "GeneratedSplit",
@@ -58,6 +59,10 @@ __all__ = [
 
 GENERATED_EXTRA = "generated"
 """Key of ``BuildContext.extras``: stage name -> folder of the datasets generated so far."""
+
+GENERATION_MODELS_EXTRA = "generation_models"
+"""Key of ``BuildContext.extras`` while a config is checked before its run: generation stage ->
+its ``model`` section (JSON), so a component can check a pending generation's configuration."""
 
 RESERVED_ITEM_KEYS: frozenset[str] = frozenset({"index", "path", "seed"})
 """Record fields the engine sets itself; an item may not carry them."""
