@@ -98,3 +98,31 @@ def test_the_tiny_chain_generates_calibrates_and_trains_on_real_plus_synthetic(t
     assert 0.0 <= downstream["classification/accuracy"] <= 1.0
     items = [json.loads(line) for line in (folder / "items.jsonl").read_text().splitlines()]
     assert [r["label"] for r in items] == [i % 8 for i in range(16)]
+
+
+def test_validate_refuses_scoring_with_the_guidance_classifier_before_anything_runs(
+    tmp_path,
+) -> None:
+    text = (EXAMPLES / "tiny.yaml").read_text()
+    held_out = "from_stage: held_out_classifier, input_size: 16"
+    line = next(x for x in text.splitlines() if "classifier: {" in x and held_out in x)
+    config = tmp_path / "same.yaml"
+    config.write_text(
+        text.replace(
+            line, line.replace("[32]", "[64]").replace("held_out_classifier", "real_classifier")
+        )
+    )
+    found = Path(sys.executable).with_name("asklepios")
+    cli = str(found) if found.exists() else "asklepios"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [cli, "validate", "--deep", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "configuration error" in result.stdout + result.stderr
+    assert "stages[5].evaluators[2]" in result.stdout + result.stderr

@@ -11,20 +11,43 @@ supplies as a local file (or a stage of the run): no Inception weights are downl
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar, cast
 
 import torch
-from asklepios_sdk import AsklepiosWarning, BuildContext, ComponentError, Evaluator
+from asklepios_sdk import (
+    AsklepiosWarning,
+    BuildContext,
+    ComponentError,
+    ConfigConflictError,
+    Evaluator,
+)
 from asklepios_sdk.components import build_component
-from asklepios_sdk.synthesis import generated_dir, read_manifest
+from asklepios_sdk.synthesis import GENERATION_MODELS_EXTRA, generated_dir, read_manifest
 from torch import Tensor, nn
 
 from asklepios_synfer.classifiers import Classifier, build_classifier, reference_key
-from asklepios_synfer.params import GenerationQualityParams
+from asklepios_synfer.params import ClassifierRef, GenerationQualityParams
 
-__all__ = ["GenerationQuality", "check_independent"]
+__all__ = ["GenerationQuality", "check_independent", "configured_guidance"]
+
+
+def configured_guidance(model: Any) -> list[tuple[str, str]]:
+    """Return ``(component, source)`` of every guidance classifier in a ``model`` section."""
+    found: list[tuple[str, str]] = []
+    if isinstance(model, dict):
+        ref = model.get("classifier")
+        if isinstance(ref, dict) and "component" in ref:
+            with contextlib.suppress(ValueError):  # an invalid one is its own component's error
+                found.append(reference_key(ClassifierRef(**ref)))
+        for value in model.values():
+            found += configured_guidance(value)
+    elif isinstance(model, list):
+        for value in model:
+            found += configured_guidance(value)
+    return found
 
 
 def check_independent(
@@ -36,7 +59,7 @@ def check_independent(
     same_ref = (guidance.get("component"), guidance.get("source")) == (component, source)
     same_weights = model_id is not None and guidance.get("id") == model_id
     if same_ref or same_weights:
-        raise ComponentError(
+        raise ConfigConflictError(
             "configuration error: synfer.generation_quality scores with the classifier that "
             f"guided the generation ({guidance.get('id') or component}, {source}); its accuracy "
             "on images it steered toward their labels is inflated. Give "
@@ -74,6 +97,11 @@ class GenerationQuality(Evaluator):
         super().__init__()
         self.params, self.ctx = params, ctx
         guidance = None
+        pending = dict(ctx.extras.get(GENERATION_MODELS_EXTRA) or {})
+        if params.classifier is not None and params.stage in pending:  # checked before the run
+            mine = reference_key(params.classifier)
+            for component, source in configured_guidance(pending[params.stage]):
+                check_independent({"component": component, "source": source}, *mine, None)
         if params.stage is not None or params.path is not None:
             folder = generated_dir(
                 ctx, stage=params.stage, path=params.path, where="synfer.generation_quality"
