@@ -269,3 +269,25 @@ def test_deep_checks_report_a_conflict_with_a_pending_generation_and_nothing_els
     with pytest.raises(ConfigError, match=r"stages\[1\]\.evaluators\[0\].*too bright") as info:
         check_deep(validate_config(config, host=host), host)
     assert len(info.value.issues) == 1
+
+
+def test_an_item_whose_image_is_gone_is_generated_again(tmp_path) -> None:
+    from asklepios.config import validate_config
+    from asklepios.engine.run import run_experiment
+
+    host = _host()
+    log = tmp_path / "calls.jsonl"
+    config = copy.deepcopy(CONFIG)
+    config.update(output_dir=str(tmp_path / "runs"), stages=copy.deepcopy(CONFIG["stages"][:1]))
+    config["model"]["backbone"]["log"] = str(log)
+    checked = validate_config(config, host=host)
+    run_experiment(checked, host=host, quiet=True)
+    folder = _folder(tmp_path, "runs")
+    before = (folder / "images" / "00000004.png").read_bytes()
+    (folder / "images" / "00000004.png").unlink()
+    (folder.parents[1] / "checkpoints" / "paint" / "summary.json").unlink()  # run it again
+    summary = run_experiment(checked, host=host, quiet=True, resume_dir=folder.parents[1])
+    assert [c["index"] for c in _calls(log)][-1] == [4]  # one call, for the missing image only
+    assert summary["stages"]["paint"]["generated"]["generated_now"] == 1
+    assert (folder / "images" / "00000004.png").read_bytes() == before
+    assert len((folder / "items.jsonl").read_text().splitlines()) == 10

@@ -64,6 +64,15 @@ def _write_image(path: Path, image: torch.Tensor) -> None:
     write_atomic(path, write=lambda tmp: picture.save(tmp, format="PNG"))
 
 
+def _done(cache: AnswerCache, folder: Path, index: int) -> bool:
+    """Return whether item ``index`` is journaled and its image (if it has one) is there."""
+    text = cache.get(str(index))
+    if text is None:
+        return False
+    path = json.loads(text).get("path")
+    return path is None or (folder / path).is_file()
+
+
 def _index_csv(records: list[dict[str, Any]]) -> str:
     """Return ``path,label`` plus every scalar field as CSV (what ``core.csv`` reads)."""
     columns = ["path", "label"]
@@ -130,7 +139,7 @@ def generate_dataset(runner: StageRunner, spec: GenerateConfig, folder: Path) ->
     total = len(cast(Sized, requests))
     dist = runner.dist
     cache = AnswerCache(folder / "journal", dist.rank)
-    todo = [i for i in range(total) if cache.get(str(i)) is None]
+    todo = [i for i in range(total) if not _done(cache, folder, i)]
     barrier(dist)  # every rank deals from the same snapshot, before any rank adds to it
     mine = todo[dist.rank :: dist.world_size]
     loader = runner.config.data.loader
