@@ -75,12 +75,6 @@ asklepios_conformance = Conformance(
                 "feature_extractor": classifier_ref(_CLASSIFIER, 3),
                 "reference": {"type": "core.digits", "image_size": 16, "channels": 3},
             },
-            skip={
-                "evaluator-ddp": "the kit's 2-rank job unpickles a BuildContext without its "
-                "components builder (not pickled), so the classifiers this evaluator builds "
-                "through build_component cannot be built there; test_quality.py merges two "
-                "halves' states as the sum reduction does"
-            },
         ),
     },
 )

@@ -46,6 +46,7 @@ def _worker(job_file: str, rank: int) -> None:
     import torch.distributed as dist
 
     from asklepios_sdk.testing._collect import collect
+    from asklepios_sdk.testing._config import host_components
     from asklepios_sdk.testing._rules_eval import fit_example
 
     with open(job_file, "rb") as handle:
@@ -59,7 +60,8 @@ def _worker(job_file: str, rank: int) -> None:
         entry = entries[component_id]
         try:
             params = entry.registration.params_model(**task["params"])
-            evaluator = entry.factory()(params, task["ctx"].replace(rank=rank, world_size=2))
+            ctx = task["ctx"].replace(rank=rank, world_size=2, components=host_components)
+            evaluator = entry.factory()(params, ctx)
             outputs, batch = task["inputs"]
             size = task["batch_size"]
             outputs, batch = shard(outputs, rank, 2, size), shard(batch, rank, 2, size)
