@@ -7,11 +7,16 @@ from pathlib import Path
 import _schedule_plugin
 import pytest
 import torch
+import yaml
 from _engine_helpers import make_config, probe_host
 from asklepios.config import validate_config
 from asklepios.config.model import ScheduleConfig
 from asklepios.engine.run import run_experiment
 from asklepios.optim import EpochLambdaLR, build_schedule
+
+FAITHFUL_KNOWLEDGE_MASK = (
+    Path(__file__).resolve().parents[2] / "examples/configs/knowledge_mask/synthetic_faithful.yaml"
+)
 
 
 def _linear_epoch_factor(epoch: int, constant: int, epochs: int) -> float:
@@ -70,3 +75,34 @@ def test_a_trainer_with_several_steps_per_batch_advances_an_epoch_schedule_once(
     else:  # per optimiser step: three steps per batch use up the decay in the second epoch
         assert rates[-1][1] == pytest.approx(0.0)
         assert min(lr for epoch, lr in rates if epoch == 2) == pytest.approx(0.0)
+
+
+def _original_rates(lr: float, niter: int, niter_decay: int) -> list[float]:
+    """train.py: epoch 1..niter+niter_decay; after epoch e > niter, lr -= lr0 / niter_decay."""
+    rates, current = [], lr
+    for epoch in range(1, niter + niter_decay + 1):
+        rates.append(current)
+        if epoch > niter:
+            current -= lr / niter_decay
+    return rates
+
+
+@pytest.mark.parametrize("frames", [1, 7])
+def test_knowledge_mask_faithful_schedule_matches_the_original_per_epoch(frames: int) -> None:
+    config = yaml.safe_load(FAITHFUL_KNOWLEDGE_MASK.read_text())
+    lr = config["optimizer"]["lr"]
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    videos = 3
+    schedule = build_schedule(
+        optimizer, ScheduleConfig(**config["schedule"]), steps_per_epoch=videos, epochs=50
+    )
+    seen = []
+    for epoch in range(50):
+        schedule.set_epoch(epoch)  # what the training loop does at the start of each epoch
+        for _ in range(videos * frames):  # one optimiser step per window step of each video
+            seen.append((epoch, optimizer.param_groups[0]["lr"]))
+            optimizer.step()
+            schedule.step()
+    expected = _original_rates(lr, niter=10, niter_decay=40)
+    for epoch, rate in seen:
+        assert rate == pytest.approx(expected[epoch], abs=1e-15)
