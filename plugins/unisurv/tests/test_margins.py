@@ -118,7 +118,48 @@ def test_linear_extension_reaches_zero_along_the_line():
     assert curve.survival[-1] == 0.0
     ext = curve.timeline > 5
     np.testing.assert_allclose(curve.survival[ext], 1 - 0.2 / 5 * curve.timeline[ext], atol=1e-12)
-    assert np.allclose(np.diff(curve.timeline[curve.timeline >= 5])[:-1], 1.0)
+    # round(20 / 1) = 20 points from 5 to 25, so 19 equal steps of 20/19 (not the mean spacing 1)
+    np.testing.assert_allclose(np.diff(curve.timeline[curve.timeline >= 5]), 20 / 19)
+
+
+def _reference_extension(timeline, surv):
+    """UniSurv ``KMLinearExt(how='Linearext')``, transcribed from its description."""
+    slope = (1 - surv[-1]) / (0 - timeline[-1])
+    zero = -1 / slope
+    points = np.linspace(
+        timeline[-1], zero, round((zero - timeline[-1]) / np.diff(timeline).mean())
+    )
+    return (
+        np.concatenate([timeline, points[1:]]),
+        np.concatenate([surv, np.maximum(1 + points * slope, 0)[1:]]),
+    )
+
+
+@pytest.mark.parametrize(
+    ("t", "d", "points"),
+    [
+        ([1, 2, 3, 4, 5], [1, 0, 0, 0, 0], 20),
+        ([1, 2, 2, 3, 5, 8], [1, 1, 0, 1, 0, 0], 4),
+        ([1, 1, 2, 2, 3, 3, 4, 4, 5, 5], [1] * 9 + [0], 1),  # extension under 1.5 steps: none
+        ([1] * 3 + [2] * 3 + [3] * 3 + [4] * 3 + [5] * 11, [1] * 22 + [0], 0),  # (original: fails)
+    ],
+)
+def test_linear_extension_matches_the_original_grid(t, d, points):
+    t, d = np.asarray(t, dtype=float), np.asarray(d)
+    kmf = KaplanMeierFitter().fit(t, d)
+    timeline = kmf.survival_function_.index.to_numpy(dtype=float)
+    surv = kmf.survival_function_.iloc[:, 0].to_numpy()
+    zero = timeline[-1] / (1 - surv[-1])
+    assert round((zero - timeline[-1]) / np.diff(timeline).mean()) == points
+    want_t, want_s = _reference_extension(timeline, surv)
+    curve = fit_km(t, d, "Linearext")
+    np.testing.assert_allclose(curve.timeline, want_t, rtol=1e-12)
+    np.testing.assert_allclose(curve.survival, want_s, rtol=1e-12, atol=1e-15)
+    slots = np.diff(want_t) * (want_s[:-1] + want_s[1:]) / 2  # the original's trapezoid tails
+    want_tail = np.concatenate([np.cumsum(slots[::-1])[::-1], [0.0]])
+    np.testing.assert_allclose(curve.tail, want_tail, rtol=1e-12, atol=1e-12)
+    if points <= 1:  # no short last segment: the curve ends at tau_M, above 0
+        assert len(curve.timeline) == len(timeline) and curve.survival[-1] > 0
 
 
 class _Table(Dataset):

@@ -52,6 +52,23 @@ def test_paper_size_parameter_count_with_and_without_the_cnn_branch():
     assert _count(normed) == _expected_params(5, 12, 8, 1, 8, final_norm=True)
 
 
+def test_the_originals_unused_final_norm_is_left_out_unless_final_norm():
+    # The original builds Encoder.norm (a LayerNorm over d_model) and never applies it, so its
+    # parameter count holds 2·d_model parameters that never train; ours leaves it out by default.
+    paper = {"d_model": 512, "num_layers": 4, "num_heads": 8, "d_ff": 2048, "t_max": 96}
+    plain = UniSurvBackbone(UniSurvBackboneParams(**paper), _ctx(10, 96))
+    normed = UniSurvBackbone(UniSurvBackboneParams(**paper, final_norm=True), _ctx(10, 96))
+    assert _count(normed) - _count(plain) == 2 * 512 == 1024
+    assert not any(name.startswith("encoder.norm") for name, _ in plain.named_parameters())
+    torch.manual_seed(0)
+    tiny = UniSurvBackbone(UniSurvBackboneParams(**TINY, final_norm=True), _ctx()).eval()
+    batch = tiny.example_batch(_ctx(), batch_size=2)
+    before = tiny(batch)["logits"]
+    with torch.no_grad():
+        tiny.encoder.norm.bias.add_(1.0)  # applied when on: the output moves
+    assert not torch.allclose(before, tiny(batch)["logits"])
+
+
 def test_forward_shapes_static_and_longitudinal():
     model = UniSurvBackbone(UniSurvBackboneParams(**TINY, longitudinal=True), _ctx(5, 12))
     batch = model.example_batch(_ctx(5, 12), batch_size=3)

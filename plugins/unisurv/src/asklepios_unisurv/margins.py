@@ -64,8 +64,10 @@ def fit_km(
     """Fit Kaplan–Meier with lifelines and attach the trapezoid tail areas.
 
     ``toTmax`` stops at the largest observed time. ``Linearext`` first extends the curve along the
-    line through ``(0, 1)`` and ``(tau_M, S(tau_M))`` down to 0, on a grid whose step is the mean
-    spacing of the timeline (UniSurv ``KMLinearExt``).
+    line through ``(0, 1)`` and ``(tau_M, S(tau_M))`` down to 0 at ``z``, on ``n - 1`` equal steps
+    from ``tau_M`` to ``z`` with ``n = round((z - tau_M) / mean spacing of the timeline)`` (UniSurv
+    ``KMLinearExt``); with ``n <= 1`` the curve is not extended, as in the original (whose
+    ``n = 0`` case fails an assertion). A curve already at 0 (or still at 1) is not extended.
     """
     from lifelines import KaplanMeierFitter
 
@@ -89,10 +91,11 @@ def _linear_extension(timeline: np.ndarray, survival: np.ndarray) -> tuple[np.nd
         return timeline, survival
     slope = (last_s - 1.0) / last_t
     zero_at = -1.0 / slope
-    step = float(np.mean(np.diff(timeline)))
-    grid = np.arange(last_t + step, zero_at, step)
-    ext_t = np.concatenate([grid, [zero_at]])
-    ext_s = np.clip(1.0 + slope * ext_t, 0.0, None)
+    points = round((zero_at - last_t) / float(np.mean(np.diff(timeline))))
+    if points <= 1:  # the original's linspace then holds tau_M alone: no extension
+        return timeline, survival
+    ext_t = np.linspace(last_t, zero_at, points)[1:]
+    ext_s = np.maximum(1.0 + slope * ext_t, 0.0)
     return np.concatenate([timeline, ext_t]), np.concatenate([survival, ext_s])
 
 

@@ -153,7 +153,11 @@ class TimeTokenTransformerParams(Params):
             "gamma * (x - mean) / (unbiased std + 1e-6) + beta."
         ),
     )
-    final_norm: bool = Field(False, description="Apply a LayerNorm after the stack (original: no).")
+    final_norm: bool = Field(
+        False,
+        description="Apply a LayerNorm after the stack. The original builds one (Encoder.norm) "
+        "but never applies it; off, it is left out (2·d_model fewer, never-trained parameters).",
+    )
     use_mask: bool = Field(
         False, description="Mask padded bins with the batch's 'mask' (B, T_max) (original: no)."
     )
