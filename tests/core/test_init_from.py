@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _engine_helpers import make_config, only_run_dir, probe_host
 from asklepios.config import validate_config
 from asklepios.engine.checkpoint import load_checkpoint
-from asklepios.engine.run import _group_names, run_experiment
+from asklepios.engine.run import run_experiment
+from asklepios.engine.stage_init import group_names
 
 
 class _Head(Adapter):
@@ -168,8 +169,8 @@ def test_group_names_collapse_to_the_shortest_shared_paths() -> None:
         "b.w": "loaded",
         "c": "fresh",
     }
-    assert _group_names(status) == {"loaded": ["a.x.*", "b.*"], "fresh": ["a.y", "c"]}
-    assert _group_names({"w": "loaded", "v.b": "loaded"}) == {"loaded": ["*"]}
+    assert group_names(status) == {"loaded": ["a.x.*", "b.*"], "fresh": ["a.y", "c"]}
+    assert group_names({"w": "loaded", "v.b": "loaded"}) == {"loaded": ["*"]}
 
 
 @pytest.mark.slow
