@@ -41,14 +41,20 @@ if TYPE_CHECKING:
 from asklepios.optim import build_optimizer, build_schedule
 
 __all__ = [
+    "Builder",
     "Built",
     "ComponentSource",
     "FoldDataset",
     "LossWithAux",
     "TransformedSplit",
     "build_experiment",
+    "build_model",
     "build_optimizers",
+    "default_specs",
     "drops_single_batch",
+    "facts_after_transforms",
+    "sample_transforms",
+    "training_facts",
 ]
 
 
@@ -186,7 +192,7 @@ def _with_transforms(
     return TransformedSplit(split, transforms) if transforms else split
 
 
-class _Builder:
+class Builder:
     """Build components through the registry, recording each id and weights file as it goes."""
 
     def __init__(self, source: ComponentSource) -> None:
@@ -223,7 +229,7 @@ class _Builder:
         return module
 
 
-def _facts_after_transforms(
+def facts_after_transforms(
     facts: DataFacts, split: torch.utils.data.Dataset, transforms: Sequence[SampleTransform]
 ) -> DataFacts:
     """Fill image size and channels from one sample passed through the eval transforms."""
@@ -246,7 +252,7 @@ def _require_type(component: Any, wanted: type, where: str, why: str) -> None:
 
 
 def _dataset(
-    builder: _Builder,
+    builder: Builder,
     config: ExperimentConfig,
     ctx: BuildContext,
     fold: tuple[int, int] | None,
@@ -266,7 +272,7 @@ def _dataset(
     return dataset
 
 
-def _training_facts(dataset: Dataset) -> DataFacts:
+def training_facts(dataset: Dataset) -> DataFacts:
     """Return the training split's facts, with its labels when the dataset leaves them out."""
     facts = dataset.facts()
     if facts.labels is None and facts.task == "classification":
@@ -276,9 +282,10 @@ def _training_facts(dataset: Dataset) -> DataFacts:
     return facts
 
 
-def _sample_transforms(
-    builder: _Builder, specs: Sequence[ComponentSpec], ctx: BuildContext, where: str
+def sample_transforms(
+    builder: Builder, specs: Sequence[ComponentSpec], ctx: BuildContext, where: str
 ) -> list[SampleTransform]:
+    """Build the per-sample transforms at ``where``; refuse a per-batch augmentation there."""
     transforms = [
         builder.component("augmentation", s, ctx, f"{where}.{i}") for i, s in enumerate(specs)
     ]
@@ -294,7 +301,7 @@ def _sample_transforms(
 
 
 def _batch_transforms(
-    builder: _Builder, specs: Sequence[ComponentSpec], ctx: BuildContext
+    builder: Builder, specs: Sequence[ComponentSpec], ctx: BuildContext
 ) -> list[BatchTransform]:
     transforms = []
     for i, spec in enumerate(specs):
@@ -330,8 +337,8 @@ def _steps_per_epoch(config: ExperimentConfig, sampler: Any, world_size: int) ->
     return max(1, math.ceil(batches / config.train.accumulate))
 
 
-def _model(
-    builder: _Builder, config: ExperimentConfig, ctx: BuildContext
+def build_model(
+    builder: Builder, config: ExperimentConfig, ctx: BuildContext
 ) -> tuple[nn.Module, nn.Module]:
     """Build the backbone and wrap it in each adapter in list order; return (backbone, model)."""
     backbone = builder.module("backbone", config.model.backbone, ctx, "model.backbone")
@@ -342,7 +349,7 @@ def _model(
     return backbone, model
 
 
-def _default_specs(
+def default_specs(
     config: ExperimentConfig, facts: DataFacts
 ) -> tuple[ComponentSpec | None, list[ComponentSpec]]:
     """Return the loss and evaluators to build: the configured ones, else the task's defaults."""
@@ -381,7 +388,7 @@ def build_experiment(
             checked the same dataset for an earlier stage or fold.
         extras: facts for ``ctx.extras`` (the datasets earlier stages generated).
     """
-    builder = _Builder(source)
+    builder = Builder(source)
     data = config.data
     ctx = BuildContext(
         seed=config.seed,
@@ -395,19 +402,19 @@ def build_experiment(
         components=builder.part,
     )
     dataset = _dataset(builder, config, ctx, fold, verify_data)
-    facts = _training_facts(dataset)
+    facts = training_facts(dataset)
     ctx = ctx.replace(data=facts)
-    eval_tf = _sample_transforms(builder, data.transforms.eval, ctx, "data.transforms.eval")
+    eval_tf = sample_transforms(builder, data.transforms.eval, ctx, "data.transforms.eval")
     train_split = dataset.split("train")
-    ctx = ctx.replace(data=_facts_after_transforms(facts, train_split, eval_tf))
-    train_tf = _sample_transforms(builder, data.transforms.train, ctx, "data.transforms.train")
+    ctx = ctx.replace(data=facts_after_transforms(facts, train_split, eval_tf))
+    train_tf = sample_transforms(builder, data.transforms.train, ctx, "data.transforms.train")
     sampler_spec = data.sampler or ComponentSpec(type="core.random")
     sampler = builder.component("sampler", sampler_spec, ctx, "data.sampler")
     sampler = ensure_sharded(sampler, rank, world_size, config.seed)
     ctx = ctx.replace(steps_per_epoch=_steps_per_epoch(config, sampler, world_size))
     batch_tf = _batch_transforms(builder, data.batch_transforms, ctx)
-    backbone, model = _model(builder, config, ctx)
-    loss_spec, eval_specs = _default_specs(config, facts)
+    backbone, model = build_model(builder, config, ctx)
+    loss_spec, eval_specs = default_specs(config, facts)
     loss = None
     if loss_spec is not None:
         loss = LossWithAux(builder.component("loss", loss_spec, ctx, "loss"))

@@ -182,9 +182,9 @@ class _DeepChecker:
         """
         from asklepios_sdk import ConfigConflictError
 
-        from asklepios.build import _Builder
+        from asklepios.build import Builder
 
-        builder = _Builder(self.host.registry)
+        builder = Builder(self.host.registry)
         ctx = self.context(effective, name, builder)
         for i, spec in enumerate(effective.evaluators):
             try:
@@ -199,10 +199,10 @@ class _DeepChecker:
     ) -> tuple[Any, BuildContext] | None:
         """Build (once per distinct data section) the dataset and the context of its facts."""
         from asklepios.build import (
-            _Builder,
-            _facts_after_transforms,
-            _sample_transforms,
-            _training_facts,
+            Builder,
+            facts_after_transforms,
+            sample_transforms,
+            training_facts,
         )
 
         data = effective.data
@@ -219,7 +219,7 @@ class _DeepChecker:
         self.pending = False
         if key in self.data_cache:
             return self.data_cache[key]
-        builder = _Builder(self.host.registry)
+        builder = Builder(self.host.registry)
         ctx = self.context(effective, name, builder)
         where: KeyPath = ("data", "dataset")
         try:
@@ -229,10 +229,10 @@ class _DeepChecker:
                 wrapper = builder.component("dataset", spec, ctx, f"data.wrappers.{i}")
                 dataset = wrapper.wrap(dataset)
             where = ("data",)
-            facts = _training_facts(dataset)
+            facts = training_facts(dataset)
             ctx = ctx.replace(data=facts)
-            eval_tf = _sample_transforms(builder, data.transforms.eval, ctx, "data.transforms.eval")
-            ctx = ctx.replace(data=_facts_after_transforms(facts, dataset.split("train"), eval_tf))
+            eval_tf = sample_transforms(builder, data.transforms.eval, ctx, "data.transforms.eval")
+            ctx = ctx.replace(data=facts_after_transforms(facts, dataset.split("train"), eval_tf))
         except Exception as err:
             if _is_pending(err):  # an earlier stage generates it: checked when it runs
                 self.pending = True
@@ -248,7 +248,7 @@ class _DeepChecker:
         """Build the stage's model on the meta device (CPU as a fallback) and its evaluators."""
         import torch
 
-        from asklepios.build import _Builder, _default_specs, _model
+        from asklepios.build import Builder, build_model, default_specs
 
         found = self.data(effective, name, stage, index)
         if found is None:
@@ -258,7 +258,7 @@ class _DeepChecker:
         dataset, ctx = found
         ctx = ctx.replace(epochs=effective.train.epochs, stage=name)
 
-        class _NoWeights(_Builder):
+        class _NoWeights(Builder):
             def module(self, kind: str, spec: Any, ctx: BuildContext, where: str) -> Any:
                 return self.component(kind, spec, ctx, where)  # weights are checked, not loaded
 
@@ -266,15 +266,15 @@ class _DeepChecker:
         try:
             try:
                 with torch.device("meta"):
-                    backbone, model = _model(builder, effective, ctx)
+                    backbone, model = build_model(builder, effective, ctx)
             except Exception:  # a component that computes at construction: build it for real
-                backbone, model = _model(builder, effective, ctx)
+                backbone, model = build_model(builder, effective, ctx)
         except Exception as err:
             if not _is_weights_error(err):  # weights are the run's to load (earlier stages')
                 self.report.add(self.at(stage, index, ("model",)), _failure("the model", err))
             return None
         evaluators = []
-        _, specs = _default_specs(effective, ctx.data)
+        _, specs = default_specs(effective, ctx.data)
         for i, spec in enumerate(specs):
             try:
                 evaluators.append(builder.component("evaluator", spec, ctx, f"evaluators.{i}"))
