@@ -370,18 +370,7 @@ class StageRunner:
                     f"evaluators {[type(e).__name__ for e in group]} fit on split {split!r}, "
                     f"which data.dataset [{self.config.data.dataset.type}] does not provide"
                 )
-            dataset = self.built.eval_splits[split]
-            data_loader = torch.utils.data.DataLoader(
-                KeyedSplit(dataset, self.config.seed, split, self.data_where),
-                batch_size=loader.eval_batch_size or loader.batch_size,
-                sampler=EvalShardSampler(
-                    len(cast(Sized, dataset)), self.dist.rank, self.dist.world_size
-                ),
-                collate_fn=split_collate(dataset),
-                num_workers=loader.num_workers,
-                pin_memory=self.pin_memory,
-                worker_init_fn=worker_init,
-            )
+            data_loader = self._eval_loader(split)
             self.model.eval()
             for evaluator in group:
                 evaluator.reset()
@@ -401,13 +390,11 @@ class StageRunner:
                 evaluator.reset()
         self._fitted_at = self.global_step
 
-    @torch.no_grad()
-    def evaluate(self, split: str) -> dict[str, Any]:
-        """Evaluate ``split`` with every evaluator (synced across ranks) and the mean loss."""
-        self._fit_evaluators()
+    def _eval_loader(self, split: str) -> torch.utils.data.DataLoader[Any]:
+        """A loader over this rank's shard of ``split``, each item keyed for its augmentation."""
         dataset = self.built.eval_splits[split]
         loader = self.config.data.loader
-        data_loader = torch.utils.data.DataLoader(
+        return torch.utils.data.DataLoader(
             KeyedSplit(dataset, self.config.seed, split, self.data_where),
             batch_size=loader.eval_batch_size or loader.batch_size,
             sampler=EvalShardSampler(
@@ -418,6 +405,13 @@ class StageRunner:
             pin_memory=self.pin_memory,
             worker_init_fn=worker_init,
         )
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> dict[str, Any]:
+        """Evaluate ``split`` with every evaluator (synced across ranks) and the mean loss."""
+        self._fit_evaluators()
+        loader = self.config.data.loader
+        data_loader = self._eval_loader(split)
         self.model.eval()
         for evaluator in self.built.evaluators:
             evaluator.reset()
