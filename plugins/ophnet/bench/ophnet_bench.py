@@ -6,8 +6,11 @@
    identical (to 1e-9) and the target is >= 20x faster.
 2. MS-TCN training step per video at T = 2,304 feature steps of 1,408 channels (the benchmark's
    VideoMAEv2 sequence length), the published 4 x 10 x 64 model against a one-stage model of the
-   same width, in ms per video and as a ratio.
-3. The synthetic example config: test average mAP after N epochs.
+   same width, in ms per video and as a ratio; ActionFormer's step (OphNet's operation config:
+   width 512, window 19, 107 classes, 20 actions per video) on the same input, as a ratio to
+   MS-TCN's.
+3. The synthetic example configs (MS-TCN and ActionFormer): test average mAP after their
+   configured epochs (MS-TCN's: ``--epochs``).
 
 Usage: ``python plugins/ophnet/bench/ophnet_bench.py [--videos 1000] [--predictions 100]
 [--epochs 15] [--skip-run]``. On a shared machine set ``OMP_NUM_THREADS=1``.
@@ -28,7 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "configs" / "ophnet" / "synthetic.yaml"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "configs" / "ophnet"
+EXAMPLE = EXAMPLES / "synthetic.yaml"
 TIOUS = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 
@@ -270,22 +274,63 @@ def _step_time(stages: int, length: int, channels: int, classes: int, repeats: i
     return float(np.median(times))
 
 
+def _actionformer_step_time(length: int, channels: int, classes: int, repeats: int) -> float:
+    from asklepios_ophnet.actionformer import ActionFormer
+    from asklepios_ophnet.actionformer_loss import ActionFormerLoss
+    from asklepios_ophnet.params import ActionFormerLossParams, ActionFormerParams
+    from asklepios_sdk import BuildContext, DataFacts
+
+    ctx = BuildContext(data=DataFacts(num_classes=classes, num_features=channels))
+    model = ActionFormer(ActionFormerParams(), ctx)
+    loss = ActionFormerLoss(ActionFormerLossParams(), ctx)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+    starts = torch.sort(torch.rand(20) * (length - 200)).values
+    batch = {
+        "features": torch.randn(1, length, channels),
+        "mask": torch.ones(1, length, dtype=torch.bool),
+        "segments": torch.stack([starts, starts + 4 + torch.rand(20) * 190], dim=1)[None],
+        "segment_labels": torch.randint(0, classes, (1, 20)),
+        "segment_mask": torch.ones(1, 20, dtype=torch.bool),
+    }
+    times = []
+    for i in range(repeats + 1):
+        start = time.perf_counter()
+        result = loss(model(batch), batch)
+        optimizer.zero_grad()
+        result.total.backward()
+        optimizer.step()
+        if i:  # the first step warms up allocators
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
 def bench_step(length: int = 2304, channels: int = 1408, repeats: int = 5) -> dict[str, float]:
     four = _step_time(4, length, channels, 53, repeats)
     one = _step_time(1, length, channels, 53, repeats)
-    return {"mstcn_ms": four * 1000, "one_stage_ms": one * 1000, "ratio": four / one}
+    former = _actionformer_step_time(length, channels, 107, repeats)
+    return {
+        "mstcn_ms": four * 1000,
+        "one_stage_ms": one * 1000,
+        "ratio": four / one,
+        "actionformer_ms": former * 1000,
+        "actionformer_ratio": former / four,
+    }
 
 
-def bench_synthetic(epochs: int) -> dict[str, float]:
-    """Run the synthetic example through the command line; return its test figures."""
+def bench_synthetic(epochs: int | None, config: Path = EXAMPLE) -> dict[str, float]:
+    """Run a synthetic example through the command line; return its test figures."""
     cli = shutil.which("asklepios") or str(Path(sys.executable).with_name("asklepios"))
     with tempfile.TemporaryDirectory() as tmp:
-        sets = [f"train.epochs={epochs}", "train.device=cpu", f"output_dir={tmp}"]
-        command = [cli, "run", str(EXAMPLE), *(a for v in sets for a in ("--set", v))]
+        sets = ["train.device=cpu", f"output_dir={tmp}"]
+        sets += [f"train.epochs={epochs}"] if epochs is not None else []
+        command = [cli, "run", str(config), *(a for v in sets for a in ("--set", v))]
         subprocess.run(command, check=True, capture_output=True, text=True)
         (run_dir,) = [p for p in Path(tmp).iterdir() if p.is_dir()]
         test = json.loads((run_dir / "summary.json").read_text())["test"]
-    return {"average": test["tal_map/average"], "rank_score": test["phase_recognition/rank_score"]}
+    return {
+        "average": test["tal_map/average"],
+        "rank_score": test.get("phase_recognition/rank_score", float("nan")),
+    }
 
 
 def main() -> None:
@@ -315,11 +360,21 @@ def main() -> None:
     print(f"| MS-TCN 4x10x64 step per video, T = 2304, C = 1408 | {step['mstcn_ms']:.0f} ms |")
     print(f"| one-stage 1x10x64 step, same input | {step['one_stage_ms']:.0f} ms |")
     print(f"| ratio 4 stages / 1 stage | {step['ratio']:.2f} |")
+    print(
+        f"| ActionFormer step per video (width 512, window 19, 107 classes), same input | "
+        f"{step['actionformer_ms']:.0f} ms |"
+    )
+    print(f"| ratio ActionFormer / MS-TCN 4x10x64 | {step['actionformer_ratio']:.2f} |")
     if not args.skip_run:
         synthetic = bench_synthetic(args.epochs)
         print(
             f"| synthetic config, {args.epochs} epochs: test average mAP | "
             f"{synthetic['average']:.2f} (rank score {synthetic['rank_score']:.4f}) |"
+        )
+        former = bench_synthetic(None, EXAMPLES / "synthetic_actionformer.yaml")
+        print(
+            f"| synthetic_actionformer config, 20 epochs: test average mAP | "
+            f"{former['average']:.2f} |"
         )
 
 

@@ -47,6 +47,7 @@ FACTS = DataFacts(
     },
 )
 TINY_MSTCN = {"num_stages": 2, "num_layers": 3, "num_f_maps": 8}
+TINY_ACTIONFORMER = {"embd_dim": 16, "head_dim": 16, "mha_win_size": 5}
 
 
 def _annotations(ctx):
@@ -78,6 +79,7 @@ asklepios_conformance = Conformance(
             }
         ),
         "ophnet.mstcn": Override(params=TINY_MSTCN),
+        "ophnet.actionformer": Override(params=TINY_ACTIONFORMER),
     },
 )
 

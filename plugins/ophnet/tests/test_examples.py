@@ -54,7 +54,7 @@ def _summary(output_dir: Path) -> dict:
 
 
 def test_the_examples_are_the_documented_ones():
-    assert sorted(p.stem for p in CONFIGS) == sorted([*REAL, "synthetic"])
+    assert sorted(p.stem for p in CONFIGS) == sorted([*REAL, "synthetic", "synthetic_actionformer"])
 
 
 @pytest.mark.parametrize("name", REAL)

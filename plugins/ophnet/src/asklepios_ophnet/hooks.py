@@ -53,18 +53,24 @@ def register_augmentations(register: Register) -> None:
 
 @hookimpl
 def register_backbones(register: Register) -> None:
-    """Register ``ophnet.mstcn``."""
+    """Register ``ophnet.mstcn`` and ``ophnet.actionformer``."""
     from asklepios_ophnet import params as p
 
     register("mstcn", "asklepios_ophnet.mstcn:MSTCN", p.MSTCNParams)
+    register("actionformer", "asklepios_ophnet.actionformer:ActionFormer", p.ActionFormerParams)
 
 
 @hookimpl
 def register_losses(register: Register) -> None:
-    """Register ``ophnet.mstcn_loss``."""
+    """Register ``ophnet.mstcn_loss`` and ``ophnet.actionformer_loss``."""
     from asklepios_ophnet import params as p
 
     register("mstcn_loss", "asklepios_ophnet.mstcn:MSTCNLoss", p.MSTCNLossParams)
+    register(
+        "actionformer_loss",
+        "asklepios_ophnet.actionformer_loss:ActionFormerLoss",
+        p.ActionFormerLossParams,
+    )
 
 
 @hookimpl

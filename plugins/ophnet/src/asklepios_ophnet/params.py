@@ -14,6 +14,8 @@ from asklepios_sdk.params import LocalDir, LocalFile, Params
 from pydantic import Field, model_validator
 
 __all__ = [
+    "ActionFormerLossParams",
+    "ActionFormerParams",
     "AnnotationsDatasetParams",
     "ChallengeLabelsParams",
     "MSTCNLossParams",
@@ -257,3 +259,141 @@ class PhaseRecognitionEvaluatorParams(Params):
     labels: list[int] | None = Field(
         None, description="The fixed label list of the macro scores (default: 0..K-1)."
     )
+
+
+REGRESSION_RANGES: list[tuple[float, float]] = [
+    (0, 4),
+    (4, 8),
+    (8, 16),
+    (16, 32),
+    (32, 64),
+    (64, 10000),
+]
+
+
+class ActionFormerParams(Params):
+    """Params of ``ophnet.actionformer`` (defaults: OphNet's ActionFormer operation config).
+
+    Where OphNet's config (``medical_videomae_operation.yaml``) leaves a value out, the default
+    is ActionFormer's (``libs/core/config.py`` of ``happyharrycn/actionformer_release``).
+    """
+
+    num_classes: int | None = Field(
+        None,
+        ge=1,
+        description="Action classes (default: the data's segment classes, no background).",
+    )
+    input_dim: int | None = Field(None, ge=1, description="Feature width (default: the data's).")
+    arch: tuple[int, int, int] = Field(
+        (2, 2, 5),
+        description="(embedding convs, stem transformer blocks, branch blocks each downsampling "
+        "x2); pyramid levels = branch blocks + 1 (ActionFormer default).",
+    )
+    embd_dim: int = Field(
+        512, ge=1, description="Width of the embedding, transformer and pyramid (ActionFormer)."
+    )
+    embd_kernel_size: int = Field(3, ge=1, description="Embedding conv kernel (ActionFormer).")
+    embd_with_ln: bool = Field(True, description="LayerNorm after each embedding conv.")
+    n_head: int = Field(4, ge=1, description="Attention heads (ActionFormer default).")
+    mha_win_size: int = Field(
+        19,
+        description="Local attention window (keys within +-window//2 steps); <= 1: global "
+        "attention (OphNet's ActionFormer config: 19).",
+    )
+    mlp_ratio: int = Field(4, ge=1, description="Transformer MLP width / embd_dim (ActionFormer).")
+    fpn_with_ln: bool = Field(True, description="LayerNorm on every pyramid level (identity FPN).")
+    head_dim: int = Field(512, ge=1, description="Width of the heads (ActionFormer).")
+    head_kernel_size: int = Field(3, ge=1, description="Kernel of the head convs (ActionFormer).")
+    head_num_layers: int = Field(
+        3, ge=1, description="Conv layers per head, the output layer included (ActionFormer)."
+    )
+    head_with_ln: bool = Field(True, description="LayerNorm in the heads (ActionFormer).")
+    dropout: float = Field(
+        0.0, ge=0, lt=1, description="Dropout of projections and MLPs (ActionFormer: 0)."
+    )
+    attn_dropout: float = Field(
+        0.0, ge=0, lt=1, description="Dropout of the attention weights (ActionFormer: 0)."
+    )
+    drop_path: float = Field(
+        0.1, ge=0, lt=1, description="Stochastic depth of the transformer blocks (ActionFormer)."
+    )
+    regression_range: list[tuple[float, float]] = Field(
+        default_factory=lambda: list(REGRESSION_RANGES),
+        description="Per pyramid level, the range of max(left, right) distances (feature steps) "
+        "a point regresses (ActionFormer and OphNet configs).",
+    )
+    cls_prior_prob: float = Field(
+        0.01, gt=0, lt=1, description="Initial foreground probability of the classifier."
+    )
+    pre_nms_thresh: float = Field(
+        0.001, ge=0, lt=1, description="Scores kept before NMS (ActionFormer default)."
+    )
+    pre_nms_topk: int = Field(
+        2000, ge=1, description="Candidates kept per pyramid level before NMS (OphNet config)."
+    )
+    duration_thresh: float = Field(
+        0.05, ge=0, description="Shortest segment kept, in feature steps (ActionFormer)."
+    )
+    nms_method: Literal["soft", "hard", "none"] = Field(
+        "soft", description="Gaussian Soft-NMS, plain NMS or none (ActionFormer: soft)."
+    )
+    multiclass_nms: bool = Field(
+        True, description="Suppress within each class only (OphNet config: true)."
+    )
+    iou_threshold: float = Field(
+        0.1, gt=0, le=1, description="tIoU at which plain NMS suppresses (ActionFormer)."
+    )
+    nms_sigma: float = Field(
+        0.5, gt=0, description="Soft-NMS decay exp(-tIoU^2 / sigma) (ActionFormer: 0.5)."
+    )
+    min_score: float = Field(
+        0.001, ge=0, lt=1, description="Segments scored below this after NMS are dropped (OphNet)."
+    )
+    max_seg_num: int = Field(
+        200, ge=1, description="Segments kept per video (OphNet's operation config: 200)."
+    )
+    voting_thresh: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="Segment voting tIoU after class-agnostic NMS; 0: off (OphNet config: 0.7; "
+        "unused with multiclass_nms).",
+    )
+
+    @model_validator(mode="after")
+    def _valid_levels(self) -> ActionFormerParams:
+        levels = self.arch[2] + 1
+        if len(self.regression_range) != levels:
+            raise ValueError(
+                f"regression_range needs one (low, high) per pyramid level: arch[2] + 1 = "
+                f"{levels}, got {len(self.regression_range)}"
+            )
+        if min(self.arch) < 0 or self.arch[0] < 1:
+            raise ValueError("arch needs at least one embedding conv and no negative counts")
+        if self.embd_dim % self.n_head:
+            raise ValueError(f"embd_dim {self.embd_dim} must be divisible by n_head {self.n_head}")
+        if self.embd_kernel_size % 2 == 0 or self.head_kernel_size % 2 == 0:
+            raise ValueError("embd_kernel_size and head_kernel_size must be odd")
+        return self
+
+
+class ActionFormerLossParams(Params):
+    """Params of ``ophnet.actionformer_loss`` (OphNet's ActionFormer config, else ActionFormer)."""
+
+    center_sample: Literal["radius", "none"] = Field(
+        "radius", description="Centre sampling of positive points (ActionFormer, OphNet)."
+    )
+    center_sample_radius: float = Field(
+        1.5, gt=0, description="Centre-sampling radius in strides of the level (OphNet config)."
+    )
+    loss_weight: float = Field(
+        1.0, gt=0, description="Weight of the DIoU regression loss (ActionFormer: 1.0)."
+    )
+    init_loss_norm: float = Field(
+        100.0, gt=0, description="Initial positive count of the normaliser (OphNet config: 100)."
+    )
+    loss_norm_momentum: float = Field(
+        0.9, ge=0, lt=1, description="EMA momentum of the positive count (ActionFormer: 0.9)."
+    )
+    focal_alpha: float = Field(0.25, ge=0, le=1, description="Focal loss alpha (ActionFormer).")
+    focal_gamma: float = Field(2.0, ge=0, description="Focal loss gamma (ActionFormer).")
