@@ -104,3 +104,31 @@ def test_a_generation_without_au_adapter_conditions_on_text_alone() -> None:
 def test_invert_steps_above_steps_is_refused() -> None:
     with pytest.raises(ValueError, match="invert_steps 60 exceeds steps 50"):
         GuidedGenerationParams(invert_steps=60)
+
+
+def test_guidance_start_is_a_0_based_index_so_the_default_guides_the_last_20_of_35(
+    tmp_path, monkeypatch
+) -> None:
+    defaults = GuidedGenerationParams()
+    assert (defaults.steps, defaults.invert_steps, defaults.guidance_start) == (50, 35, 15)
+    doc = GuidedGenerationParams.model_fields["guidance_start"].description or ""
+    assert "0-based" in doc and "last 20 of 35" in doc and "sg_start_step" in doc
+    weights = save_classifier(tmp_path / "guide.pt", num_classes=8)
+    model = _model(
+        classifier=classifier_ref(weights, 8),
+        steps=50,
+        invert_steps=35,
+        guidance_start=defaults.guidance_start,
+    )
+    guided_at: list[int] = []
+    original = GuidedGeneration._guide
+
+    def record(self, x, t, *args):
+        guided_at.append(int(t))
+        return original(self, x, t, *args)
+
+    monkeypatch.setattr(GuidedGeneration, "_guide", record)
+    model.generate_items(_requests(1), [0])
+    window = model.ldm.timesteps(50)[:35]  # the inverted timesteps, lowest first
+    denoising = [int(t) for t in reversed(window)]  # denoising step i runs at denoising[i]
+    assert guided_at == denoising[15:] and len(guided_at) == 20

@@ -6,9 +6,10 @@ For each request (a layout image, a caption, an AU vector, a target expression):
    ``invert_steps`` timesteps of a ``steps``-step schedule, conditioned on
    ``inversion_prompt`` and the unconditional AU token, without CFG ([repro]: 35 of 50).
    Without ``layout`` the start is Gaussian noise drawn from the item's seed.
-2. *Guided denoising* back down the same timesteps. From step ``guidance_start`` on, the text
-   embedding first takes a semantic-guidance step (x̂₀ from the conditional ε only, decoded,
-   the classifier's CE, a normalised step: :class:`~asklepios_synfer.guidance.
+2. *Guided denoising* back down the same timesteps. From step ``guidance_start`` on (0-based:
+   denoising step ``i`` is guided when ``i >= guidance_start``; 15 of 35 guides the last 20),
+   the text embedding first takes a semantic-guidance step (x̂₀ from the conditional ε only,
+   decoded, the classifier's CE, a normalised step: :class:`~asklepios_synfer.guidance.
    SemanticGuidance`); then ε = ε_u + cfg·(ε_c − ε_u), with the negative prompt and the
    unconditional AU token (the projector applied to zeros) as the unconditional branch, and a
    DDIM step.

@@ -175,7 +175,12 @@ class GuidedGenerationParams(Params):
         35, description="Steps of DDIM inversion, and of denoising from there ([repro])."
     )
     guidance_start: int = Field(
-        15, ge=0, description="Denoising step (0-based, of invert_steps) guidance starts at."
+        15,
+        ge=0,
+        description="0-based index, among the invert_steps denoising steps, of the first guided "
+        "step: steps i >= guidance_start are guided, so the default 15 guides the last 20 of 35 "
+        "([repro]: 'i >= sg_start_step' over its enumerated denoising timesteps, "
+        "--sg_start_step 15); >= invert_steps: no guided step.",
     )
     cfg: float = Field(7.5, ge=1, description="Classifier-free guidance scale.")
     negative_prompt: str = "low quality, distortion, blur"
