@@ -45,8 +45,6 @@ def plugin_commands(host: PluginHost, plugin_id: str) -> dict[str, PluginCommand
     info = host.load(plugin_id)
     if not info.loaded:
         raise PluginError(info.problem())
-    pm = host.plugin_manager
-    others = [plugin for name, plugin in pm.list_name_plugin() if name != plugin_id]
     found: dict[str, PluginCommand] = {}
     problems: list[str] = []
 
@@ -58,11 +56,9 @@ def plugin_commands(host: PluginHost, plugin_id: str) -> dict[str, PluginCommand
         if not mistakes:
             found[name] = PluginCommand(plugin_id, name, target, command_doc(target, doc) or "")
 
-    pm.subset_hook_caller(COMMANDS_HOOK, remove_plugins=others)(register=register)
+    host.only(COMMANDS_HOOK, plugin_id)(register=register)
     if problems:
-        raise PluginError(
-            f"{'; '.join(problems)} ({info.label}). Fix the plugin's register_commands hook"
-        )
+        raise PluginError(f"{problems[0]} ({info.label}). Fix the plugin's register_commands hook")
     return found
 
 

@@ -50,8 +50,6 @@ def declared_settings(host: PluginHost, plugin_id: str) -> dict[str, type[Params
     info = host.load(plugin_id)
     if not info.loaded:
         raise PluginError(info.problem())
-    pm = host.plugin_manager
-    others = [plugin for name, plugin in pm.list_name_plugin() if name != plugin_id]
     found: dict[str, type[Params]] = {}
     problems: list[str] = []
 
@@ -61,11 +59,9 @@ def declared_settings(host: PluginHost, plugin_id: str) -> dict[str, type[Params
             problems.append(f"plugin '{plugin_id}' registers settings for {section!r} twice")
         found[section] = params
 
-    pm.subset_hook_caller(SETTINGS_HOOK, remove_plugins=others)(register=register)
+    host.only(SETTINGS_HOOK, plugin_id)(register=register)
     if problems:
-        raise PluginError(
-            f"{'; '.join(problems)} ({info.label}). Fix the plugin's register_settings hook"
-        )
+        raise PluginError(f"{problems[0]} ({info.label}). Fix the plugin's register_settings hook")
     return found
 
 

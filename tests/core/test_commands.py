@@ -84,14 +84,17 @@ def test_disabled_plugins_and_unknown_words_are_not_dispatched(capsys, host):
 
 
 def test_invalid_registrations_are_reported(make_host, plugin_module):
+    """The host raises on the first problem (as for components); the kit reports them all."""
+
     @hookimpl
     def bad(register):
         register("Bad Name", "_command_targets:greet")
         register("eager", _command_targets.greet)
 
     host = make_host({"bad": plugin_module("bad", register_commands=bad)})
-    with pytest.raises(PluginError, match=r"command name 'Bad Name'.*not a lazy"):
+    with pytest.raises(PluginError, match=r"command name 'Bad Name'") as raised:
         plugin_commands(host, "bad")
+    assert "not a lazy" not in str(raised.value)
 
 
 def test_the_conformance_kit_checks_command_registrations(plugin_module):

@@ -208,7 +208,7 @@ class PluginHost:
             raise PluginError(f"no hook named '{hook_name}' in asklepios.hookspecs")
         return hook_caller if hook_caller.get_hookimpls() else None
 
-    def _only(self, hook_name: str, plugin_id: str) -> Any:
+    def only(self, hook_name: str, plugin_id: str) -> Any:
         """Return a caller of ``hook_name`` that reaches plugin ``plugin_id`` only."""
         pm = self.plugin_manager
         others = [plugin for name, plugin in pm.list_name_plugin() if name != plugin_id]
@@ -232,7 +232,7 @@ class PluginHost:
         """
         results: dict[str, Any] = {}
         for impl in getattr(self.plugin_manager.hook, hook_name).get_hookimpls():
-            found = self._only(hook_name, impl.plugin_name)(**kwargs)
+            found = self.only(hook_name, impl.plugin_name)(**kwargs)
             if found:
                 results[impl.plugin_name] = found[0] if len(found) == 1 else found
         return results
@@ -365,7 +365,7 @@ class PluginHost:
         try:
             for kind, hook_name in REGISTRATION_HOOKS.items():
                 register = self.registry.registrar(plugin_id, info.version, kind, staged)
-                self._only(hook_name, plugin_id)(register=register)
+                self.only(hook_name, plugin_id)(register=register)
         except Exception as err:
             self.plugin_manager.unregister(name=plugin_id)
             info.loaded = False
