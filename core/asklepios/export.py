@@ -1,8 +1,9 @@
 """Export a run's model (TorchScript, ONNX, safetensors) with its preprocessing, verified.
 
 The exported program maps an image batch ``N x C x H x W`` (after the run's eval transforms) to
-the model's ``logits``. Beside it, ``<name>.preprocessing.json`` records what a consumer must do
-first and after: the eval transforms (component ids and params), the input shape, the task, the
+the model's ``logits``. Beside it, ``<file name>.preprocessing.json`` (one per exported file, so
+exports in several formats into one folder keep theirs) records what a consumer must do first and
+after: the eval transforms (component ids and params), the input shape, the task, the
 class names and how logits become probabilities. Every export is verified: reloaded (TorchScript
 by ``torch.jit.load``, ONNX by ONNX Runtime, safetensors into a freshly built model) and compared
 with the original model on a sample batch of the run's data, and on a batch of another size for
@@ -255,6 +256,6 @@ def export_model(
     info = _preprocessing(loaded, fmt, image)
     info["run_dir"] = str(run_dir) if run_dir is not None else None
     info["verified_max_abs_diff"] = diff
-    preprocessing = path.with_name(f"{path.stem}.preprocessing.json")
+    preprocessing = path.with_name(f"{path.name}.preprocessing.json")
     write_atomic(preprocessing, json.dumps(info, indent=2) + "\n")
     return Exported(path, preprocessing, fmt, diff)

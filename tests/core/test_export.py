@@ -44,12 +44,25 @@ def test_torchscript_reloads_to_the_same_logits_at_any_batch_size(run, tmp_path)
     assert info["stage"] == "check" and info["checkpoint"].endswith("fit/best.pt")
 
 
+def test_each_format_keeps_its_own_preprocessing_file(run, tmp_path):
+    for fmt in ("torchscript", "safetensors"):
+        run.export(fmt, tmp_path)
+    formats = {
+        path.name: json.loads(path.read_text())["format"]
+        for path in tmp_path.glob("*.preprocessing.json")
+    }
+    assert formats == {
+        "model.pt.preprocessing.json": "torchscript",
+        "model.safetensors.preprocessing.json": "safetensors",
+    }
+
+
 def test_safetensors_loads_into_a_rebuilt_model(run, tmp_path):
     from safetensors.torch import load_model
 
     exported = run.export("safetensors", tmp_path / "weights.safetensors")
     assert exported.path.name == "weights.safetensors"
-    assert exported.preprocessing.name == "weights.preprocessing.json"
+    assert exported.preprocessing.name == "weights.safetensors.preprocessing.json"
     fresh = Run.open(run.path, host=builtin_host()).load(checkpoint="last", stage="fit").model
     load_model(fresh, str(exported.path))
     image = sample_batch(run.load())
@@ -94,4 +107,4 @@ def test_cli_export(run, tmp_path):
     command = [sys.executable, "-m", "asklepios", "export", str(run.path), "-o", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "model.pt").is_file() and "model.preprocessing.json" in result.stdout
+    assert (tmp_path / "model.pt").is_file() and "model.pt.preprocessing.json" in result.stdout
