@@ -6,9 +6,10 @@ import pytest
 import torch
 from _tiny import classifier_ref, save_classifier, write_generated
 from asklepios_sdk import BuildContext, ComponentError
+from asklepios_sdk.synthesis import read_generated
 from asklepios_sdk.testing import host_components
 from asklepios_synfer.calibrator import calibrate
-from asklepios_synfer.params import SyntheticFERParams
+from asklepios_synfer.params import LabelCalibratorParams, SyntheticFERParams
 from asklepios_synfer.synthetic import SyntheticFER, member_probabilities
 
 REAL = {"type": "core.digits", "image_size": 16, "channels": 1, "val_per_class": 2}
@@ -55,8 +56,6 @@ def test_calibrated_labels_follow_the_rule_and_are_cached(tmp_path) -> None:
     data = SyntheticFER(params, _ctx())
     cached = list(folder.glob("calibration-*.json"))
     assert len(cached) == 1
-    from asklepios_sdk.synthesis import read_generated
-
     records = read_generated(folder)
     probs = member_probabilities(folder, records, params.calibrator, _ctx())
     expected = calibrate(torch.tensor([r["label"] for r in records]), probs, 0.34, 2, False)
@@ -68,3 +67,30 @@ def test_calibrated_labels_follow_the_rule_and_are_cached(tmp_path) -> None:
     )
     soft_data = SyntheticFER(soft, _ctx())
     assert len(soft_data.split("train")) == 12 and "soft_label" in soft_data.split("train")[0]
+
+
+def test_scale_counts_the_items_calibration_keeps(tmp_path) -> None:
+    folder = write_generated(tmp_path / "gen", count=40, classes=10)
+    members = [save_classifier(tmp_path / f"m{i}.pt", num_classes=10, seed=i) for i in range(3)]
+    calibrator = {"models": [classifier_ref(m, 10) for m in members], "tau_conf": 0.0}
+
+    records = read_generated(folder)
+    probs = member_probabilities(folder, records, LabelCalibratorParams(**calibrator), _ctx())
+    rule = calibrate(torch.tensor([r["label"] for r in records]), probs, 0.0, 2, False)
+    kept = rule["label"][rule["kept"]].tolist()
+    assert 0 < len(kept) < len(records)  # the fixture: the calibrator drops some
+    spec = {k: v for k, v in REAL.items() if k != "type"}
+    real_train = len(host_components("dataset", "core.digits", spec, _ctx(), "t").split("train"))
+
+    def scaled(items: int) -> SyntheticFER:
+        scale = (items + 0.5) / real_train  # floor(scale × |real train|) = items
+        params = SyntheticFERParams(path=str(folder), real=REAL, scale=scale, calibrator=calibrator)
+        return SyntheticFER(params, _ctx())
+
+    wanted = len(kept) - 1
+    data = scaled(wanted)
+    assert len(data.split("train")) == wanted  # not fewer: calibrated first, then taken
+    assert data.labels("train").tolist() == kept[:wanted]
+    assert [data.split("train")[i]["label"] for i in range(wanted)] == kept[:wanted]
+    with pytest.raises(ComponentError, match="survive calibration; generate more"):
+        scaled(len(kept) + 1)

@@ -2,10 +2,11 @@
 
 ``synfer.synthetic_fer`` reads a generated folder (an earlier generation stage of the run, or
 another run's folder), optionally calibrates its labels with the ensemble rule of
-``synfer.label_calibrator`` (members' probabilities cached in the folder), keeps
-``scale × |real train|`` items (1× and 5× in the paper), and serves them as the training split,
-with the real training split added when ``mix_real``. The real dataset's val/test splits are
-the evaluation splits; without real data a ``val_fraction`` of the synthetic items is held out.
+``synfer.label_calibrator`` (members' probabilities cached in the folder), keeps the first
+``scale × |real train|`` of the items calibration kept (1× and 5× in the paper), and serves them
+as the training split, with the real training split added when ``mix_real``. The real
+dataset's val/test splits are the evaluation splits; without real data a ``val_fraction`` of the
+synthetic items is held out.
 Samples are ``{"image", "label", "synthetic"}`` (plus ``soft_label`` in soft calibration mode),
 the synthetic images converted to the real images' channels and size.
 """
@@ -118,6 +119,7 @@ class SyntheticFER(Dataset):
         real_facts = real.facts() if real is not None else None
         num_classes = params.num_classes or (real_facts.num_classes if real_facts else None)
         num_classes = num_classes or 1 + max(int(r["label"]) for r in records)
+        wanted: int | None = None
         if params.scale is not None and real is not None:
             wanted = math.floor(params.scale * len(real.split("train")))  # type: ignore[arg-type]
             if wanted > len(records):
@@ -125,8 +127,8 @@ class SyntheticFER(Dataset):
                     f"{where}: scale {params.scale} needs {wanted} synthetic items; {folder} "
                     f"has {len(records)}; generate more or lower the scale"
                 )
-            records = records[:wanted]
         labels = [int(r["label"]) for r in records]
+        generated = len(records)
         soft: list[list[float]] | None = None
         self.calibration: dict[str, float] = {}
         calibrator = params.calibrator
@@ -148,6 +150,15 @@ class SyntheticFER(Dataset):
             labels = [int(v) for v, k in zip(out["label"].tolist(), kept, strict=True) if k]
             if calibrator.soft:
                 soft = [s for s, k in zip(out["soft_label"].tolist(), kept, strict=True) if k]
+        if wanted is not None:  # the scale counts what calibration kept, in index order
+            if wanted > len(records):
+                raise ComponentError(
+                    f"{where}: scale {params.scale} needs {wanted} synthetic items; "
+                    f"{len(records)} of the {generated} in {folder} survive calibration; "
+                    "generate more or lower the scale"
+                )
+            records, labels = records[:wanted], labels[:wanted]
+            soft = soft[:wanted] if soft is not None else None
         use_soft = soft is not None
         shape = None
         if real is not None and len(real.split("train")):  # type: ignore[arg-type]
