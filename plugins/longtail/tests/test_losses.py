@@ -99,7 +99,7 @@ def test_class_vector_properties():
 
 
 def test_empty_class_counts_error_names_the_component():
-    with pytest.raises(ComponentError, match=r"longtail.cb_loss.*classes \[1\]"):
+    with pytest.raises(ComponentError, match=r"CBLoss.*classes \[1\]"):
         CBLoss(CBLossParams(), make_ctx([3, 0, 2]))
 
 

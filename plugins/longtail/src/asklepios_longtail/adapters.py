@@ -50,17 +50,15 @@ def _num_classes(ctx: BuildContext, value: int | None, component: str) -> int:
 class _HeadAdapter(Adapter):
     """Base: keep the wrapped model, build the head once its feature width is known."""
 
-    component_id = "longtail adapter"
-
     def __init__(self, ctx: BuildContext, num_classes: int | None = None) -> None:
         super().__init__()
-        self.num_classes = _num_classes(ctx, num_classes, self.component_id)
+        self.num_classes = _num_classes(ctx, num_classes, type(self).__name__)
         self.feature_dim = 0
         self._classifier_ref: list[nn.Linear] = []
 
     def wrap(self, model: nn.Module) -> nn.Module:
         self.model = model
-        self.feature_dim = feature_dim(model, self.component_id)
+        self.feature_dim = feature_dim(model, type(self).__name__)
         self.build_head(model)
         return self
 
@@ -75,7 +73,7 @@ class _HeadAdapter(Adapter):
         out = self.model(batch)
         if "features" not in out:
             raise ComponentError(
-                f"{self.component_id} needs the wrapped model's 'features' output, got "
+                f"{type(self).__name__} needs the wrapped model's 'features' output, got "
                 f"{sorted(out)}"
             )
         return out
@@ -101,8 +99,6 @@ class CosineHead(_HeadAdapter):
     ``models/GCLLayers.py``.
     """
 
-    component_id = "longtail.cosine_head"
-
     def __init__(self, params: CosineHeadParams, ctx: BuildContext) -> None:
         super().__init__(ctx, params.num_classes)
         self.params = params
@@ -125,7 +121,6 @@ class CausalNormHead(_HeadAdapter):
     References: Tang et al., NeurIPS 2020. MONICA ``models/CausalNormClassifier.py``.
     """
 
-    component_id = "longtail.causal_norm_head"
     weight: nn.Parameter
     embed_mean: Tensor
 
@@ -137,7 +132,7 @@ class CausalNormHead(_HeadAdapter):
         d, k = self.feature_dim, self.params.num_head
         if d % k:
             raise ComponentError(
-                f"{self.component_id}: feature width {d} is not divisible by num_head={k}"
+                f"{type(self).__name__}: feature width {d} is not divisible by num_head={k}"
             )
         bound = 1 / math.sqrt(d)
         self.weight = nn.Parameter(torch.empty(self.num_classes, d).uniform_(-bound, bound))
@@ -177,8 +172,6 @@ class DisAlignHead(_HeadAdapter):
     References: Zhang et al., CVPR 2021. MONICA ``models/DisAlign.py``.
     """
 
-    component_id = "longtail.disalign_head"
-
     def __init__(self, params: DisAlignHeadParams, ctx: BuildContext) -> None:
         super().__init__(ctx, params.num_classes)
         self.params = params
@@ -186,7 +179,7 @@ class DisAlignHead(_HeadAdapter):
     def build_head(self, model: nn.Module) -> None:
         d, c = self.feature_dim, self.num_classes
         if self.params.mode == "original":
-            classifier = find_classifier(model, self.params.classifier_path, self.component_id)
+            classifier = find_classifier(model, self.params.classifier_path, type(self).__name__)
             self._classifier_ref = [classifier]
             freeze_module(classifier)
             self.linear = None
@@ -218,7 +211,6 @@ class LWSHead(_HeadAdapter):
     ``models/TNormClassifier.py:DotProduct_Classifier``.
     """
 
-    component_id = "longtail.lws_head"
     fresh_bias: nn.Parameter | None
 
     def __init__(self, params: LWSHeadParams, ctx: BuildContext) -> None:
@@ -226,7 +218,7 @@ class LWSHead(_HeadAdapter):
         self.params = params
 
     def build_head(self, model: nn.Module) -> None:
-        classifier = find_classifier(model, self.params.classifier_path, self.component_id)
+        classifier = find_classifier(model, self.params.classifier_path, type(self).__name__)
         self._classifier_ref = [classifier]
         self.scales = nn.Parameter(torch.ones(self.num_classes))
         if self.params.drop_stage1_bias:
@@ -267,8 +259,6 @@ class BBNHead(_HeadAdapter):
     References: Zhou et al., CVPR 2020. MONICA ``models/BBN.py``.
     """
 
-    component_id = "longtail.bbn_head"
-
     def __init__(self, params: BBNHeadParams, ctx: BuildContext) -> None:
         super().__init__(ctx, params.num_classes)
         self.params = params
@@ -295,7 +285,6 @@ class CRTHead(_HeadAdapter):
     References: Kang et al., ICLR 2020 (cRT). MONICA ``models/get_model.py`` (HEAD).
     """
 
-    component_id = "longtail.crt"
     head: nn.Module | None
 
     def __init__(self, params: CRTHeadParams, ctx: BuildContext) -> None:

@@ -50,14 +50,12 @@ class MixUp(BatchTransform):
     CenterLoss).
     """
 
-    component_id = "longtail.mixup"
-
     def __init__(self, params: MixUpParams, ctx: BuildContext | None = None) -> None:
         super().__init__()
         self.params = params
 
     def forward(self, batch: Batch) -> Batch:
-        _check(batch, self.component_id)
+        _check(batch, type(self).__name__)
         image = batch["image"]
         lam = _beta(self.params.alpha, image.device)
         perm = torch.randperm(image.shape[0], device=image.device)
@@ -83,17 +81,15 @@ class CutMix(BatchTransform):
     Beyond MONICA. References: Yun et al., ICCV 2019.
     """
 
-    component_id = "longtail.cutmix"
-
     def __init__(self, params: CutMixParams, ctx: BuildContext | None = None) -> None:
         super().__init__()
         self.params = params
 
     def forward(self, batch: Batch) -> Batch:
-        _check(batch, self.component_id)
+        _check(batch, type(self).__name__)
         image = batch["image"]
         if image.ndim < 3:
-            raise ComponentError(f"{self.component_id} needs images (B, C, H, W), got 2-D data")
+            raise ComponentError(f"{type(self).__name__} needs images (B, C, H, W), got 2-D data")
         out = dict(batch)
         applied = float(torch.rand(())) < self.params.prob
         if not applied:
@@ -131,17 +127,16 @@ class ReMix(BatchTransform):
     sample (``lam`` is a vector). Beyond MONICA. References: Chou et al., ECCV 2020 Workshops.
     """
 
-    component_id = "longtail.remix"
     counts: Tensor
 
     def __init__(self, params: ReMixParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
-        counts = fn.check_counts(ctx.data.class_counts, self.component_id, positive=False)
+        counts = fn.check_counts(ctx.data.class_counts, type(self).__name__, positive=False)
         self.register_buffer("counts", torch.as_tensor(np.maximum(counts, 1), dtype=torch.float32))
 
     def forward(self, batch: Batch) -> Batch:
-        _check(batch, self.component_id)
+        _check(batch, type(self).__name__)
         image = batch["image"]
         lam_x = _beta(self.params.alpha, image.device)
         perm = torch.randperm(image.shape[0], device=image.device)

@@ -29,8 +29,6 @@ __all__ = [
 class EvaluationTimeAdapter(Adapter):
     """Base: pass the wrapped model's output through in training, adjust it in evaluation."""
 
-    component_id = "longtail evaluation-time adapter"
-
     def wrap(self, model: nn.Module) -> nn.Module:
         self.model = model
         self.feature_dim = getattr(model, "feature_dim", 0)
@@ -51,13 +49,12 @@ class PosthocLA(EvaluationTimeAdapter):
     ICLR 2021. MONICA ``main.py:eval`` (``Logits_Adjust_Posthoc``).
     """
 
-    component_id = "longtail.posthoc_la"
     shift: Tensor
 
     def __init__(self, params: PosthocLAParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
-        counts = fn.check_counts(ctx.data.class_counts, self.component_id)
+        counts = fn.check_counts(ctx.data.class_counts, type(self).__name__)
         shift = np.log(np.power(counts / counts.max(), params.tau) + params.eps)
         self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.float32))
 
@@ -72,8 +69,6 @@ class TauNorm(EvaluationTimeAdapter):
     References: Kang et al., ICLR 2020. MONICA ``main.py:eval`` (``T-Norm``).
     """
 
-    component_id = "longtail.tau_norm"
-
     def __init__(self, params: TauNormParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
@@ -82,7 +77,7 @@ class TauNorm(EvaluationTimeAdapter):
     def wrap(self, model: nn.Module) -> nn.Module:
         super().wrap(model)
         self._classifier_ref = [
-            find_classifier(model, self.params.classifier_path, self.component_id)
+            find_classifier(model, self.params.classifier_path, type(self).__name__)
         ]
         return self
 
@@ -106,14 +101,12 @@ class NCMClassifier(EvaluationTimeAdapter):
     References: Kang et al., ICLR 2020. MONICA ``models/KNNClassifier.py``.
     """
 
-    component_id = "longtail.ncm"
-
     def __init__(self, params: NCMClassifierParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
         num = params.num_classes or ctx.data.num_classes
         if not num:
-            raise ComponentError(f"{self.component_id} needs the number of classes")
+            raise ComponentError(f"{type(self).__name__} needs the number of classes")
         self.num_classes = int(num)
         self._features: list[Tensor] = []
         self._labels: list[Tensor] = []
@@ -122,7 +115,7 @@ class NCMClassifier(EvaluationTimeAdapter):
 
     def wrap(self, model: nn.Module) -> nn.Module:
         super().wrap(model)
-        self.feature_dim = feature_dim(model, self.component_id)
+        self.feature_dim = feature_dim(model, type(self).__name__)
         if self.params.freeze_encoder:
             freeze_module(model)
         return self
@@ -165,7 +158,7 @@ class NCMClassifier(EvaluationTimeAdapter):
             self.fit()
         if self.centroids.numel() == 0:
             raise ComponentError(
-                f"{self.component_id} has no class centroids: run a stage with the "
+                f"{type(self).__name__} has no class centroids: run a stage with the "
                 "longtail.collect trainer over the training split before evaluating"
             )
         f = self._normalise(out["features"].float())

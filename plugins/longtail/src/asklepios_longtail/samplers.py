@@ -55,10 +55,8 @@ def _labels(ctx: BuildContext, component: str) -> np.ndarray:
 class ClassProbabilitySampler(ShardedSampler):
     """Base: draw N indices per epoch with replacement from per-epoch class probabilities."""
 
-    component_id = "longtail sampler"
-
     def __init__(self, ctx: BuildContext) -> None:
-        labels = _labels(ctx, self.component_id)
+        labels = _labels(ctx, type(self).__name__)
         super().__init__(len(labels), seed=ctx.seed, rank=ctx.rank, world_size=ctx.world_size)
         num_classes = max(int(labels.max()) + 1, int(ctx.data.num_classes or 0))
         self.counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
@@ -95,8 +93,6 @@ class ClassBalancedSampler(ClassProbabilitySampler):
     References: Kang et al., ICLR 2020 (class-balanced sampling). MONICA ``sampler/get_sampler.py``.
     """
 
-    component_id = "longtail.class_balanced"
-
     def __init__(self, params: EmptyParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
 
@@ -109,8 +105,6 @@ class EffectiveNumberSampler(ClassProbabilitySampler):
 
     References: Cui et al., CVPR 2019; Wang et al., CVPR 2021 (RSG). MONICA ``RSGDatasetSampler``.
     """
-
-    component_id = "longtail.effective_number"
 
     def __init__(self, params: EffectiveNumberSamplerParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
@@ -129,8 +123,6 @@ class FlexSampler(ClassProbabilitySampler):
 
     References: Ju et al., MICCAI 2022 (simplified as in MONICA ``DifficultyDatasetSampler``).
     """
-
-    component_id = "longtail.flex"
 
     def __init__(self, params: FlexSamplerParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
@@ -154,7 +146,7 @@ class FlexSampler(ClassProbabilitySampler):
         missing = [c for c in range(num_classes) if c not in found and self.counts[c] > 0]
         if missing:
             raise ComponentError(
-                f"{self.component_id}: validation metrics lack the accuracy of classes {missing} "
+                f"{type(self).__name__}: validation metrics lack the accuracy of classes {missing} "
                 f"(key pattern {self.params.accuracy_key!r}); add the longtail.shot_groups "
                 "evaluator or set accuracy_key to your evaluator's per-class key"
             )
@@ -165,13 +157,13 @@ class FlexSampler(ClassProbabilitySampler):
         acc = np.asarray(accuracy, dtype=np.float64)
         if acc.shape != self.counts.shape:
             raise ComponentError(
-                f"{self.component_id}: got {acc.size} accuracies for {self.counts.size} classes"
+                f"{type(self).__name__}: got {acc.size} accuracies for {self.counts.size} classes"
             )
         zero = (acc <= 0) & (self.counts > 0)
         if zero.any():
             if self.params.zero_accuracy == "error":
                 raise ComponentError(
-                    f"{self.component_id}: classes {np.flatnonzero(zero).tolist()} have 0 "
+                    f"{type(self).__name__}: classes {np.flatnonzero(zero).tolist()} have 0 "
                     "validation accuracy, which gives an infinite FlexRS weight; set "
                     "zero_accuracy: min_nonzero to replace it by the smallest non-zero accuracy"
                 )
@@ -209,8 +201,6 @@ class SqrtSampler(ClassProbabilitySampler):
     Beyond MONICA. References: Mahajan et al., ECCV 2018; Kang et al., ICLR 2020.
     """
 
-    component_id = "longtail.sqrt"
-
     def __init__(self, params: SqrtSamplerParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.q = params.q
@@ -224,8 +214,6 @@ class ProgressiveSampler(ClassProbabilitySampler):
 
     Beyond MONICA. References: Kang et al., ICLR 2020.
     """
-
-    component_id = "longtail.progressive"
 
     def __init__(self, params: ProgressiveSamplerParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
@@ -243,8 +231,6 @@ class SwitchSampler(ClassProbabilitySampler):
 
     References: MONICA ``main.py`` (RSG loader rebuild).
     """
-
-    component_id = "longtail.switch"
 
     def __init__(self, params: SwitchSamplerParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
@@ -284,8 +270,6 @@ class BBNPairsSampler(ClassProbabilitySampler):
 
     References: Zhou et al., CVPR 2020. MONICA ``dataset/get_datasets.py`` (``RS_train``).
     """
-
-    component_id = "longtail.bbn_pairs"
 
     def __init__(self, params: BBNPairsSamplerParams, ctx: BuildContext) -> None:
         super().__init__(ctx)

@@ -58,7 +58,6 @@ class MixableLoss(Loss):
     """
 
     per_sample_mixing: bool = True
-    component_id: str = "longtail loss"
 
     def __init__(self, ctx: BuildContext | None = None) -> None:
         super().__init__()
@@ -78,7 +77,7 @@ class MixableLoss(Loss):
         """Return ``outputs["logits"]``, with a clear error when the model did not produce it."""
         if "logits" not in outputs:
             raise ComponentError(
-                f"{self.component_id} needs outputs['logits'], but the model returned "
+                f"{type(self).__name__} needs outputs['logits'], but the model returned "
                 f"{sorted(outputs)}; check the backbone and adapters of the config"
             )
         return outputs["logits"]
@@ -88,7 +87,7 @@ class MixableLoss(Loss):
         if "label" in outputs:  # a model that appends samples (RSG's transfer) labels every row
             if "label_b" in batch:
                 raise ComponentError(
-                    f"{self.component_id}: the model appended samples to the batch (outputs "
+                    f"{type(self).__name__}: the model appended samples to the batch (outputs "
                     "carry 'label'), which cannot be mixed; drop the mixing batch transform"
                 )
             target = outputs["label"]
@@ -104,7 +103,7 @@ class MixableLoss(Loss):
             else:
                 if not self.per_sample_mixing:
                     raise ComponentError(
-                        f"{self.component_id} is not a sum over samples, so it cannot take a "
+                        f"{type(self).__name__} is not a sum over samples, so it cannot take a "
                         "per-sample mixing weight 'lam' (from longtail.remix); use "
                         "longtail.mixup or longtail.cutmix with this loss"
                     )

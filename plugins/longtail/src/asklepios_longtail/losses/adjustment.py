@@ -44,13 +44,12 @@ class BalancedSoftmaxLoss(MixableLoss):
     ``losses/BalancedSoftmax.py``, ``losses/PriorCELoss.py``.
     """
 
-    component_id = "longtail.balanced_softmax"
     shift: Tensor
 
     def __init__(self, params: BalancedSoftmaxLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
-        counts = fn.check_counts(ctx.data.class_counts, self.component_id)
+        counts = fn.check_counts(ctx.data.class_counts, type(self).__name__)
         shift = np.log(counts) if params.prior == "counts" else np.log(fn.prior(counts) + 1e-9)
         self.register_buffer("shift", class_buffer(shift))
 
@@ -71,13 +70,12 @@ class LogitAdjustedLoss(MixableLoss):
     References: Menon et al., ICLR 2021. MONICA ``main.py`` (inline).
     """
 
-    component_id = "longtail.logit_adjusted"
     shift: Tensor
 
     def __init__(self, params: LogitAdjustedLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
-        counts = fn.check_counts(ctx.data.class_counts, self.component_id)
+        counts = fn.check_counts(ctx.data.class_counts, type(self).__name__)
         adjustment = np.log(np.power(counts / counts.max(), params.tau) + params.eps)
         sign = -1.0 if params.monica_sign else 1.0
         self.register_buffer("shift", class_buffer(sign * adjustment))
@@ -99,7 +97,6 @@ class LADELoss(MixableLoss):
     References: Hong et al., CVPR 2021. MONICA ``losses/LADELoss.py``.
     """
 
-    component_id = "longtail.lade"
     per_sample_mixing = False
     pi: Tensor
     log_prior: Tensor
@@ -107,7 +104,7 @@ class LADELoss(MixableLoss):
     def __init__(self, params: LADELossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
-        counts = fn.check_counts(ctx.data.class_counts, self.component_id)
+        counts = fn.check_counts(ctx.data.class_counts, type(self).__name__)
         pi = fn.prior(counts)
         self.register_buffer("pi", class_buffer(pi))
         self.register_buffer("log_prior", class_buffer(np.log(pi + 1e-9)))
@@ -141,14 +138,13 @@ class VSLoss(MixableLoss):
     References: Kini et al., NeurIPS 2021. MONICA ``losses/VSLoss.py``.
     """
 
-    component_id = "longtail.vs"
     scale: Tensor
     offset: Tensor
 
     def __init__(self, params: VSLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
-        counts = fn.check_counts(ctx.data.class_counts, self.component_id)
+        counts = fn.check_counts(ctx.data.class_counts, type(self).__name__)
         self.register_buffer("scale", class_buffer(fn.vs_scales(counts, params.gamma)))
         self.register_buffer("offset", class_buffer(params.tau * np.log(fn.prior(counts))))
 
@@ -169,13 +165,12 @@ class SEQLLoss(MixableLoss):
     References: Tan et al., CVPR 2020 (softmax EQL). MONICA ``losses/SEQLLoss.py``.
     """
 
-    component_id = "longtail.seql"
     rare: Tensor
 
     def __init__(self, params: SEQLLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
-        counts = fn.check_counts(ctx.data.class_counts, self.component_id, positive=False)
+        counts = fn.check_counts(ctx.data.class_counts, type(self).__name__, positive=False)
         rare = fn.prior(counts) <= params.lambda_threshold
         self.register_buffer("rare", torch.as_tensor(rare, dtype=torch.bool))
 
@@ -203,13 +198,12 @@ class GCLLoss(MixableLoss):
     References: Li et al., CVPR 2022 (GCL). MONICA ``losses/GCLLoss.py``.
     """
 
-    component_id = "longtail.gcl"
     relative_cloud: Tensor
 
     def __init__(self, params: GCLLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
-        counts = fn.check_counts(ctx.data.class_counts, self.component_id)
+        counts = fn.check_counts(ctx.data.class_counts, type(self).__name__)
         clouds = np.log(counts.max()) - np.log(counts)
         relative = clouds / clouds.max() if clouds.max() > 0 else np.zeros_like(clouds)
         self.register_buffer("relative_cloud", class_buffer(relative))
@@ -243,14 +237,13 @@ class SeesawLoss(MixableLoss):
     References: Wang et al., CVPR 2021.
     """
 
-    component_id = "longtail.seesaw"
     cum_samples: Tensor
 
     def __init__(self, params: SeesawLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
         if params.counts == "fixed":
-            counts = fn.check_counts(ctx.data.class_counts, self.component_id, positive=False)
+            counts = fn.check_counts(ctx.data.class_counts, type(self).__name__, positive=False)
         else:
             num_classes = ctx.data.num_classes or (
                 len(ctx.data.class_counts) if ctx.data.class_counts else 0

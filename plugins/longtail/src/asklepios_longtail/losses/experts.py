@@ -57,14 +57,13 @@ class SADELoss(_ExpertLoss):
     References: Zhang et al., NeurIPS 2022 (SADE). MONICA ``losses/SADELoss.py``.
     """
 
-    component_id = "longtail.sade"
     log_prior: Tensor
     inverse_shift: Tensor
 
     def __init__(self, params: SADELossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
-        counts = fn.check_counts(ctx.data.class_counts, self.component_id)
+        counts = fn.check_counts(ctx.data.class_counts, type(self).__name__)
         log_prior = np.log(fn.prior(counts) + 1e-9)
         log_inverted = np.log(fn.inverted_prior(counts) + 1e-9)
         self.register_buffer("log_prior", class_buffer(log_prior))
@@ -73,10 +72,10 @@ class SADELoss(_ExpertLoss):
     def terms(
         self, outputs: Mapping[str, Tensor], target: Tensor, sample_weight: Tensor | None
     ) -> dict[str, Tensor]:
-        experts = expert_logits(outputs, self.component_id)
+        experts = expert_logits(outputs, type(self).__name__)
         if experts.shape[0] != 3:
             raise ComponentError(
-                f"{self.component_id} expects exactly 3 experts (long-tailed, balanced, "
+                f"{type(self).__name__} expects exactly 3 experts (long-tailed, balanced, "
                 f"inverse), got {experts.shape[0]}"
             )
         dtype = experts.dtype
@@ -104,7 +103,6 @@ class RIDELoss(_ExpertLoss):
     References: Wang et al., ICLR 2021 (RIDE).
     """
 
-    component_id = "longtail.ride"
     per_sample_mixing = False
     margins: Tensor
     cb_weight: Tensor
@@ -113,7 +111,7 @@ class RIDELoss(_ExpertLoss):
     def __init__(self, params: RIDELossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
-        counts = fn.check_counts(ctx.data.class_counts, self.component_id)
+        counts = fn.check_counts(ctx.data.class_counts, type(self).__name__)
         self.register_buffer("margins", class_buffer(fn.ldam_margins(counts, params.max_m)))
         self.register_buffer("cb_weight", class_buffer(fn.cb_weights(counts, params.beta)))
         pi = fn.prior(counts)
@@ -121,7 +119,7 @@ class RIDELoss(_ExpertLoss):
         temps = temps / temps.max()
         if np.any(temps <= 0):
             raise ComponentError(
-                f"{self.component_id}: reweight_factor={params.reweight_factor} makes a class "
+                f"{type(self).__name__}: reweight_factor={params.reweight_factor} makes a class "
                 "temperature non-positive; use a smaller reweight_factor"
             )
         self.register_buffer("class_temperature", class_buffer(temps))
@@ -136,7 +134,7 @@ class RIDELoss(_ExpertLoss):
     def terms(
         self, outputs: Mapping[str, Tensor], target: Tensor, sample_weight: Tensor | None
     ) -> dict[str, Tensor]:
-        experts = expert_logits(outputs, self.component_id)
+        experts = expert_logits(outputs, type(self).__name__)
         ensemble = self.logits(outputs)
         num_classes = ensemble.shape[1]
         dtype = ensemble.dtype

@@ -49,8 +49,6 @@ class CenterLoss(MixableLoss):
     References: Wen et al., ECCV 2016. MONICA ``losses/CenterLoss.py``.
     """
 
-    component_id = "longtail.center"
-
     def __init__(self, params: CenterLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
@@ -58,7 +56,7 @@ class CenterLoss(MixableLoss):
             len(ctx.data.class_counts) if ctx.data.class_counts else None
         )
         if not num_classes:
-            raise ComponentError(f"{self.component_id} needs ctx.data.num_classes")
+            raise ComponentError(f"{type(self).__name__} needs ctx.data.num_classes")
         centers = torch.randn(num_classes, params.feat_dim)
         if params.centers_not_optimised:
             self.register_buffer("centers", centers)
@@ -79,7 +77,7 @@ class CenterLoss(MixableLoss):
         """Return the unweighted center term for one target."""
         if features.shape[1] != self.centers.shape[1]:
             raise ComponentError(
-                f"{self.component_id}: features have width {features.shape[1]} but feat_dim is "
+                f"{type(self).__name__}: features have width {features.shape[1]} but feat_dim is "
                 f"{self.centers.shape[1]}; set loss.feat_dim to the backbone's feature width"
             )
         own = self.centers[target]
@@ -100,7 +98,7 @@ class CenterLoss(MixableLoss):
         self, outputs: Mapping[str, Tensor], target: Tensor, sample_weight: Tensor | None
     ) -> dict[str, Tensor]:
         logits = self.logits(outputs)
-        features = _features(outputs, "features", self.component_id)
+        features = _features(outputs, "features", type(self).__name__)
         ce = weighted_ce(logits, target, None, sample_weight)
         center = self.weight() * self.center_term(features, logits, target, sample_weight)
         return {"ce": ce, "center": center}
@@ -127,7 +125,6 @@ class RangeLoss(MixableLoss):
     References: Zhang et al., ICCV 2017. MONICA ``losses/RangeLoss.py``.
     """
 
-    component_id = "longtail.range"
     per_sample_mixing = False
 
     def __init__(self, params: RangeLossParams, ctx: BuildContext) -> None:
@@ -169,7 +166,7 @@ class RangeLoss(MixableLoss):
     def terms(
         self, outputs: Mapping[str, Tensor], target: Tensor, sample_weight: Tensor | None
     ) -> dict[str, Tensor]:
-        x = _features(outputs, self.input_key, self.component_id)
+        x = _features(outputs, self.input_key, type(self).__name__)
         parts = {
             "range_intra": self.params.alpha * self.intra(x, target),
             "range_inter": self.params.beta * self.inter(x, target),
@@ -199,7 +196,6 @@ class ConMixLoss(MixableLoss):
     References: MONICA ``losses/ConMixLoss.py`` (supervised variant of contrastive mixup).
     """
 
-    component_id = "longtail.conmix"
     per_sample_mixing = False
 
     def __init__(self, params: ConMixLossParams, ctx: BuildContext) -> None:
@@ -209,11 +205,11 @@ class ConMixLoss(MixableLoss):
     def terms(
         self, outputs: Mapping[str, Tensor], target: Tensor, sample_weight: Tensor | None
     ) -> dict[str, Tensor]:
-        first = _features(outputs, "features", self.component_id)
+        first = _features(outputs, "features", type(self).__name__)
         if self.params.second_view_key not in outputs and not torch.is_grad_enabled():
             # evaluation passes (run without autograd) see one view: there is nothing to contrast
             return {"conmix": first.new_zeros(())}
-        second = _features(outputs, self.params.second_view_key, self.component_id)
+        second = _features(outputs, self.params.second_view_key, type(self).__name__)
         classes, inverse = torch.unique(target, return_inverse=True)
         num = classes.numel()
         member = F.one_hot(inverse, num).to(first.dtype)

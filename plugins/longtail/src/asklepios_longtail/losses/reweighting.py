@@ -40,7 +40,6 @@ class WeightedCELoss(MixableLoss):
     (GRW).
     """
 
-    component_id = "longtail.weighted_ce"
     base_weight: Tensor | None
     drw_weight: Tensor | None
 
@@ -53,7 +52,7 @@ class WeightedCELoss(MixableLoss):
         base: np.ndarray | None = None
         drw: np.ndarray | None = None
         if params.class_weights != "none" or params.drw:
-            counts = fn.check_counts(ctx.data.class_counts, self.component_id)
+            counts = fn.check_counts(ctx.data.class_counts, type(self).__name__)
             if params.class_weights == "cb":
                 base = fn.cb_weights(counts, params.beta)
             elif params.class_weights == "log_inverse":
@@ -84,8 +83,6 @@ class FocalLoss(MixableLoss):
     References: Lin et al., ICCV 2017. MONICA ``losses/Focal.py``.
     """
 
-    component_id = "longtail.focal"
-
     def __init__(self, params: FocalLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
@@ -108,13 +105,12 @@ class CBLoss(MixableLoss):
     References: Cui et al., CVPR 2019. MONICA ``losses/CBLoss.py``.
     """
 
-    component_id = "longtail.cb_loss"
     class_weight: Tensor
 
     def __init__(self, params: CBLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
-        counts = fn.check_counts(ctx.data.class_counts, self.component_id)
+        counts = fn.check_counts(ctx.data.class_counts, type(self).__name__)
         self.register_buffer("class_weight", class_buffer(fn.cb_weights(counts, params.beta)))
 
     def terms(
@@ -146,14 +142,13 @@ class LDAMLoss(MixableLoss):
     References: Cao et al., NeurIPS 2019. MONICA ``losses/LDAMLoss.py``.
     """
 
-    component_id = "longtail.ldam"
     margins: Tensor
     drw_weight: Tensor
 
     def __init__(self, params: LDAMLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
-        counts = fn.check_counts(ctx.data.class_counts, self.component_id)
+        counts = fn.check_counts(ctx.data.class_counts, type(self).__name__)
         self.drw_start = fn.drw_start(
             params.epochs or ctx.epochs, params.drw_fraction, params.drw_epoch
         )
@@ -184,13 +179,12 @@ class LabelAwareSmoothingLoss(MixableLoss):
     References: Zhong et al., CVPR 2021 (MiSLAS). MONICA ``losses/LabelAwareSmoothing.py``.
     """
 
-    component_id = "longtail.label_aware_smoothing"
     epsilon: Tensor
 
     def __init__(self, params: LabelAwareSmoothingLossParams, ctx: BuildContext) -> None:
         super().__init__(ctx)
         self.params = params
-        counts = fn.check_counts(ctx.data.class_counts, self.component_id)
+        counts = fn.check_counts(ctx.data.class_counts, type(self).__name__)
         eps = fn.label_aware_epsilon(
             counts, params.shape, params.eps_head, params.eps_tail, params.power
         )
