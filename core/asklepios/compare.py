@@ -22,6 +22,8 @@ from typing import Any
 from asklepios_sdk import AsklepiosError
 from asklepios_sdk.io import write_atomic
 
+from asklepios.config.loader import flatten
+
 __all__ = [
     "CompareError",
     "Comparison",
@@ -168,20 +170,6 @@ def _headline_keys(summary: Mapping[str, Any], keys: Sequence[str]) -> list[str]
     return chosen
 
 
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, Mapping) and data:
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    if isinstance(data, list) and data and all(isinstance(v, Mapping) for v in data):
-        out = {}
-        for i, value in enumerate(data):
-            out.update(_flat(value, f"{prefix}.{i}"))
-        return out
-    return {prefix: data} if prefix else {}
-
-
 class _Absent:
     """A key a run's config or record does not have (shown as ``-``, ``null`` in JSON)."""
 
@@ -260,7 +248,7 @@ def compare_runs(runs: Sequence[Path], metrics: Sequence[str] = ()) -> Compariso
         label: {k: final.get(k, Value(None)) for k in keys}
         for label, final in zip(labels, finals, strict=True)
     }
-    configs = [_flat(_read(run / "config.yaml")) for run in runs]
+    configs = [flatten(_read(run / "config.yaml")) for run in runs]
     records = [_record_facts(_read(run / "record.json")) for run in runs]
     return Comparison(
         runs=list(runs),

@@ -153,6 +153,26 @@ def test_same_config_file_is_accepted_with_resume(tmp_path: Path) -> None:
         run_command(None, ["train.epochs=-1"], resume=run_dir, quiet=True)
 
 
+def test_resume_names_the_stage_key_that_differs(tmp_path: Path) -> None:
+    import yaml
+    from asklepios.api import load_config
+    from asklepios.config import dump_config
+    from asklepios.engine.run import check_resume_config
+    from asklepios.plugins import set_host
+
+    set_host(probe_host())
+    config = _config(tmp_path, "a")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(dump_config(load_config(config)))
+    changed = yaml.safe_load(yaml.safe_dump(config))
+    changed["stages"][1]["optimizer"]["lr"] = 0.5
+    with pytest.raises(RunError) as raised:
+        check_resume_config(run_dir, load_config(changed), "other.yaml")
+    lines = str(raised.value).splitlines()[1:-1]
+    assert lines == ["  - stages.cls.optimizer.lr: the run has 0.02, other.yaml gives 0.5"]
+
+
 def test_a_run_that_fails_before_writing_anything_leaves_no_directory(tmp_path: Path) -> None:
     from asklepios.engine.loop import EngineError
     from asklepios.engine.run import run_experiment

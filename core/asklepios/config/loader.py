@@ -27,6 +27,7 @@ from asklepios.errors import ConfigError, ConfigIssue
 __all__ = [
     "Origins",
     "apply_overrides",
+    "flatten",
     "format_path",
     "merge",
     "parse_override",
@@ -158,6 +159,27 @@ class Origins:
             if found is not None:
                 return found
         return self.root
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Return ``{dotted key: leaf value}`` of a plain config, in the keys ``--set`` takes.
+
+    Mappings and lists of mappings are entered; a list item is keyed by its ``name`` where it has
+    one (``stages.classifier.train.epochs``), else by its index. Other lists are leaf values.
+    """
+    if isinstance(data, Mapping) and data:
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(data, list) and data and all(isinstance(v, Mapping) for v in data):
+        names = [v.get("name") for v in data]
+        named = all(isinstance(n, str) for n in names) and len(set(names)) == len(names)
+        out = {}
+        for i, value in enumerate(data):
+            out.update(flatten(value, f"{prefix}.{names[i] if named else i}"))
+        return out
+    return {prefix: data} if prefix else {}
 
 
 def merge(base: Any, override: Any) -> Any:

@@ -89,15 +89,6 @@ def _existing_run_dir(resume_dir: str | Path, dist: DistInfo) -> Path:
     return run_dir
 
 
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict) and node:
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: node}
-
-
 def check_resume_config(run_dir: str | Path, given: ExperimentConfig, source: str) -> None:
     """Refuse to resume ``run_dir`` with ``given`` unless it resolves to the run's own config.
 
@@ -112,13 +103,14 @@ def check_resume_config(run_dir: str | Path, given: ExperimentConfig, source: st
     import yaml
 
     from asklepios.config import dump_config, load_config
+    from asklepios.config.loader import flatten
     from asklepios.records import config_sha256
 
     saved = dump_config(load_config(Path(run_dir) / "config.yaml"))
     text = dump_config(given)
     if config_sha256(text) == config_sha256(saved):
         return
-    before, after = _flatten(yaml.safe_load(saved)), _flatten(yaml.safe_load(text))
+    before, after = flatten(yaml.safe_load(saved)), flatten(yaml.safe_load(text))
     keys = [k for k in dict.fromkeys([*before, *after]) if before.get(k) != after.get(k)]
     lines = [
         f"  - {key}: the run has {before.get(key, '(unset)')!r}, {source} gives "
