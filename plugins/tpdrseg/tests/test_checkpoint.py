@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,12 +27,26 @@ def test_the_state_dict_leaves_out_frozen_file_weights_and_names_them() -> None:
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable <= set(state)
     sources = {v["file"]: v["sha256"] for v in referenced_weights(model).values()}
-    assert sources[str(__import__("pathlib").Path(sam_checkpoint()).resolve())] == file_sha256(
-        sam_checkpoint()
-    )
+    assert sources[str(Path(sam_checkpoint()).resolve())] == file_sha256(sam_checkpoint())
     assert file_sha256(clip_checkpoint()) in sources.values()
     full = {**state, **{n: p for n, p in model.named_parameters()}}
     assert _size(state) < 0.5 * _size(full)
+    # besides the trainable parameters, only these small entries: a frozen SAM/CLIP weight
+    # (the decoder's unused multimask and IoU heads included) leaking in would fail here
+    chain_prior, chain_encoder = "model.model.model.", "model.model.model.model."
+    assert set(state) - trainable == {
+        "_extra_state",  # mask decoder: its SAM file and sha256
+        "pe_layer.positional_encoding_gaussian_matrix",  # SAM's dense PE, buffer (2, C_p / 2)
+        chain_prior + "_extra_state",  # explicit prior: its CLIP file and sha256
+        chain_prior + "clip.pixel_mean",  # CLIP normalisation, buffers (1, 3, 1, 1)
+        chain_prior + "clip.pixel_std",
+        chain_encoder + "_extra_state",  # SAM encoder: its SAM file and sha256
+    }
+    assert state["pe_layer.positional_encoding_gaussian_matrix"].shape == (2, 16)
+    assert state[chain_prior + "clip.pixel_mean"].numel() == 3
+    sam = {"file": str(Path(sam_checkpoint()).resolve()), "sha256": file_sha256(sam_checkpoint())}
+    assert state["_extra_state"] == state[chain_encoder + "_extra_state"] == sam
+    assert state[chain_prior + "_extra_state"]["sha256"] == file_sha256(clip_checkpoint())
 
 
 def test_a_trained_model_resumes_exactly_from_its_checkpoint() -> None:

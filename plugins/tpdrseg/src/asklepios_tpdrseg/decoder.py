@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from asklepios_sdk import Adapter, BuildContext, ComponentError, EmptyParams, WeightsError
 from torch import Tensor, nn
 
+from asklepios_tpdrseg._frozen import ReferencedWeights
 from asklepios_tpdrseg.encoder import (
     find_encoder,
     is_meta,
@@ -87,13 +88,14 @@ class PromptGenerator(Adapter):
         return sam_example_batch(getattr(self, "model", None), ctx, batch_size)
 
 
-class MaskDecoderHead(Adapter):
+class MaskDecoderHead(Adapter, ReferencedWeights):
     """Predict one lesion mask per image with SAM's mask decoder, batched per image.
 
     Reads ``features``, ``dense_prompt`` and ``sparse_prompt``; returns ``logits`` upsampled
     bilinearly to the input size ``(B, 1, H, W)``, plus ``low_res_logits`` (``(B, 1, 4h, 4w)``)
     and ``iou_prediction``. SAM's positional encoding (frozen buffer) comes from the checkpoint;
-    the multimask hypernetworks and the IoU head, which never reach the logits, stay frozen.
+    the multimask hypernetworks and the IoU head, which never reach the logits, stay frozen and,
+    loaded from a file, are referenced by its sha256 instead of saved in checkpoints.
 
     Raises:
         WeightsError: neither ``checkpoint`` nor ``random_init``, or weights that do not fit.
@@ -137,6 +139,9 @@ class MaskDecoderHead(Adapter):
         unused = [*self.decoder.output_hypernetworks_mlps[1:], self.decoder.iou_prediction_head]
         for module in unused:
             module.requires_grad_(False)
+        if params.checkpoint and not is_meta(self.decoder):
+            frozen = [n for n, p in self.decoder.named_parameters() if not p.requires_grad]
+            self.reference_weights([f"decoder.{n}" for n in frozen], params.checkpoint)
         return super().wrap(model)
 
     def _load(self, path: str) -> None:
