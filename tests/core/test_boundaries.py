@@ -57,6 +57,36 @@ def test_plugin_files_do_not_import_the_core(path):
     )
 
 
+def _class_attributes(path: Path, name: str) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return [
+        f"line {item.lineno}: {node.name}.{name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        for item in node.body
+        if isinstance(item, ast.Assign | ast.AnnAssign)
+        and name
+        in {
+            t.id
+            for t in (item.targets if isinstance(item, ast.Assign) else [item.target])
+            if isinstance(t, ast.Name)
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _plugin_sources() if "src" in p.relative_to(ROOT).parts],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_components_do_not_hard_code_their_id(path):
+    found = _class_attributes(path, "component_id")
+    assert found == [], (
+        f"{path.relative_to(ROOT)}: {found}: the id is the registration's (register(name, ...)); "
+        "a class attribute repeating it goes stale on a rename"
+    )
+
+
 def _core_import_graph() -> dict[str, set[str]]:
     """Return first-level module -> the first-level modules it imports (TYPE_CHECKING aside)."""
     core = ROOT / "core" / "asklepios"
