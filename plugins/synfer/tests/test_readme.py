@@ -12,6 +12,6 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_readme_lists_every_component():
     text = README.read_text()
     rows = component_table_rows("asklepios_synfer.hooks", "synfer")
-    assert len(rows) == 11
+    assert len(rows) == 12
     table = "\n".join((*COMPONENT_TABLE_HEADER, *rows))
     assert table in text, "README component table is stale; regenerate it:\n" + table

@@ -53,12 +53,13 @@ def register_adapters(register: Register) -> None:
 
 @hookimpl
 def register_losses(register: Register) -> None:
-    """Register the semantic-guidance loss."""
+    """Register the semantic-guidance loss and the soft-label cross-entropy."""
     from asklepios_synfer import params as p
 
     register(
         "semantic_guidance", "asklepios_synfer.guidance:SemanticGuidance", p.SemanticGuidanceParams
     )
+    register("soft_ce", "asklepios_synfer.losses:SoftCrossEntropy", p.SoftCrossEntropyParams)
 
 
 @hookimpl

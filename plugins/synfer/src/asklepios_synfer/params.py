@@ -139,6 +139,13 @@ class SemanticGuidanceParams(Params):
     eps: float = Field(1e-8, gt=0)
 
 
+class SoftCrossEntropyParams(Params):
+    """Params of :class:`~asklepios_synfer.losses.SoftCrossEntropy` (``synfer.soft_ce``).
+
+    None: the targets are the batch's ``soft_label`` rows, else one-hot ``label``.
+    """
+
+
 class ClassifierRef(Params):
     """A classifier built from a registered backbone and its weights, for guidance or scoring."""
 
@@ -298,7 +305,13 @@ class LabelCalibratorParams(Params):
     )
     tau_conf: float = Field(0.6, ge=0, le=1, description="τ_conf: mean confidence to relabel.")
     min_votes: PositiveInt = Field(2, description="Members whose argmax must agree to relabel.")
-    soft: bool = Field(False, description="Keep undecided samples with the soft label p̄.")
+    soft: bool = Field(
+        False,
+        description="Keep undecided samples with the soft label p̄ (served as 'soft_label'). "
+        "Only a loss that reads soft_label trains on p̄: with synfer.synthetic_fer set the "
+        "stage's loss to {type: synfer.soft_ce}; core.cross_entropy would train such a sample "
+        "on its intended label y₀.",
+    )
 
 
 class GenerationQualityParams(Params):

@@ -7,8 +7,10 @@ another run's folder), optionally calibrates its labels with the ensemble rule o
 as the training split, with the real training split added when ``mix_real``. The real
 dataset's val/test splits are the evaluation splits; without real data a ``val_fraction`` of the
 synthetic items is held out.
-Samples are ``{"image", "label", "synthetic"}`` (plus ``soft_label`` in soft calibration mode),
-the synthetic images converted to the real images' channels and size.
+Samples are ``{"image", "label", "synthetic"}``, the synthetic images converted to the real
+images' channels and size. In soft calibration mode every sample also has ``soft_label``: p̄ for
+an undecided synthetic image, the one-hot of ``label`` for the others and for real samples, so
+mixed batches collate; train them with ``loss: {type: synfer.soft_ce}``, which reads it.
 """
 
 from __future__ import annotations
@@ -134,6 +136,12 @@ class SyntheticFER(Dataset):
         calibrator = params.calibrator
         if calibrator is not None and calibrator.models:
             probs = member_probabilities(folder, records, calibrator, ctx)
+            if calibrator.soft and probs.shape[2] != num_classes:
+                raise ComponentError(
+                    f"{where}: calibrator.soft serves the members' mean probabilities as "
+                    f"soft_label, but the members give {probs.shape[2]} classes and the data "
+                    f"{num_classes}; set calibrator.models[].num_classes to {num_classes}"
+                )
             out = calibrate(
                 torch.tensor(labels),
                 probs,
