@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,17 @@ def test_the_stub_answers_differ_across_questions() -> None:
     ]
     answers = set(stub.generate([None] * 40, asked))
     assert answers == {"Yes.", "No, there is no abnormality."}
+
+
+def test_the_stub_latency_waits_and_changes_no_answer() -> None:
+    quick = StubVisionLanguageModel(StubVisionLanguageModelParams(), CTX)
+    slow = StubVisionLanguageModel(StubVisionLanguageModelParams(latency_s=0.05), CTX)
+    asked = [[{"role": "user", "content": f"Q{i}? [yes, no]"}] for i in range(3)]
+    started = time.perf_counter()
+    answers = slow.generate([None] * 3, asked)
+    assert time.perf_counter() - started >= 0.05
+    assert answers == quick.generate([None] * 3, asked)
+    assert slow.fingerprint().key == quick.fingerprint().key  # cached answers stay valid
 
 
 def test_a_tiny_llava_loads_through_the_real_transformers_path(tiny_dir: Path) -> None:

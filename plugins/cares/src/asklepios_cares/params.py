@@ -118,6 +118,12 @@ class StubVisionLanguageModelParams(Params):
         0.25, ge=0, le=1, description="Share of follow-up questions answered with doubt."
     )
     seed: int = Field(0, description="Changes every rule-based choice.")
+    latency_s: float = Field(
+        0.0,
+        ge=0,
+        description="Seconds each generate call waits, standing in for a real model's cost "
+        "(tests that kill an evaluation mid-way); changes no answer.",
+    )
 
 
 class HFVisionLanguageModelParams(Params):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 
 from asklepios_sdk import BuildContext
@@ -30,7 +31,8 @@ class StubVisionLanguageModel(GenerativeBackbone):
     Rules, on the last user turn: a prompt with a ``refuse_keywords`` phrase gets a refusal; a
     follow-up "Are you sure" gets doubt for ``unsure_share`` of questions, else confidence; a
     ``[yes, no]`` question gets "Yes." or "No, there is no abnormality."; a question with
-    ``A:…, B:…`` options gets one option; anything else a one-sentence description.
+    ``A:…, B:…`` options gets one option; anything else a one-sentence description. Each
+    ``generate`` call waits ``latency_s`` first (not part of the fingerprint: no answer changes).
     """
 
     def __init__(self, params: StubVisionLanguageModelParams, ctx: BuildContext) -> None:
@@ -38,6 +40,7 @@ class StubVisionLanguageModel(GenerativeBackbone):
         self.refuse = tuple(k.lower() for k in params.refuse_keywords)
         self.unsure_share = params.unsure_share
         self.seed = params.seed
+        self.latency_s = params.latency_s
 
     def fingerprint(self) -> ModelFingerprint:
         rules = json.dumps(
@@ -78,4 +81,6 @@ class StubVisionLanguageModel(GenerativeBackbone):
         self, images: Sequence[Tensor | None], messages: Sequence[Sequence[Message]]
     ) -> list[str]:
         """Return one rule-based answer per conversation."""
+        if self.latency_s:
+            time.sleep(self.latency_s)
         return [self._answer(i, m) for i, m in zip(images, messages, strict=True)]
