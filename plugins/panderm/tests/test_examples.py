@@ -1,8 +1,10 @@
 """Example configs (``examples/configs/panderm/``): each validates and runs end to end, tiny.
 
-The runs go through the ``asklepios`` command line (plugins never import the core). The linear
-probe also runs with the released checkpoint format loaded through ``panderm.checkpoint`` and
-checks that the run record carries the file's sha256.
+The runs go through the ``asklepios`` command line (plugin tests use at most the Python API,
+``asklepios.api``). The linear probe also runs with the released checkpoint format loaded through
+``panderm.checkpoint`` and checks that the run record carries the file's sha256. The fine-tuned
+model is reloaded through ``Run.open(...).model()`` and the run resumed with ``--resume`` after
+an emulated kill.
 """
 
 from __future__ import annotations
@@ -100,6 +102,50 @@ def test_finetune_runs_both_stages_on_a_timm_vit_with_the_checkpoint(tmp_path: P
     assert stages["finetune"]["selected_checkpoint"] == "best"
     record = json.loads((run_dir / "record.json").read_text())
     (checkpoint,) = record["plugins_metadata"]["panderm"]["checkpoints"]  # stage 1's load
+    assert checkpoint["target"] == "timm" and checkpoint["missing_keys"] == []
+    _check_round_trip_and_resume(run_dir, path, summary)
+
+
+def _gammas(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if k.endswith((".ls1.gamma", ".ls2.gamma"))}
+
+
+def _check_round_trip_and_resume(run_dir: Path, release: Path, summary: dict) -> None:
+    """Reload the fine-tuned model through the API, then resume the run after a kill."""
+    from asklepios.api import Run
+
+    # the real loading path: the model is rebuilt from the run's config (core.timm, whose
+    # panderm.checkpoint adapter loads the released file again), then the run's best checkpoint
+    restored = Run.open(run_dir).model(stage="finetune").state_dict()
+    best = torch.load(run_dir / "checkpoints/finetune/best.pt", weights_only=True)["model"]
+    assert set(restored) == set(best)
+    gammas, released = _gammas(restored), torch.load(release, weights_only=True)
+    assert len(gammas) == 4  # ls1 and ls2 of both blocks
+    for key, value in gammas.items():
+        torch.testing.assert_close(value, best[key], rtol=0, atol=0)  # the trained values
+        start = released["encoder." + key.split("model.model.", 1)[1]]  # what training began at
+        assert not torch.allclose(value, start), key
+    for key, value in best.items():
+        torch.testing.assert_close(restored[key], value, rtol=0, atol=0)
+
+    # a run killed during the fine-tune stage's final test, after its last epoch checkpoint
+    # (the state tests/core/test_interrupts.py reaches with SIGKILL): the stage's and the run's
+    # summaries and the later stage are not written yet
+    (run_dir / "checkpoints/finetune/summary.json").unlink()
+    shutil.rmtree(run_dir / "checkpoints/tta")
+    (run_dir / "summary.json").unlink()
+    epoch = run_dir / "checkpoints/finetune/epoch-0000.pt"
+    written = {f: f.read_bytes() for f in (epoch, epoch.with_name("best.pt"))}
+    output = _asklepios("run", "--resume", str(run_dir)).stdout
+    said = "".join(output.split())  # the console may wrap a long line anywhere
+    assert "".join(f"resumed finetune from {epoch}".split()) in said, output[-2000:]
+    assert all(f.read_bytes() == data for f, data in written.items())  # nothing retrained
+    resumed = json.loads((run_dir / "summary.json").read_text())
+    for stage in ("finetune", "tta"):  # the restored epoch checkpoint tests as the original did
+        assert resumed["stages"][stage]["test"] == summary["stages"][stage]["test"], stage
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["status"] == "completed" and len(record["resumes"]) == 1
+    (checkpoint,) = record["plugins_metadata"]["panderm"]["checkpoints"]  # loaded again
     assert checkpoint["target"] == "timm" and checkpoint["missing_keys"] == []
 
 
