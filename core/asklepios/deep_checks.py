@@ -10,6 +10,9 @@ CPU for a component that cannot be built on meta) and the evaluators. Against th
   ``replace_head``);
 * ``replace_head``: the backbone has ``reset_classifier`` and the dataset states its classes;
 * ``init_from``: the source stage's checkpoint fits this stage's model (keys and shapes);
+* the dataset's files exist and are readable (``data.verify``; ``full`` checks headers here);
+* a training batch size of one with unsynchronised BatchNorm layers (the loop refuses it);
+* each evaluator's ``fit_split`` is a split of the stage's dataset;
 * ``train.monitor.metric``: ``loss`` or ``<evaluator name>/<key>`` of an evaluator of the stage,
   and one of the keys it declares (``Evaluator.output_keys``) when it declares them;
 * every component builds (a build error is reported at its config path).
@@ -204,6 +207,7 @@ class _DeepChecker:
             sample_transforms,
             training_facts,
         )
+        from asklepios.datafiles import verify_dataset
 
         data = effective.data
         key = json.dumps(
@@ -228,6 +232,12 @@ class _DeepChecker:
                 where = ("data", "wrappers", i)
                 wrapper = builder.component("dataset", spec, ctx, f"data.wrappers.{i}")
                 dataset = wrapper.wrap(dataset)
+            where = ("data", "dataset")
+            verify_dataset(  # the build checks again at data.verify; 'full' waits for it
+                dataset,
+                "headers" if data.verify == "full" else data.verify,
+                f"data.dataset [{data.dataset.type}]",
+            )
             where = ("data",)
             facts = training_facts(dataset)
             ctx = ctx.replace(data=facts)
@@ -309,9 +319,43 @@ class _DeepChecker:
             self.replace_head(index, built)
         if stage is not None and stage.freeze:
             self.check_freeze(index, stage.freeze, built)
+        if effective.train.epochs > 0 and generate is None:
+            self.check_single_samples(index, stage, effective, built)
+        self.check_fit_splits(index, stage, built)
         if effective.train.epochs > 0 and "val" in built.split_names:
             self.check_monitor(index, stage, effective, built)
         self.built[name] = built
+
+    def check_single_samples(
+        self, index: int, stage: StageConfig | None, effective: ExperimentConfig, built: _Skeleton
+    ) -> None:
+        """Refuse a batch size of one for unsynchronised BatchNorm, as the training loop would."""
+        import os
+
+        from asklepios.build import drops_single_batch
+        from asklepios.engine.distributed import batchnorm_layers, single_sample_problem
+
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        layers = batchnorm_layers(built.model)
+        if not layers or not drops_single_batch(effective, world_size):
+            return
+        problem = single_sample_problem(
+            layers, effective.data.loader.batch_size, None, world_size > 1
+        )
+        if problem:
+            self.report.add(self.at(stage, index, ("data", "loader", "batch_size")), problem)
+
+    def check_fit_splits(self, index: int, stage: StageConfig | None, built: _Skeleton) -> None:
+        """Check that each evaluator's ``fit_split`` is a split of the stage's dataset."""
+        for i, evaluator in enumerate(built.evaluators):
+            split = getattr(evaluator, "fit_split", None)
+            if split and split not in built.split_names:
+                self.report.add(
+                    self.at(stage, index, ("evaluators", i)),
+                    f"the evaluator fits on split {split!r}, which the stage's dataset does not "
+                    "provide",
+                    f"the dataset's splits are {list(built.split_names)}",
+                )
 
     def check_init(self, index: int, stage: StageConfig, built: _Skeleton) -> None:
         assert stage.init_from is not None

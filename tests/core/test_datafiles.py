@@ -195,3 +195,18 @@ def test_keyed_split_seeds_each_sample_by_epoch_and_position() -> None:
     assert split[SampleKey(1, 5, 2)] != first  # another epoch
     assert split[SampleKey(0, 6, 2)] != first  # another position (a repeated index)
     assert split[3] == split[3] != split[2]  # evaluation: keyed by index
+
+
+def test_validate_deep_finds_missing_files_before_run_creates_anything(tmp_path: Path) -> None:
+    from asklepios.deep_checks import check_deep
+    from asklepios.errors import ConfigError
+
+    manifest = _manifest(tmp_path / "data")
+    (tmp_path / "data" / "img07.png").unlink()
+    host = probe_host()
+    config = validate_config(_csv_config(tmp_path, manifest), host=host)
+    with pytest.raises(ConfigError) as caught:
+        check_deep(config, host)
+    (issue,) = caught.value.issues
+    assert issue.path == "data.dataset"
+    assert "1 of 30 files failed" in issue.message and "img07.png" in issue.message

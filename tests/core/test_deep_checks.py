@@ -58,9 +58,37 @@ class _Undeclared(_Declared):
     output_keys: ClassVar[tuple[str, ...]] = ()
 
 
+class _Normed(_Plain):
+    """A linear model with a BatchNorm layer."""
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        self.norm = nn.BatchNorm1d(ctx.data.num_classes)
+
+    def forward(self, batch):
+        return {"logits": self.norm(super().forward(batch)["logits"])}
+
+
+class _FitsOnTrain(_Undeclared):
+    """An evaluator that fits on a split before it evaluates (as a linear probe does)."""
+
+    name: ClassVar[str] = "fits"
+    fit_split: ClassVar[str] = "unlabelled"
+
+
 def plain(params, ctx):
     """Build a linear backbone without reset_classifier."""
     return _Plain(ctx)
+
+
+def normed(params, ctx):
+    """Build a linear backbone with BatchNorm."""
+    return _Normed(ctx)
+
+
+def fits(params, ctx):
+    """Build an evaluator that fits on the 'unlabelled' split."""
+    return _FitsOnTrain()
 
 
 def needs_weights(params, ctx):
@@ -81,6 +109,7 @@ def undeclared(params, ctx):
 @hookimpl
 def register_backbones(register):
     register("plain", plain, EmptyParams)
+    register("normed", normed, EmptyParams)
     register("needs_weights", needs_weights, EmptyParams)
 
 
@@ -88,6 +117,7 @@ def register_backbones(register):
 def register_evaluators(register):
     register("declared", declared, EmptyParams)
     register("undeclared", undeclared, EmptyParams)
+    register("fits", fits, EmptyParams)
 
 
 @pytest.fixture
@@ -240,6 +270,26 @@ def test_a_component_that_fails_to_build_is_located(tmp_path, host):
     assert "building the data failed" in issue.message and "leaves no training data" in (
         issue.message
     )
+
+
+def test_batch_size_one_with_batchnorm_is_refused_where_it_is_set(tmp_path, host):
+    data = _with("model.backbone", {"type": "probe.normed"})
+    data["stages"][1]["freeze"] = []
+    data["stages"][1]["data"] = {"loader": {"batch_size": 1}}
+    issues = _issues(tmp_path, host, data)
+    assert list(issues) == ["stages[1].data.loader.batch_size"]
+    assert "BatchNorm layers (norm) cannot normalise a single sample" in (
+        issues["stages[1].data.loader.batch_size"].message
+    )
+    data["stages"][1]["train"] = {"epochs": 0}  # evaluation only: nothing trains
+    load_checked_config(_write(tmp_path, data), host=host)
+
+
+def test_an_evaluator_must_fit_on_a_split_the_dataset_has(tmp_path, host):
+    data = _with("evaluators", [{"type": "core.classification"}, {"type": "probe.fits"}])
+    issue = _issues(tmp_path, host, data)["evaluators[1]"]
+    assert "fits on split 'unlabelled'" in issue.message
+    assert "'train'" in (issue.suggestion or "")
 
 
 def test_weights_a_run_writes_later_are_left_to_the_run(tmp_path, host):
