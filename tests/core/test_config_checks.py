@@ -462,6 +462,15 @@ def test_a_set_that_a_stage_shadows_warns_with_the_set_to_type(project, host):
         load_config(file, ["train.log_every=7"], host=host)
 
 
+def test_an_evaluation_only_stage_keeps_its_train_section_without_a_warning(project, host):
+    data = _config()
+    data["stages"][1]["train"] = {"epochs": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConfigWarning)
+        config = load_config(_write(project / "exp.yaml", data), ["train.epochs=7"], host=host)
+    assert [c.train.epochs for _, c in stage_configs(config)] == [7, 0]
+
+
 def test_a_stage_that_replaces_a_component_shadows_its_params(project, host):
     data = _config()
     data["stages"][1]["loss"] = {"type": "core.focal", "alpha": 0.5}

@@ -124,6 +124,12 @@ def _shadowing(stage: Mapping[str, Any], base: Mapping[str, Any], path: KeyPath)
     return None
 
 
+def _trains_nothing(stage: Mapping[str, Any]) -> bool:
+    train = stage.get("train")
+    epochs = train.get("epochs") if isinstance(train, Mapping) else None
+    return epochs == 0 or stage.get("generate") is not None
+
+
 def shadowed_overrides(
     raw: Mapping[str, Any], applied: Sequence[tuple[str, KeyPath]], origins: Origins
 ) -> list[str]:
@@ -140,8 +146,8 @@ def shadowed_overrides(
             if not isinstance(stage, Mapping):
                 continue
             where = _shadowing(stage, raw, path)
-            if where is None:
-                continue
+            if where is None or (path[0] == "train" and _trains_nothing(stage)):
+                continue  # an evaluation-only or generation stage keeps its own train section
             name = stage.get("name", i)
             key = ("stages", i, *where)
             if origins.file_of(key).startswith("--set "):
