@@ -124,6 +124,24 @@ def test_a_frozen_model_is_fitted_once_on_the_whole_train_split(tmp_path: Path) 
     assert 0.0 <= test["centroid/acc"] <= 1.0
 
 
+def test_the_fitting_pass_has_its_own_progress_bar(tmp_path: Path, monkeypatch) -> None:
+    from asklepios.engine.progress import RunProgress
+
+    bars: list[tuple[str, int]] = []
+    start = RunProgress.start_eval
+
+    def record(self: RunProgress, split: str, batches: int) -> None:
+        bars.append((split, batches))
+        start(self, split, batches)
+
+    monkeypatch.setattr(RunProgress, "start_eval", record)
+    host = _host()
+    config = validate_config(_config(tmp_path, epochs=0), host=host)
+    run_experiment(config, host=host, quiet=True)
+    assert [name for name, _ in bars] == ["fit on train", "test"]
+    assert bars[0][1] > 0
+
+
 def test_the_probe_refits_after_every_optimiser_step_only(tmp_path: Path) -> None:
     FITS.clear()
     host = _host()

@@ -374,6 +374,7 @@ class StageRunner:
             self.model.eval()
             for evaluator in group:
                 evaluator.reset()
+            self.progress.start_eval(f"fit on {split}", len(data_loader))
             for batch in preserve_rng(data_loader, in_process=loader.num_workers == 0):
                 batch = move_batch(batch, self.device)
                 ctx = (
@@ -385,6 +386,8 @@ class StageRunner:
                     outputs = self.model(batch)
                 for evaluator in group:
                     evaluator.update(outputs, batch)
+                self.progress.eval_step()
+            self.progress.end_eval()
             for evaluator in group:
                 evaluator.fit()
                 evaluator.reset()
