@@ -185,8 +185,10 @@ class LLMJudge(_CaresEvaluator):
     The judge gets ``eval_gpt_score.py``'s system message and prompt (question, reference
     answer, model response). Replies that are not a number are skipped (``skipped``);
     ``score`` is the mean of the others clipped to [1, 10]. ``legacy`` reproduces the
-    script's printed aggregate, which averaged ``max(1, min(10, 1))`` per sample instead of the
-    judge's scores: 1.0 whenever any reply was numeric.
+    script's printed aggregate: ``ChatEvaluation.eval`` sets ``scores = [1, 10]`` per sample and
+    appends ``max(1, min(10, float(scores[0])))``, i.e. 1, instead of the judge's score, so it
+    prints 1.0 whenever any reply was numeric (not 5.5, the mean of ``[1, 10]``). The judge
+    decodes greedily by default (``judge.temperature: 0.0``); CARES used 0.7.
     """
 
     name = "llm_judge"
