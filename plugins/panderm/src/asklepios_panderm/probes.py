@@ -3,7 +3,9 @@
 Both declare ``fit_split = "train"``: within one ``asklepios run`` the engine passes the training
 split's features (evaluation transforms, eval mode) through :meth:`update`, calls :meth:`fit`, then
 evaluates val and test. Features are computed once per model state and shared by every probe of
-the run (several label fractions, both penalties, kNN), since one pass feeds them all.
+the run (several label fractions, both penalties, kNN), since one pass feeds them all. They are
+held in memory only: the core's on-disk feature cache serves ``core.open_clip``, so another run
+encodes the splits again.
 
 The linear probe is the repo's ``LogisticRegression``: ``Linear(D, K)`` initialised after
 ``torch.manual_seed(seed)``, one full-batch ``LBFGS(line_search_fn="strong_wolfe",
