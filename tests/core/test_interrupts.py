@@ -181,7 +181,13 @@ def test_a_run_that_fails_before_writing_anything_leaves_no_directory(tmp_path: 
     config = make_config(tmp_path, stages=[{"name": "only", "freeze": ["encoder.*"]}])
     with pytest.raises(EngineError, match="encoder"):
         run_experiment(validate_config(config, host=host), host=host, quiet=True)
-    assert not any((tmp_path / "runs").iterdir())
+    assert not (tmp_path / "runs").exists()  # the output folder this run made is gone too
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    config["output_dir"] = str(kept / "a" / "b")
+    with pytest.raises(EngineError, match="encoder"):
+        run_experiment(validate_config(config, host=host), host=host, quiet=True)
+    assert list(tmp_path.iterdir()) == [kept] and not any(kept.iterdir())  # kept stays
 
 
 def test_a_non_finite_loss_exits_1_with_one_message_and_a_failed_record(

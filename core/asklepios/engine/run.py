@@ -77,6 +77,16 @@ def _new_run_dir(config: ExperimentConfig, dist: DistInfo, given: str | Path | N
     return path
 
 
+def _top_missing(folder: Path) -> Path | None:
+    """Return the outermost folder of ``folder``'s path that does not exist yet, if any."""
+    missing = None
+    for candidate in [folder, *folder.parents]:
+        if candidate.exists():
+            return missing
+        missing = candidate
+    return missing
+
+
 def _existing_run_dir(resume_dir: str | Path, dist: DistInfo) -> Path:
     """Return the run directory to resume, without the temporary files of interrupted writes."""
     run_dir = Path(resume_dir)
@@ -183,6 +193,7 @@ class _Session:
     weights: dict[str, Any] = field(default_factory=dict)
     started: bool = False
     keep_dir: bool = False  # the directory existed before the run (resumed, or given empty)
+    made_parents: Path | None = None  # the outermost folder above run_dir that this run made
     verified: set[str] = field(default_factory=set)  # datasets whose files were checked
     generated: dict[str, str] = field(default_factory=dict)  # this fold's generated datasets
 
@@ -405,6 +416,16 @@ class _Session:
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     path.unlink(missing_ok=True)
+            self._remove_made_parents()
+
+    def _remove_made_parents(self) -> None:
+        """Remove the folders above the run directory that this run made, if left empty."""
+        if self.made_parents is None or self.keep_dir:
+            return
+        folder = self.run_dir.parent
+        while folder != self.made_parents.parent and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
 
     def finish(self, summary: dict[str, Any], quiet: bool) -> None:
         """Call ``run_end``; on rank 0 complete the record, write summary, metrics.csv, plots."""
@@ -491,6 +512,8 @@ def run_experiment(
     dist, dev = init_distributed(device or config.train.device)
     problems = _load_lifecycle_plugins(host, dist)
     kept = resume_dir is not None or (new_dir is not None and Path(new_dir).is_dir())
+    parent = Path(new_dir).parent if new_dir is not None else Path(config.output_dir)
+    made_parents = None if kept or not dist.is_main else _top_missing(parent)
     run_dir = (
         _existing_run_dir(resume_dir, dist) if resume_dir else _new_run_dir(config, dist, new_dir)
     )
@@ -510,6 +533,7 @@ def run_experiment(
         run_dir=run_dir,
         resuming=resume_dir is not None,
         keep_dir=kept,
+        made_parents=made_parents,
         dist=dist,
         device=dev,
         progress=RunProgress(enabled=dist.is_main, quiet=quiet),
