@@ -51,7 +51,11 @@ def validate(
         return
     stages = stage_configs(resolved)
     names = ", ".join(stage.name if stage else "main" for stage, _ in stages)
-    level = "deep checks" if deep else "fast checks; --deep also builds each stage's model"
+    level = (
+        "deep checks"
+        if deep
+        else "fast checks; --deep also checks each stage's built data, model and monitored metric"
+    )
     sys.stdout.write(f"{config}: valid ({len(stages)} stage(s): {names}; {level})\n")
 
 
