@@ -551,4 +551,5 @@ def run_experiment(
     except BaseException as err:
         session.fail(err)
         raise
+    barrier(dist)  # every rank returns once rank 0 has written the summary and the record
     return summary

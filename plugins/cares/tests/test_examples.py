@@ -100,15 +100,6 @@ def test_the_tiny_hf_demo_runs_through_transformers(tmp_path: Path) -> None:
     assert "cares.hf_vlm" in record["components"]
 
 
-RUNNER = """
-import json, os, sys
-from asklepios.cli import run_command
-summary = run_command(sys.argv[1], [], quiet=True)
-with open(os.environ["SUMMARY_OUT"] + "-" + os.environ.get("RANK", "0") + ".json", "w") as f:
-    json.dump(summary, f)
-"""
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -123,8 +114,6 @@ def test_two_ranks_score_like_one_process(tmp_path: Path) -> None:
     demo["stages"] = [s for s in demo["stages"] if s["name"] in keep]
     demo["data"]["dataset"]["directory"] = str(tmp_path / "fixture")
     demo["data"]["loader"]["batch_size"] = 5  # uneven shards: 24 questions, 5 batches
-    runner = tmp_path / "runner.py"
-    runner.write_text(RUNNER)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     two = [*torchrun, "--master_port", str(_free_port())]
@@ -133,15 +122,16 @@ def test_two_ranks_score_like_one_process(tmp_path: Path) -> None:
         config = tmp_path / f"{name}.yaml"
         config.write_text(yaml.safe_dump({**demo, "output_dir": str(tmp_path / name)}))
         done = subprocess.run(
-            [*launcher, str(runner), str(config)],
-            env={**env, "SUMMARY_OUT": str(tmp_path / name)},
+            [*launcher, "-m", "asklepios", "run", str(config), "--quiet"],
+            env=env,
             capture_output=True,
             text=True,
             timeout=600,
             check=False,
         )
         assert done.returncode == 0, done.stderr[-3000:]
-        results[name] = json.loads((tmp_path / f"{name}-0.json").read_text())["stages"]
+        (summary,) = (tmp_path / name).glob("*/summary.json")
+        results[name] = json.loads(summary.read_text())["stages"]
     assert set(results["one"]) == set(keep)
     for stage, data in results["one"].items():
         assert results["two"][stage]["test"] == pytest.approx(data["test"], nan_ok=True), stage
