@@ -148,7 +148,14 @@ def _final_values(summary: Mapping[str, Any]) -> dict[str, Value]:
             if _is_number(v.get("mean"))
         }
     test = summary.get("test") or {}
-    return {k: Value(float(v)) for k, v in test.items() if _is_number(v)}
+    values = {k: Value(float(v)) for k, v in test.items() if _is_number(v)}
+    for stage, data in (summary.get("stages") or {}).items():  # '<stage>:<key>', any stage
+        stage_test = data.get("test") if isinstance(data, Mapping) else None
+        if isinstance(stage_test, Mapping):
+            values.update(
+                {f"{stage}:{k}": Value(float(v)) for k, v in stage_test.items() if _is_number(v)}
+            )
+    return values
 
 
 def _headline_keys(summary: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
@@ -161,7 +168,7 @@ def _headline_keys(summary: Mapping[str, Any], keys: Sequence[str]) -> list[str]
     last = stages[list(stages)[-1]] if stages else {}
     patterns: Mapping[str, Sequence[str]] = last.get("headline") or {}
     if not patterns:
-        return [k for k in keys if k != "loss"]
+        return [k for k in keys if k != "loss" and ":" not in k]
     chosen: list[str] = []
     for name, declared in patterns.items():
         mine = [k for k in keys if k.startswith(f"{name}/")]
@@ -223,6 +230,9 @@ def _labels(runs: Sequence[Path]) -> list[str]:
 def compare_runs(runs: Sequence[Path], metrics: Sequence[str] = ()) -> Comparison:
     """Compare finished run directories; ``metrics`` picks keys (default: headline keys).
 
+    A key is a final test metric (``classification/accuracy``; mean ± sd over folds) or
+    ``<stage>:<key>`` for the test metric of any stage (``classifier:classification/accuracy``).
+
     Raises:
         CompareError: a metric asked for is in none of the runs.
     """
@@ -234,9 +244,11 @@ def compare_runs(runs: Sequence[Path], metrics: Sequence[str] = ()) -> Compariso
         known = {k for final in finals for k in final}
         unknown = [m for m in metrics if m not in known]
         if unknown:
+            stages = sorted({k.split(":", 1)[0] for k in known if ":" in k})
             raise CompareError(
                 f"metric(s) {unknown} are in none of the runs; they have: "
-                + ", ".join(sorted(known))
+                + ", ".join(sorted(k for k in known if ":" not in k))
+                + (f"; and as '<stage>:<key>' the test metrics of {stages}" if stages else "")
             )
         keys = list(metrics)
     else:

@@ -97,6 +97,26 @@ def test_metric_choice_and_unknown_metric(tmp_path):
         compare_runs([run], ["acc"])
 
 
+def test_any_stage_test_metric_as_stage_colon_key(tmp_path):
+    run = _write_run(tmp_path, "a")
+    summary = json.loads((run / "summary.json").read_text())
+    summary["stages"] = {
+        "rep": {"test": {**TEST, "classification/accuracy": 0.6}},
+        **summary["stages"],
+    }
+    (run / "summary.json").write_text(json.dumps(summary))
+    comparison = compare_runs([run], ["rep:classification/accuracy", "classification/accuracy"])
+    assert comparison.values["a"] == {
+        "rep:classification/accuracy": Value(0.6),
+        "classification/accuracy": Value(0.8),
+    }
+    assert ":" not in "".join(compare_runs([run]).metrics)  # defaults: the final headline
+    with pytest.raises(
+        CompareError, match=r"as '<stage>:<key>' the test metrics of \['main', 'rep'\]"
+    ):
+        compare_runs([run], ["rep:nothing"])
+
+
 def test_globs_expand_to_finished_runs_in_order(tmp_path):
     b, a = _write_run(tmp_path, "lt-b"), _write_run(tmp_path, "lt-a")
     (tmp_path / "lt-unfinished").mkdir()

@@ -198,7 +198,11 @@ def compare(
     runs: Annotated[list[str], typer.Argument(help="Run directories or globs ('runs/lt-*').")],
     metric: Annotated[
         list[str] | None,
-        typer.Option("--metric", metavar="KEY", help="Metric to show; repeatable."),
+        typer.Option(
+            "--metric",
+            metavar="KEY",
+            help="Metric to show: a final test key, or STAGE:KEY for a stage's; repeatable.",
+        ),
     ] = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", metavar="PNG", help="Write a bar chart.")
