@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
 import torch
-from asklepios_sdk import BuildContext
+from _tiny import classifier_ref, save_classifier, write_generated
+from asklepios_sdk import AsklepiosWarning, BuildContext
+from asklepios_sdk.synthesis import GENERATED_EXTRA, GENERATION_MODELS_EXTRA
+from asklepios_sdk.testing import host_components
 from asklepios_synfer.calibrator import LabelCalibrator, calibrate
-from asklepios_synfer.params import LabelCalibratorParams
+from asklepios_synfer.params import LabelCalibratorParams, SyntheticFERParams
+from asklepios_synfer.synthetic import SyntheticFER
 
 # 3 models × 4 samples × 4 classes; intended labels [0, 0, 0, 3]
 PROBS = torch.tensor(
@@ -77,3 +87,52 @@ def test_the_evaluator_reports_the_shares() -> None:
     result = evaluator.compute()
     assert result["agree"] == 0.25 and result["relabelled"] == 0.25
     assert result["dropped"] == 0.5 and result["kept"] == 0.5 and result["soft"] == 0.0
+
+
+def _guided_folder(tmp_path: Path) -> tuple[Path, Path]:
+    """Return a generated folder whose manifest names a guidance classifier, and its weights."""
+    weights = save_classifier(tmp_path / "guide.pt", num_classes=3)
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    guidance = {"id": f"core.mlp@{digest}", "component": "core.mlp", "source": str(weights)}
+    return write_generated(tmp_path / "gen", count=6, classes=3, guidance=guidance), weights
+
+
+def test_a_member_that_guided_the_generation_is_warned_about(tmp_path) -> None:
+    folder, guide = _guided_folder(tmp_path)
+    copy = tmp_path / "elsewhere" / "same.pt"
+    copy.parent.mkdir()
+    shutil.copy(guide, copy)
+    other = save_classifier(tmp_path / "other.pt", num_classes=3, seed=5)
+    ctx = BuildContext(extras={GENERATED_EXTRA: {"generate": str(folder)}}, stage="quality")
+    same_file, same_sha = [guide, other], [other, copy]
+    for index, files in enumerate((same_file, same_sha)):
+        params = LabelCalibratorParams(models=[classifier_ref(f, 3) for f in files])
+        pattern = rf"synfer\.label_calibrator \(stage 'quality'\): models\[{index}\].*'generate'"
+        with pytest.warns(AsklepiosWarning, match=pattern):
+            LabelCalibrator(params, ctx)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AsklepiosWarning)
+        LabelCalibrator(LabelCalibratorParams(models=[classifier_ref(other, 3)]), ctx)
+        LabelCalibrator(LabelCalibratorParams(models=[classifier_ref(guide, 3)]), BuildContext())
+
+
+def test_the_checks_before_the_run_defer_the_warning_to_the_run(tmp_path) -> None:
+    # the CLI loops on a plugin warning recorded during its pre-run checks (a core bug)
+    folder, guide = _guided_folder(tmp_path)
+    extras = {GENERATED_EXTRA: {"generate": str(folder)}, GENERATION_MODELS_EXTRA: {}}
+    ctx = BuildContext(extras=extras, stage="quality")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AsklepiosWarning)
+        LabelCalibrator(LabelCalibratorParams(models=[classifier_ref(guide, 3)]), ctx)
+
+
+def test_synthetic_fer_warns_when_its_calibrator_votes_with_the_guidance_classifier(
+    tmp_path,
+) -> None:
+    folder, guide = _guided_folder(tmp_path)
+    calibrator = {"models": [classifier_ref(guide, 3)], "min_votes": 1}
+    params = SyntheticFERParams(path=str(folder), calibrator=calibrator, val_fraction=0.0)
+    ctx = BuildContext(components=host_components, stage="downstream")
+    pattern = r"synfer\.synthetic_fer \(stage 'downstream'\): calibrator\.models\[0\]"
+    with pytest.warns(AsklepiosWarning, match=pattern):
+        SyntheticFER(params, ctx)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from _tiny import save_classifier
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "configs" / "synfer"
@@ -22,6 +23,7 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "configs" / "synfe
 SHRINK = (
     "stages.real_classifier.train.epochs=2",
     "stages.held_out_classifier.train.epochs=2",
+    "stages.calibrator_classifier.train.epochs=2",
     "stages.lora.train.epochs=1",
     "stages.au_adapter.train.epochs=1",
     "stages.generate.data.dataset.count=16",
@@ -51,7 +53,8 @@ def test_there_are_the_promised_configs() -> None:
 @pytest.mark.slow
 def test_the_tiny_config_validates_deeply() -> None:
     out = _asklepios("validate", "--deep", str(EXAMPLES / "tiny.yaml"))
-    assert "7 stage(s)" in out.stdout
+    assert "8 stage(s)" in out.stdout
+    assert "guided generation stage" not in out.stdout + out.stderr  # no calibrator warning
 
 
 def test_the_sd15_config_validates_with_its_paths_pointing_at_stand_ins(tmp_path) -> None:
@@ -100,6 +103,24 @@ def test_the_tiny_chain_generates_calibrates_and_trains_on_real_plus_synthetic(t
     assert [r["label"] for r in items] == [i % 8 for i in range(16)]
 
 
+def _calibrator_members(stage: dict) -> list[dict]:
+    calibrators = [e for e in stage.get("evaluators", []) if e["type"] == "synfer.label_calibrator"]
+    dataset = stage.get("data", {}).get("dataset", {})
+    if dataset.get("calibrator"):
+        calibrators.append(dataset["calibrator"])
+    return [member for c in calibrators for member in c["models"]]
+
+
+def test_the_tiny_calibrator_votes_with_classifiers_independent_of_the_guidance_one() -> None:
+    config = yaml.safe_load((EXAMPLES / "tiny.yaml").read_text())
+    stages = {s["name"]: s for s in config["stages"]}
+    guidance = stages["generate"]["model"]["adapters"][1]["classifier"]["from_stage"]
+    for name in ("quality", "downstream"):
+        members = _calibrator_members(stages[name])
+        assert len(members) >= 2  # an ensemble that min_votes: 2 can agree in
+        assert guidance not in {m["from_stage"] for m in members}, name
+
+
 def test_validate_refuses_scoring_with_the_guidance_classifier_before_anything_runs(
     tmp_path,
 ) -> None:
@@ -125,4 +146,4 @@ def test_validate_refuses_scoring_with_the_guidance_classifier_before_anything_r
     )
     assert result.returncode != 0
     assert "configuration error" in result.stdout + result.stderr
-    assert "stages[5].evaluators[2]" in result.stdout + result.stderr
+    assert "stages[6].evaluators[2]" in result.stdout + result.stderr

@@ -12,21 +12,43 @@ intended label y₀ and the class-probability vectors p_m of M ≥ 1 models:
 
 Each sample gets ``{label, soft_label, confidence, kept}`` (``label`` −1 when dropped; a soft
 sample keeps y₀ as ``label`` and p̄ as ``soft_label``).
+
+A member that is the classifier which *guided* the generation agrees with the intended labels
+it steered the images toward, so the vote keeps labels it should question (the bias that
+inflated the reproduction's FER accuracy). Both the evaluator and ``synfer.synthetic_fer`` warn
+(:class:`~asklepios_sdk.AsklepiosWarning`) about such a member: same component and weights
+source as the guidance classifier in a generated folder's manifest, or the same weights file
+(sha256).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from asklepios_sdk import BuildContext, ComponentError, Evaluator
+from asklepios_sdk import AsklepiosWarning, BuildContext, ComponentError, Evaluator, WeightsError
+from asklepios_sdk.synthesis import GENERATED_EXTRA, GENERATION_MODELS_EXTRA, read_manifest
 from torch import Tensor
 
-from asklepios_synfer.classifiers import Classifier, build_classifier
-from asklepios_synfer.params import LabelCalibratorParams
+from asklepios_synfer.classifiers import (
+    Classifier,
+    build_classifier,
+    classifier_id,
+    reference_key,
+)
+from asklepios_synfer.params import ClassifierRef, LabelCalibratorParams
 
-__all__ = ["DECISIONS", "LabelCalibrator", "calibrate"]
+__all__ = [
+    "DECISIONS",
+    "LabelCalibrator",
+    "calibrate",
+    "guidance_classifiers",
+    "manifest_guidance",
+    "warn_guidance_members",
+]
 
 DECISIONS = ("agree", "relabel", "soft", "drop")
 """What the rule did with a sample, by code 0..3."""
@@ -74,6 +96,65 @@ def calibrate(
     }
 
 
+def manifest_guidance(folder: Path, name: str) -> list[dict[str, Any]]:
+    """Return the guidance classifier a generated folder's manifest names (none: ``[]``)."""
+    try:
+        manifest = read_manifest(folder)
+    except ComponentError:
+        return []
+    found = (manifest.get("generator") or {}).get("guidance_classifier")
+    return [{**found, "stage": name}] if isinstance(found, dict) else []
+
+
+def guidance_classifiers(ctx: BuildContext, stage: str | None = None) -> list[dict[str, Any]]:
+    """Return the guidance classifiers of the run's generation stages (or of ``stage``).
+
+    Each is ``{component, source, id, stage}``, from the manifest of a generated folder.
+    """
+    found: list[dict[str, Any]] = []
+    for name, folder in dict(ctx.extras.get(GENERATED_EXTRA) or {}).items():
+        if folder is not None and stage in (None, name):
+            found += manifest_guidance(Path(folder), name)
+    return found
+
+
+def warn_guidance_members(
+    refs: Sequence[ClassifierRef], guidance: list[dict[str, Any]], ctx: BuildContext, where: str
+) -> None:
+    """Warn about each member of ``refs`` that is one of the ``guidance`` classifiers.
+
+    A member matches by component and weights source, or by id (component and sha256 of its
+    weights file) when a manifest gives the guidance classifier's id and the file exists.
+    Nothing is checked while the config is checked before the run (``ctx.extras`` has
+    ``generation_models``): the CLI records the warnings of those checks and, for a
+    plugin's warning, loops without end (core/asklepios/cli/_app.py ``_config_warnings``);
+    the build in the run warns.
+    """
+    if GENERATION_MODELS_EXTRA in ctx.extras:
+        return
+    with_ids = any(g.get("id") for g in guidance)
+    for i, ref in enumerate(refs):
+        key = reference_key(ref)
+        member_id = None
+        if with_ids:
+            try:
+                member_id = classifier_id(ref, ctx, f"{where}[{i}]")
+            except WeightsError:
+                member_id = None  # its own build reports the missing file
+        for found in guidance:
+            same_ref = (found.get("component"), found.get("source")) == key
+            if same_ref or (member_id is not None and found.get("id") == member_id):
+                warnings.warn(
+                    f"{where}[{i}] ({key[0]}, {key[1]}) is the classifier that guided "
+                    f"generation stage {found.get('stage')!r}: it agrees with the labels it "
+                    "steered the images toward, so the ensemble vote keeps labels it should "
+                    "question. Calibrate with classifiers independent of the guidance one",
+                    AsklepiosWarning,
+                    stacklevel=3,
+                )
+                break
+
+
 class LabelCalibrator(Evaluator):
     """Vote on generated images' labels with an ensemble; report kept/relabelled/dropped.
 
@@ -95,6 +176,8 @@ class LabelCalibrator(Evaluator):
         self.ctx = ctx
         self.members: list[Classifier] | None = None
         self.num_members = max(1, len(params.models))
+        where = f"synfer.label_calibrator (stage {ctx.stage!r}): models"
+        warn_guidance_members(params.models, guidance_classifiers(ctx), ctx, where)
         self.add_state("intended", default=[], dist_reduce_fx="cat")
         self.add_state("probs", default=[], dist_reduce_fx="cat")
 

@@ -22,7 +22,13 @@ from torch import Tensor, nn
 
 from asklepios_synfer.params import ClassifierRef
 
-__all__ = ["Classifier", "build_classifier", "classifier_source", "reference_key"]
+__all__ = [
+    "Classifier",
+    "build_classifier",
+    "classifier_id",
+    "classifier_source",
+    "reference_key",
+]
 
 
 def classifier_source(ref: ClassifierRef, ctx: BuildContext, where: str) -> Path:
@@ -41,6 +47,11 @@ def classifier_source(ref: ClassifierRef, ctx: BuildContext, where: str) -> Path
             f"stage {ctx.stage!r}"
         )
     return path
+
+
+def classifier_id(ref: ClassifierRef, ctx: BuildContext, where: str) -> str:
+    """Return the classifier's id: its component and the sha256 of its weights file."""
+    return f"{ref.component}@{file_sha256(classifier_source(ref, ctx, where))[:16]}"
 
 
 def reference_key(ref: ClassifierRef) -> tuple[str, str]:
@@ -105,5 +116,4 @@ def build_classifier(ref: ClassifierRef, ctx: BuildContext, where: str) -> Class
             raise WeightsError(
                 f"{where}: the backbone of {path} does not fit {ref.component}: {err}"
             ) from err
-    model_id = f"{ref.component}@{file_sha256(path)[:16]}"
-    return Classifier(backbone, ref, model_id).to(ctx.device)
+    return Classifier(backbone, ref, classifier_id(ref, ctx, where)).to(ctx.device)

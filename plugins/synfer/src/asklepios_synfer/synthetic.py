@@ -29,7 +29,12 @@ from asklepios_sdk.components import build_component
 from asklepios_sdk.io import write_atomic
 from asklepios_sdk.synthesis import GeneratedSplit, generated_dir, read_generated
 
-from asklepios_synfer.calibrator import calibrate
+from asklepios_synfer.calibrator import (
+    calibrate,
+    guidance_classifiers,
+    manifest_guidance,
+    warn_guidance_members,
+)
 from asklepios_synfer.classifiers import build_classifier
 from asklepios_synfer.params import LabelCalibratorParams, SyntheticFERParams
 
@@ -107,7 +112,15 @@ class SyntheticFER(Dataset):
 
     def __init__(self, params: SyntheticFERParams, ctx: BuildContext) -> None:
         where = "synfer.synthetic_fer"
+        members = f"{where} (stage {ctx.stage!r}): calibrator.models"
+        calibrator = params.calibrator
+        if calibrator is not None and params.stage is not None:
+            guidance = guidance_classifiers(ctx, params.stage)
+            warn_guidance_members(calibrator.models, guidance, ctx, members)
         folder = generated_dir(ctx, stage=params.stage, path=params.path, where=where)
+        if calibrator is not None and params.path is not None:
+            guidance = manifest_guidance(folder, str(folder))
+            warn_guidance_members(calibrator.models, guidance, ctx, members)
         records = [r for r in read_generated(folder, where) if r.get("label") is not None]
         if not records:
             raise ComponentError(f"{where}: {folder} holds no labelled items")
@@ -133,7 +146,6 @@ class SyntheticFER(Dataset):
         generated = len(records)
         soft: list[list[float]] | None = None
         self.calibration: dict[str, float] = {}
-        calibrator = params.calibrator
         if calibrator is not None and calibrator.models:
             probs = member_probabilities(folder, records, calibrator, ctx)
             if calibrator.soft and probs.shape[2] != num_classes:
