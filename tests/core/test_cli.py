@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import asklepios
@@ -319,6 +320,18 @@ def test_validate_prints_config_warnings_on_stderr(capsys, host, tmp_path):
     assert "--set stages.b.loss.gamma=3" in err
     code, _, err = run(capsys, "validate", str(file), "--set", "stages.b.loss.gamma=3")
     assert code == EXIT_OK and err == ""
+
+
+def test_other_warnings_while_checking_a_config_are_shown_once(capsys, host, monkeypatch):
+    """A plugin's warning raised during validation is shown once (it used to be recorded again
+    on every replay, looping without end)."""
+    from asklepios.cli._app import _config_warnings
+
+    shown: list[str] = []
+    monkeypatch.setattr(warnings, "showwarning", lambda message, *args: shown.append(str(message)))
+    with _config_warnings():
+        warnings.warn("cannot check the calibrator here", UserWarning, stacklevel=1)
+    assert shown == ["cannot check the calibrator here"]
 
 
 @pytest.mark.parametrize(

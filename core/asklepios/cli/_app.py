@@ -101,18 +101,19 @@ def _config_warnings() -> Iterator[None]:
     """Print the config's warnings (a shadowed ``--set``...) as ``warning:`` lines on stderr."""
     from asklepios.config import ConfigWarning
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConfigWarning)
-        try:
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConfigWarning)
             yield
-        finally:
-            for item in caught:
-                if issubclass(item.category, ConfigWarning):
-                    sys.stderr.write(f"warning: {item.message}\n")
-                else:
-                    warnings.showwarning(
-                        item.message, item.category, item.filename, item.lineno, item.file
-                    )
+    finally:  # shown once recording stopped: showing inside would record them again
+        for item in caught:
+            if issubclass(item.category, ConfigWarning):
+                sys.stderr.write(f"warning: {item.message}\n")
+            else:
+                warnings.showwarning(
+                    item.message, item.category, item.filename, item.lineno, item.file
+                )
 
 
 def _show_cursor() -> None:
