@@ -126,9 +126,8 @@ def warn_guidance_members(
     A member matches by component and weights source, or by id (component and sha256 of its
     weights file) when a manifest gives the guidance classifier's id and the file exists.
     Nothing is checked while the config is checked before the run (``ctx.extras`` has
-    ``generation_models``): the CLI records the warnings of those checks and, for a
-    plugin's warning, loops without end (core/asklepios/cli/_app.py ``_config_warnings``);
-    the build in the run warns.
+    ``generation_models``, and the generated folder's manifest does not exist yet): the build
+    in the run warns, once.
     """
     if GENERATION_MODELS_EXTRA in ctx.extras:
         return
