@@ -117,7 +117,7 @@ def test_a_member_that_guided_the_generation_is_warned_about(tmp_path) -> None:
 
 
 def test_the_checks_before_the_run_defer_the_warning_to_the_run(tmp_path) -> None:
-    # the CLI loops on a plugin warning recorded during its pre-run checks (a core bug)
+    # the pre-run checks stay silent so that the build in the run warns once
     folder, guide = _guided_folder(tmp_path)
     extras = {GENERATED_EXTRA: {"generate": str(folder)}, GENERATION_MODELS_EXTRA: {}}
     ctx = BuildContext(extras=extras, stage="quality")
