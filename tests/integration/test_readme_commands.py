@@ -41,9 +41,9 @@ model:
 optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
 train: {epochs: 2, device: cpu}
 stages:
-  - name: body
-  - name: head
-    init_from: {stage: body}
+  - name: representation
+  - name: classifier
+    init_from: {stage: representation}
     freeze: ["body.*"]
     train: {epochs: 1}
 """

@@ -102,6 +102,9 @@ def run(
         )
     except KeyboardInterrupt as err:  # say where it stopped before typer turns it into exit 130
         raise typer.Exit(_interrupted(err)) from err
+    from asklepios.engine.distributed import leave_process_group
+
+    leave_process_group()
 
 
 @app.command("report")
@@ -156,7 +159,7 @@ def predict(
 ) -> None:
     """Predict with a run's model: one CSV row per item (id, label, probabilities)."""
     from asklepios.api import Run
-    from asklepios.engine.distributed import init_distributed
+    from asklepios.engine.distributed import init_distributed, leave_process_group
 
     dist, dev = init_distributed(device)
     predictions = Run.open(run_dir).predict(
@@ -165,6 +168,7 @@ def predict(
     if dist.is_main:
         path = predictions.write_csv(output or run_dir / "predictions.csv")
         _console(stderr=True).print(f"wrote {len(predictions)} predictions to {path}")
+    leave_process_group()
 
 
 @app.command("export")

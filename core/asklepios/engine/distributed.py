@@ -25,6 +25,7 @@ __all__ = [
     "batchnorm_layers",
     "convert_sync_batchnorm",
     "init_distributed",
+    "leave_process_group",
     "resolve_device",
     "single_sample_problem",
 ]
@@ -75,6 +76,17 @@ def barrier(info: DistInfo) -> None:
     """Wait for every rank (no-op in a single process)."""
     if info.enabled and dist.is_initialized():
         dist.barrier()
+
+
+def leave_process_group() -> None:
+    """Wait for every rank, then leave the process group, before a torchrun process exits.
+
+    A rank that exits while another still talks to it can abort in gloo's teardown
+    (``terminate called without an active exception``); a command ends with this instead.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def all_reduce_mean(
