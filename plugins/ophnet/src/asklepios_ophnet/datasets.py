@@ -9,6 +9,7 @@ yields each video's annotation record in seconds (its segments are the sequence 
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -199,9 +200,9 @@ class RecordDataset(Dataset):
     level: str
     where: str = "ophnet"
 
+    @abstractmethod
     def with_records(self, records: list[VideoRecord]) -> RecordDataset:
         """Return this dataset over other records (same files, settings and splits)."""
-        raise NotImplementedError  # pragma: no cover - every subclass implements it
 
 
 class AnnotationsDataset(RecordDataset):

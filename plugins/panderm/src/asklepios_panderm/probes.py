@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -197,11 +198,13 @@ class _FeatureProbe(Evaluator):
         self._fit(features, labels)
         self.fitted = True
 
-    def _fit(self, features: Tensor, labels: Tensor) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _fit(self, features: Tensor, labels: Tensor) -> None:
+        """Fit the probe on the collected train features and labels."""
 
-    def _probs(self, features: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _probs(self, features: Tensor) -> Tensor:
+        """Return class probabilities ``[N, K]`` for ``features``."""
 
     def compute(self) -> dict[str, float]:
         if not self.fitted:
