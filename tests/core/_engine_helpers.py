@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,53 @@ def run_subprocess(
         env=env,
         timeout=timeout,
         cwd=REPO,
+        check=False,
+    )
+
+
+PLUGIN_RUNNER = """
+import json, os, sys
+sys.path.insert(0, os.path.join(os.getcwd(), "tests", "core"))
+import {module}
+from asklepios.plugins import PluginHost, set_host
+host = PluginHost(discover=False)
+host.add_plugin({module}, "{plugin_id}")
+set_host(host)
+from asklepios.cli import run_command
+config, resume = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else None)
+summary = run_command(None if resume else config, [], resume=resume, quiet=True)
+with open(os.environ["SUMMARY_OUT"] + "-" + os.environ.get("RANK", "0") + ".json", "w") as f:
+    json.dump(summary, f)
+"""
+
+
+def free_port() -> int:
+    """Return a free local TCP port (for torchrun's ``--master_port``)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_with_plugin(
+    tmp_path: Path, module: str, plugin_id: str, args: list[str], out: str, ranks: int = 1
+) -> subprocess.CompletedProcess[str]:
+    """Run ``CONFIG [RESUME_DIR]`` with the in-memory plugin ``module`` on ``ranks`` processes.
+
+    Each rank writes the summary it returns to ``<tmp_path>/<out>-<rank>.json``.
+    """
+    runner = tmp_path / f"runner_{module}.py"
+    runner.write_text(PLUGIN_RUNNER.format(module=module, plugin_id=plugin_id))
+    launcher = [sys.executable]
+    if ranks > 1:
+        launcher += ["-m", "torch.distributed.run", "--nproc_per_node", str(ranks)]
+        launcher += ["--master_port", str(free_port())]
+    return subprocess.run(
+        [*launcher, str(runner), *args],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "SUMMARY_OUT": str(tmp_path / out)},
+        capture_output=True,
+        text=True,
+        timeout=300,
         check=False,
     )
 

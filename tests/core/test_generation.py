@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _engine_helpers import REPO, write_config
+from _engine_helpers import run_with_plugin, write_config
 
 CONFIG: dict[str, Any] = {
     "name": "questions",
@@ -30,21 +28,6 @@ CONFIG: dict[str, Any] = {
     "train": {"epochs": 0, "device": "cpu"},
 }
 
-RUNNER = """
-import json, os, sys
-sys.path.insert(0, os.path.join(os.getcwd(), "tests", "core"))
-import _generation_plugin
-from asklepios.plugins import PluginHost, set_host
-host = PluginHost(discover=False)
-host.add_plugin(_generation_plugin, "gen")
-set_host(host)
-from asklepios.cli import run_command
-config, resume = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else None)
-summary = run_command(None if resume else config, [], resume=resume, quiet=True)
-with open(os.environ["SUMMARY_OUT"] + "-" + os.environ.get("RANK", "0") + ".json", "w") as f:
-    json.dump(summary, f)
-"""
-
 
 def _config(tmp_path: Path, name: str, **model: Any) -> Path:
     config = copy.deepcopy(CONFIG)
@@ -53,28 +36,8 @@ def _config(tmp_path: Path, name: str, **model: Any) -> Path:
     return write_config(tmp_path, config, f"{name}.json")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _run(tmp_path: Path, args: list[str], out: str, ranks: int = 1) -> subprocess.CompletedProcess:
-    runner = tmp_path / "runner.py"
-    runner.write_text(RUNNER)
-    launcher = [sys.executable]
-    if ranks > 1:
-        launcher += ["-m", "torch.distributed.run", "--nproc_per_node", str(ranks)]
-        launcher += ["--master_port", str(_free_port())]
-    return subprocess.run(
-        [*launcher, str(runner), *args],
-        cwd=REPO,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "SUMMARY_OUT": str(tmp_path / out)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_with_plugin(tmp_path, "_generation_plugin", "gen", args, out, ranks)
 
 
 def _log(path: Path) -> list[dict[str, Any]]:
