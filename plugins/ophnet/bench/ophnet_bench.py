@@ -262,6 +262,11 @@ def _step_time(stages: int, length: int, channels: int, classes: int, repeats: i
         "mask": torch.ones(1, length, dtype=torch.bool),
         "frame_labels": torch.randint(0, classes, (1, length)),
     }
+    return _median_step(model, loss, optimizer, batch, repeats)
+
+
+def _median_step(model: Any, loss: Any, optimizer: Any, batch: dict, repeats: int) -> float:
+    """Return the median seconds of ``repeats`` training steps after one warm-up step."""
     times = []
     for i in range(repeats + 1):
         start = time.perf_counter()
@@ -292,16 +297,7 @@ def _actionformer_step_time(length: int, channels: int, classes: int, repeats: i
         "segment_labels": torch.randint(0, classes, (1, 20)),
         "segment_mask": torch.ones(1, 20, dtype=torch.bool),
     }
-    times = []
-    for i in range(repeats + 1):
-        start = time.perf_counter()
-        result = loss(model(batch), batch)
-        optimizer.zero_grad()
-        result.total.backward()
-        optimizer.step()
-        if i:  # the first step warms up allocators
-            times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return _median_step(model, loss, optimizer, batch, repeats)
 
 
 def bench_step(length: int = 2304, channels: int = 1408, repeats: int = 5) -> dict[str, float]:
