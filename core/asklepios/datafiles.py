@@ -15,6 +15,7 @@ files lists them through :meth:`asklepios_sdk.Dataset.files` (``(row, path)`` pe
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,14 @@ from typing import Any
 
 from asklepios_sdk import AsklepiosError
 
-__all__ = ["HEADER_LIMIT", "DataFilesError", "check_file", "resolve_level", "verify_dataset"]
+__all__ = [
+    "HEADER_LIMIT",
+    "DataFilesError",
+    "check_file",
+    "resolve_level",
+    "verified_key",
+    "verify_dataset",
+]
 
 HEADER_LIMIT = 20_000
 """Up to this many files, ``data.verify: auto`` reads image headers; above, it checks existence."""
@@ -80,6 +88,11 @@ def check_file(path: str | os.PathLike[str], level: str, images: Iterable[str] =
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         return f"is not a readable image ({type(err).__name__}: {err})"
     return None
+
+
+def verified_key(data: Any) -> str:
+    """Return what identifies one file check: a data section's dataset and ``data.verify``."""
+    return json.dumps([data.dataset.model_dump(mode="json"), data.verify], sort_keys=True)
 
 
 def verify_dataset(dataset: Any, level: str, where: str) -> int:

@@ -137,6 +137,7 @@ class _DeepChecker:
         self.built: dict[str, _Skeleton] = {}
         self.generating: dict[str, Any] = {}  # generation stages so far -> their model section
         self.pending = False  # the last data build waits for a generation stage
+        self.verified: set[str] = set()  # data sections whose files passed at data.verify
 
     # -- where a problem is written ---------------------------------------------------------
 
@@ -207,7 +208,7 @@ class _DeepChecker:
             sample_transforms,
             training_facts,
         )
-        from asklepios.datafiles import verify_dataset
+        from asklepios.datafiles import verified_key, verify_dataset
 
         data = effective.data
         key = json.dumps(
@@ -233,11 +234,10 @@ class _DeepChecker:
                 wrapper = builder.component("dataset", spec, ctx, f"data.wrappers.{i}")
                 dataset = wrapper.wrap(dataset)
             where = ("data", "dataset")
-            verify_dataset(  # the build checks again at data.verify; 'full' waits for it
-                dataset,
-                "headers" if data.verify == "full" else data.verify,
-                f"data.dataset [{data.dataset.type}]",
-            )
+            level = "headers" if data.verify == "full" else data.verify  # 'full': the build
+            verify_dataset(dataset, level, f"data.dataset [{data.dataset.type}]")
+            if level == data.verify:
+                self.verified.add(verified_key(data))
             where = ("data",)
             facts = training_facts(dataset)
             ctx = ctx.replace(data=facts)
@@ -528,8 +528,11 @@ def check_deep(
     origins: Origins | None = None,
     *,
     device: str | None = None,
-) -> None:
+) -> frozenset[str]:
     """Run the deep checks of a validated config; raise :class:`ConfigError` listing every problem.
+
+    Returns the :func:`~asklepios.datafiles.verified_key` of each data section whose files were
+    checked at their ``data.verify`` level, so that the run does not check them again.
 
     Args:
         config: the config as :func:`~asklepios.config.load_config` returned it.
@@ -544,6 +547,7 @@ def check_deep(
         checker.check_stage(index, stage, effective)
     if checker.report.issues:
         raise ConfigError(checker.report.issues, origins.root)
+    return frozenset(checker.verified)
 
 
 def load_checked_config(

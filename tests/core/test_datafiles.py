@@ -19,7 +19,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _engine_helpers import make_config, probe_host
+from _engine_helpers import make_config, probe_host, write_config
 from asklepios import datafiles
 from asklepios.builtins.datasets import CsvDataset, ImageFolderDataset
 from asklepios.builtins.params import CsvDatasetParams, ImageFolderDatasetParams
@@ -210,3 +210,25 @@ def test_validate_deep_finds_missing_files_before_run_creates_anything(tmp_path:
     (issue,) = caught.value.issues
     assert issue.path == "data.dataset"
     assert "1 of 30 files failed" in issue.message and "img07.png" in issue.message
+
+
+def test_run_checks_the_files_once_when_the_deep_checks_did(tmp_path: Path, monkeypatch) -> None:
+    from asklepios.cli import run_command
+    from asklepios.plugins import set_host
+
+    manifest = _manifest(tmp_path / "data")
+    set_host(probe_host())
+    checked: list[str] = []
+
+    def counting(dataset, level, where):
+        checked.append(level)
+        return verify_dataset(dataset, level, where)
+
+    monkeypatch.setattr(datafiles, "verify_dataset", counting)
+    monkeypatch.setattr("asklepios.build.verify_dataset", counting)
+    config = write_config(tmp_path, _csv_config(tmp_path, manifest), "csv.json")
+    run_command(config, quiet=True)
+    assert checked == ["auto"]  # the deep checks; the build does not read the headers again
+    checked.clear()
+    run_command(config, ["data.verify=full"], quiet=True)
+    assert checked == ["headers", "full"]  # 'full' decodes once, in the build

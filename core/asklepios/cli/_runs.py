@@ -43,7 +43,8 @@ def run_command(
     file or ``--set`` overrides are refused unless they resolve to the run's own config (same
     sha256); the error names each key that differs.
     """
-    from asklepios.deep_checks import load_checked_config
+    from asklepios.config import load_config_with_origins
+    from asklepios.deep_checks import check_deep, load_checked_config
     from asklepios.engine.run import RunError, check_resume_config, run_experiment
 
     if resume is not None:  # a config or --set only if it resolves to the run's own config
@@ -58,16 +59,19 @@ def run_command(
         config_path, overrides = saved, ()
     if config_path is None:
         raise RunError("give a config file, or --resume RUN_DIR to continue a run")
+    host = _plugins.get_host()
     with _config_warnings():
-        config = load_checked_config(config_path, overrides, device=device)
+        config, origins = load_config_with_origins(config_path, overrides, host=host)
+        verified = check_deep(config, host, origins, device=device)
     return run_experiment(
         config,
-        host=_plugins.get_host(),
+        host=host,
         resume_dir=resume,
         folds=folds,
         quiet=quiet,
         device=device,
         argv=argv,
+        verified_data=verified,
     )
 
 

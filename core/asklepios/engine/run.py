@@ -18,7 +18,7 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ from asklepios_sdk.synthesis import GENERATED_EXTRA
 
 from asklepios.build import Built, build_experiment
 from asklepios.config.model import ExperimentConfig, StageConfig
+from asklepios.datafiles import verified_key
 from asklepios.engine.distributed import DistInfo, barrier, init_distributed
 from asklepios.engine.generate import generate_dataset, generated_folder
 from asklepios.engine.loop import StageRunner
@@ -249,8 +250,7 @@ class _Session:
         if generate is not None:  # a generation stage trains nothing
             train = effective.train.model_copy(update={"epochs": 0})
             effective = effective.model_copy(update={"train": train})
-        data = effective.data
-        dataset_key = json.dumps([data.dataset.model_dump(mode="json"), data.verify])
+        dataset_key = verified_key(effective.data)
         built = build_experiment(
             effective,
             self.host.registry,
@@ -495,6 +495,7 @@ def run_experiment(
     quiet: bool = False,
     device: str | None = None,
     argv: Sequence[str] = (),
+    verified_data: Collection[str] = (),
 ) -> dict[str, Any]:
     """Run (or resume) ``config`` and return its summary.
 
@@ -507,6 +508,8 @@ def run_experiment(
         quiet: no progress bars or per-epoch lines.
         device: overrides ``train.device``.
         argv: the command line, stored in the run record.
+        verified_data: :func:`~asklepios.datafiles.verified_key` of the data sections whose
+            files the deep checks just verified at their ``data.verify`` level (not again).
     """
     started = time.time()
     dist, dev = init_distributed(device or config.train.device)
@@ -540,6 +543,7 @@ def run_experiment(
         argv=argv,
         view=view,
         plugin_problems=problems,
+        verified=set(verified_data),
     )
     try:
         with session.progress:  # on Ctrl-C: terminal restored, RunInterrupted says where
