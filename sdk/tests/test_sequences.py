@@ -273,6 +273,12 @@ def test_items_come_back_in_index_order_with_their_lengths() -> None:
     assert table.index.tolist() == [0, 1, 2, 3, 4]
     assert [len(s) for s in table.values["scores"]] == batch["lengths"].tolist()
     assert all(s.shape[1] == 2 for s in table.values["segments"])
+    # the flat view holds the same rows end to end, items in index order
+    assert table.rows["scores"].tolist() == batch["lengths"].tolist()
+    expected = [outputs["logits"][i][batch["mask"][i]].double().sum(-1) for i in range(5)]
+    assert torch.equal(table.flat["scores"], torch.cat(expected))
+    assert all(torch.equal(a, b) for a, b in zip(table.values["scores"], expected, strict=True))
+    assert table.flat["segments"].shape == (int(table.rows["segments"].sum()), 2)
     evaluator.reset()
     assert len(evaluator.items()) == 0
 
@@ -407,3 +413,9 @@ def test_append_padded_takes_batches_as_the_collate_gives_them() -> None:
         )
     with pytest.raises(ComponentError, match="width 2"):
         padded.append_items(torch.tensor([0]), scores=[torch.ones(1)], segments=[torch.ones(3)])
+    with pytest.raises(ComponentError, match=r"rows of shape \(3,\); .* width 2"):
+        padded.append_padded(
+            batch["index"],
+            scores=(outputs["logits"].sum(-1), batch["mask"]),
+            segments=(torch.zeros(*batch["segment_mask"].shape, 3), batch["segment_mask"]),
+        )

@@ -1,9 +1,9 @@
 """Benchmark the OphNet plugin; every timing is a ratio against a baseline of the same run.
 
-1. ``ophnet.tal_map`` (update + compute, vectorised matching) on 1,000 videos x 100
-   predictions against a per-prediction Python loop of the same definition (the reference's
-   structure: per class, per prediction, per threshold, per ground truth); the values must be
-   identical (to 1e-9) and the target is >= 20x faster.
+1. ``ophnet.tal_map`` (update on batches of 8 videos as a loader gives them, then compute) on
+   1,000 videos x 100 predictions against two per-prediction Python loops of the same definition
+   (the reference's structure with a numpy tIoU per prediction, and plain Python floats); best of
+   several calls each; the values must be identical (to 1e-9) and the target is >= 20x faster.
 2. MS-TCN training step per video at T = 2,304 feature steps of 1,408 channels (the benchmark's
    VideoMAEv2 sequence length), the published 4 x 10 x 64 model against a one-stage model of the
    same width, in ms per video and as a ratio; ActionFormer's step (OphNet's operation config:
@@ -195,23 +195,19 @@ def _functional_map(truth: list[np.ndarray], preds: list[np.ndarray]) -> float:
     return float(ap.mean(axis=1).mean() * 100)
 
 
-def _evaluator_map(truth: list[np.ndarray], preds: list[np.ndarray]) -> float:
-    from asklepios_ophnet.metrics import TALMapEvaluator
-    from asklepios_ophnet.params import TALMapEvaluatorParams
-    from asklepios_sdk import BuildContext
+def _batches(truth: list[np.ndarray], preds: list[np.ndarray]) -> list[tuple[dict, dict]]:
+    """Return (outputs, batch) pairs of 8 videos, padded as an evaluation loader gives them."""
     from asklepios_sdk.sequences import pad_sequences
 
-    evaluator = TALMapEvaluator(TALMapEvaluatorParams(units="steps"), BuildContext())
-    for start in range(0, len(truth), 8):  # batches of 8 videos, as an evaluation loader gives
-        gt = [torch.from_numpy(t) for t in truth[start : start + 8]]
-        pr = [torch.from_numpy(p) for p in preds[start : start + 8]]
-        gt_pad, gt_mask = pad_sequences(gt)
-        pr_pad, pr_mask = pad_sequences(pr)
+    pairs = []
+    for start in range(0, len(truth), 8):
+        gt_pad, gt_mask = pad_sequences([torch.from_numpy(t) for t in truth[start : start + 8]])
+        pr_pad, pr_mask = pad_sequences([torch.from_numpy(p) for p in preds[start : start + 8]])
         batch = {
             "segments": gt_pad[..., :2],
             "segment_labels": gt_pad[..., 2].long(),
             "segment_mask": gt_mask,
-            "index": torch.arange(start, start + len(gt)),
+            "index": torch.arange(start, start + len(gt_pad)),
         }
         outputs = {
             "segments": pr_pad[..., :2],
@@ -219,6 +215,18 @@ def _evaluator_map(truth: list[np.ndarray], preds: list[np.ndarray]) -> float:
             "labels": pr_pad[..., 3].long(),
             "segment_mask": pr_mask,
         }
+        pairs.append((outputs, batch))
+    return pairs
+
+
+def _evaluator_map(batches: list[tuple[dict, dict]]) -> float:
+    """Average mAP x100 by ``ophnet.tal_map``: update on every batch, then compute."""
+    from asklepios_ophnet.metrics import TALMapEvaluator
+    from asklepios_ophnet.params import TALMapEvaluatorParams
+    from asklepios_sdk import BuildContext
+
+    evaluator = TALMapEvaluator(TALMapEvaluatorParams(units="steps"), BuildContext())
+    for outputs, batch in batches:
         evaluator.update(outputs, batch)
     return float(evaluator.compute()["average"])
 
@@ -236,12 +244,13 @@ def _timed(function: Any, *args: Any, repeats: int = 1) -> tuple[float, float]:
 def bench_map(videos: int, per_video: int) -> dict[str, Any]:
     data = _data(videos, per_video)
     truth, preds = data["truth"], data["preds"]
-    _evaluator_map(truth[:8], preds[:8])  # imports and first-call costs
-    results = {
-        "evaluator": _timed(_evaluator_map, truth, preds, repeats=3),
-        "compute": _timed(_functional_map, truth, preds, repeats=3),
-        "numpy_loop": _timed(_numpy_loop_map, truth, preds),
-        "python_loop": _timed(_python_loop_map, truth, preds),
+    batches = _batches(truth, preds)
+    _evaluator_map(batches[:1])  # imports and first-call costs
+    results = {  # best of several calls each, so that a busy moment does not pick the ratio
+        "evaluator": _timed(_evaluator_map, batches, repeats=7),
+        "compute": _timed(_functional_map, truth, preds, repeats=7),
+        "numpy_loop": _timed(_numpy_loop_map, truth, preds, repeats=3),
+        "python_loop": _timed(_python_loop_map, truth, preds, repeats=3),
     }
     values = [v for v, _ in results.values()]
     assert max(values) - min(values) < 1e-9, values

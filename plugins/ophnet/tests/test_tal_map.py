@@ -142,7 +142,10 @@ def plugin_scores(predictions, ground_truth, **params):
 def test_tiou_of_two_half_overlapping_segments():
     expected = reference_tiou((0, 10), (5, 15))
     assert expected == pytest.approx(5 / 15)
-    assert segment_tiou(np.array([[0, 10]]), np.array([[5, 15]]))[0, 0] == pytest.approx(expected)
+    table = segment_tiou(np.array([[0, 10], [20, 30]])[:, None], np.array([[5, 15]])[None])
+    assert table.shape == (2, 1)
+    assert table[0, 0] == pytest.approx(expected)
+    assert table[1, 0] == 0.0
 
 
 GT = [("v", 0.0, 10.0, 0)]
@@ -168,7 +171,8 @@ def test_a_third_overlap_counts_only_at_0_3():
 def test_a_duplicate_is_a_false_positive_that_interpolation_forgives():
     preds = [("v", 0.0, 10.0, 0.9, 0), ("v", 0.0, 10.0, 0.8, 0)]
     assert reference_ap_curve([1.0, 0.5], [1.0, 1.0]) == 1.0  # TP then FP
-    assert _class_ap(np.array([[1, 0]]), np.array([0, 0]), np.array([1]))[0, 0] == 1.0
+    # one hit, at threshold 0, ranked first in class 0 of one ground truth
+    assert _class_ap(np.array([0]), np.array([0]), np.array([1]), np.array([1]), 1)[0, 0] == 1.0
     got, _ = plugin_scores(preds, GT)
     assert got["average"] == pytest.approx(100.0)
     # ...but a false positive ranked first costs precision
@@ -301,19 +305,91 @@ def test_a_chain_of_near_repeats_follows_the_sequential_rule():
     assert got["average"] == pytest.approx(100.0)  # two kept ground truth, both found
 
 
-def test_all_classes_ap_at_once_equals_one_curve_per_class():
+def test_ap_from_true_positives_alone_equals_one_curve_per_class():
+    """AP needs only the hits' ranks: the result equals the dense curve of each class."""
     rng = np.random.default_rng(5)
     labels = np.sort(rng.choice([0, 1, 3, 4], size=60))  # class 2 has no prediction
     hits = rng.random((2, 60)) < 0.4
     positives = np.array([30, 20, 5, 25, 12])
-    ap = _class_ap(hits, labels, positives)
+    rank = np.arange(60) - np.searchsorted(labels, labels) + 1  # 1-based within the class
+    step, position = np.nonzero(hits)
+    ap = _class_ap(step, labels[position], rank[position], positives, steps=2)
     for c in range(5):
         for t in range(2):
             mine = hits[t, labels == c].astype(float)
-            if not len(mine):
+            if not mine.any():
                 assert ap[t, c] == 0.0
                 continue
             cum_tp = np.cumsum(mine)
             precision = cum_tp / np.arange(1, len(mine) + 1)
             expected = reference_ap_curve(list(precision), list(cum_tp / positives[c]))
-            assert ap[t, c] == pytest.approx(expected)
+            assert ap[t, c] == pytest.approx(expected, abs=1e-12)
+
+
+def test_large_random_case_with_tied_scores_and_unsorted_thresholds():
+    """Crowded groups (several ground truth of a class per video), equal scores, and tIoU
+    thresholds given out of order follow the reference."""
+    rng = np.random.default_rng(11)
+    truth, preds = [], []
+    for v in range(40):
+        name = f"v{v:03d}"
+        for _ in range(rng.integers(3, 12)):
+            s = float(rng.uniform(0, 60))
+            truth.append((name, s, s + float(rng.uniform(1, 15)), int(rng.integers(0, 3))))
+        for _, s, e, label in truth[-3:]:
+            for _ in range(rng.integers(1, 6)):
+                preds.append((name, s + rng.normal(0, 1.5), e + rng.normal(0, 1.5), 0, label))
+    preds = [(v, s, e, float(rng.integers(0, 8)) / 8, lab) for v, s, e, _, lab in preds]
+    tious = [0.7, 0.3, 0.5, 0.1, 0.95]
+    got = plugin_scores(preds, truth, tious=tious)[0]
+    for key, value in reference_scores(preds, truth, tious=tious).items():
+        assert got[key] == pytest.approx(value, abs=1e-9), key
+
+
+def _crowded_case(rng):
+    """Few videos and classes, so groups hold several ground truth that predictions share;
+    near-repeats and zero lengths in the ground truth; scores from a few values (ties)."""
+    classes = int(rng.integers(1, 5))
+    truth, preds = [], []
+    for v in range(int(rng.integers(1, 6))):
+        name = f"v{v}"
+        for _ in range(rng.integers(0, 9)):
+            s = float(rng.uniform(0, 30))
+            e = s if rng.random() < 0.05 else s + float(rng.uniform(0.5, 12))
+            truth.append((name, s, e, int(rng.integers(0, classes))))
+            if rng.random() < 0.15:  # a repeat within the tolerance
+                truth.append((name, s + 4e-4, e - 4e-4, truth[-1][3]))
+        mine = [g for g in truth if g[0] == name]
+        for _ in range(rng.integers(0, 30)):
+            if mine and rng.random() < 0.7:
+                _, s, e, label = mine[int(rng.integers(0, len(mine)))]
+                s, e = s + rng.normal(0, 2), e + rng.normal(0, 2)
+            else:
+                s = float(rng.uniform(0, 30))
+                e, label = s + float(rng.uniform(0.5, 12)), int(rng.integers(0, classes))
+            if e > s:
+                preds.append((name, float(s), float(e), float(rng.integers(0, 6)) / 5, label))
+    return preds, truth
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_crowded_random_cases_equal_the_straightforward_implementation(seed):
+    rng = np.random.default_rng(100 + seed)
+    preds, truth = _crowded_case(rng)
+    if not truth:
+        return
+    videos = {v: i for i, v in enumerate(sorted({g[0] for g in truth} | {p[0] for p in preds}))}
+    ap, classes = detection_ap(
+        np.array([videos[p[0]] for p in preds], dtype=np.int64),
+        np.array([p[1:3] for p in preds]).reshape(-1, 2),
+        np.array([p[3] for p in preds]),
+        np.array([p[4] for p in preds], dtype=np.int64),
+        np.array([videos[g[0]] for g in truth]),
+        np.array([g[1:3] for g in truth]),
+        np.array([g[3] for g in truth]),
+        np.array(TIOUS),
+    )
+    ref, ref_classes = reference_map(preds, truth)
+    assert classes.tolist() == ref_classes
+    expected = np.array([[ref[t, c] for c in range(len(ref_classes))] for t in TIOUS])
+    np.testing.assert_allclose(ap, expected.reshape(ap.shape), rtol=0, atol=1e-12)

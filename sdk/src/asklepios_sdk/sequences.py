@@ -33,8 +33,10 @@ float tensor of another shape and dtype, which aborts gloo's all-gather.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -257,14 +259,25 @@ class ItemTable:
 
     Attributes:
         index: ``[M]`` int64, the items' positions in their split (sorted).
-        values: per registered item state, one tensor per item, aligned with ``index``.
+        flat: per registered item state, every item's rows end to end (``[R]`` or
+            ``[R, width]``), in ``index`` order: vectorised code reads this.
+        rows: per registered item state, ``[M]`` int64, how many rows each item has.
     """
 
     index: Tensor
-    values: dict[str, list[Tensor]] = field(default_factory=dict)
+    flat: dict[str, Tensor] = field(default_factory=dict)
+    rows: dict[str, Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.index.numel())
+
+    @cached_property
+    def values(self) -> dict[str, list[Tensor]]:
+        """Per registered item state, one tensor per item, aligned with ``index``."""
+        return {
+            name: list(torch.split(flat, self.rows[name].tolist()))
+            for name, flat in self.flat.items()
+        }
 
 
 def _cat(value: Tensor | list[Tensor], dtype: torch.dtype) -> Tensor:
@@ -275,6 +288,12 @@ def _cat(value: Tensor | list[Tensor], dtype: torch.dtype) -> Tensor:
     return dim_zero_cat(value).to(dtype)
 
 
+def _ramps(begin: Tensor, sizes: Tensor) -> Tensor:
+    """Return the runs ``begin[i], ..., begin[i] + sizes[i] - 1`` end to end."""
+    shift = torch.cumsum(sizes, 0) - sizes - begin
+    return torch.arange(int(sizes.sum())) - torch.repeat_interleave(shift, sizes)
+
+
 class SequenceEvaluator(Evaluator):
     """An evaluator whose states are per-item tensors of any length, gathered by item index.
 
@@ -282,8 +301,10 @@ class SequenceEvaluator(Evaluator):
     ``update`` with :meth:`append_padded` (padded tensors and masks, as batches come) or
     :meth:`append_items` (one tensor per item), and read every rank's items in ``compute`` with
     :meth:`items`, ordered by the samples' ``index``. Each item state is stored as ``cat`` states
-    (flat values and rows per item), so any torchmetrics sync gathers it; a rank without items
-    sends empty tensors of the declared dtype.
+    (flat values, a keep flag per stored row, rows per item), so any torchmetrics sync gathers
+    it; a rank without items sends empty tensors of the declared dtype. Padded batches are
+    stored as they come, padding included, and :meth:`items` drops the padding in one pass: a
+    per-batch masked copy costs more than the rest of an update.
     """
 
     item_index: list[Tensor]
@@ -301,6 +322,7 @@ class SequenceEvaluator(Evaluator):
             raise ComponentError(f"{type(self).__name__}: item state {name!r} declared twice")
         self._item_specs[name] = (dtype, width)
         self.add_state(name, default=[], dist_reduce_fx="cat")
+        self.add_state(f"{name}_keep", default=[], dist_reduce_fx="cat")
         self.add_state(f"{name}_rows", default=[], dist_reduce_fx="cat")
 
     def _check_states(self, method: str, names: Sequence[str]) -> None:
@@ -310,17 +332,12 @@ class SequenceEvaluator(Evaluator):
                 f"{sorted(self._item_specs)}"
             )
 
-    def _append(self, name: str, flat: Tensor, rows: Tensor) -> None:
-        dtype, width = self._item_specs[name]
-        flat = flat.reshape(-1).to(device=self.device, dtype=dtype)
-        rows = rows.to(device=self.device, dtype=torch.int64) * (width or 1)
-        if int(rows.sum()) != flat.numel():
-            raise ComponentError(
-                f"{type(self).__name__}: item state {name!r} has rows of width {width}; got "
-                f"{flat.numel()} values for {int(rows.sum())}"
-            )
-        getattr(self, name).append(flat)
-        getattr(self, f"{name}_rows").append(rows // (width or 1))
+    def _append(self, name: str, flat: Tensor, keep: Tensor, rows: Tensor) -> None:
+        """Store one batch of ``name``: values, a keep flag per stored row, rows per item."""
+        dtype = self._item_specs[name][0]
+        getattr(self, name).append(flat.reshape(-1).to(device=self.device, dtype=dtype))
+        getattr(self, f"{name}_keep").append(keep.to(device=self.device, dtype=torch.uint8))
+        getattr(self, f"{name}_rows").append(rows.to(device=self.device, dtype=torch.int64))
 
     def append_items(self, index: Tensor, **values: Sequence[Tensor]) -> None:
         """Add one batch of items: ``index`` ``[B]`` and, per item state, ``B`` tensors."""
@@ -336,7 +353,13 @@ class SequenceEvaluator(Evaluator):
             shaped = [torch.as_tensor(p) for p in parts]
             sizes = [p.numel() // (width or 1) for p in shaped]
             flat = torch.cat([p.reshape(-1) for p in shaped]) if shaped else torch.empty(0)
-            self._append(name, flat, torch.tensor(sizes, dtype=torch.int64))
+            if flat.numel() != sum(sizes) * (width or 1):
+                raise ComponentError(
+                    f"{type(self).__name__}: item state {name!r} has rows of width {width}; got "
+                    f"{flat.numel()} values for {sum(sizes)} rows"
+                )
+            keep = torch.ones(sum(sizes), dtype=torch.uint8)
+            self._append(name, flat, keep, torch.tensor(sizes, dtype=torch.int64))
         self.item_index.append(index.to(self.device))
 
     def append_padded(self, index: Tensor, **values: tuple[Tensor, Tensor]) -> None:
@@ -360,7 +383,13 @@ class SequenceEvaluator(Evaluator):
                     f"{type(self).__name__}.append_padded: {mask.shape[0]} items of {name!r} "
                     f"for {len(index)} indices"
                 )
-            self._append(name, padded[mask], mask.sum(dim=1))
+            width = self._item_specs[name][1]
+            if math.prod(padded.shape[2:]) != (width or 1):
+                raise ComponentError(
+                    f"{type(self).__name__}.append_padded: {name!r} has rows of shape "
+                    f"{tuple(padded.shape[2:])}; the state was declared with width {width}"
+                )
+            self._append(name, padded, mask.reshape(-1), mask.sum(dim=1))
         self.item_index.append(index.to(self.device))
 
     def sync(self, *args: Any, **kwargs: Any) -> None:
@@ -369,6 +398,7 @@ class SequenceEvaluator(Evaluator):
             dtypes = {"item_index": torch.int64}
             for name, (dtype, _) in self._item_specs.items():
                 dtypes[name] = dtype
+                dtypes[f"{name}_keep"] = torch.uint8
                 dtypes[f"{name}_rows"] = torch.int64
             for state, dtype in dtypes.items():
                 value = getattr(self, state)
@@ -379,21 +409,33 @@ class SequenceEvaluator(Evaluator):
     def items(self) -> ItemTable:
         """Return every item seen (on all ranks, once synced), ordered by ``index``."""
         index = _cat(self.item_index, torch.int64).cpu()
-        order = torch.argsort(index, stable=True).tolist()
-        values: dict[str, list[Tensor]] = {}
+        order = torch.argsort(index, stable=True)
+        in_order = bool((order == torch.arange(len(order))).all())
+        table = ItemTable(index[order])
         for name, (dtype, width) in self._item_specs.items():
             flat = _cat(getattr(self, name), dtype).cpu()
+            keep = _cat(getattr(self, f"{name}_keep"), torch.uint8).cpu().bool()
             rows = _cat(getattr(self, f"{name}_rows"), torch.int64).cpu()
-            if int(rows.sum()) * (width or 1) != flat.numel() or len(rows) != len(index):
+            kept = int(keep.sum())
+            if (
+                keep.numel() * (width or 1) != flat.numel()
+                or int(rows.sum()) != kept
+                or len(rows) != len(index)
+            ):
                 raise ComponentError(
-                    f"{type(self).__name__}: item state {name!r} holds {flat.numel()} values in "
-                    f"{len(rows)} items for {len(index)} indices; were the states synced by "
-                    "another reduction?"
+                    f"{type(self).__name__}: item state {name!r} holds {flat.numel()} values, "
+                    f"{kept} kept rows and {len(rows)} items for {len(index)} indices; were the "
+                    "states synced by another reduction?"
                 )
             shaped = flat.reshape(-1, width) if width is not None else flat
-            parts = torch.split(shaped, rows.tolist())
-            values[name] = [parts[i] for i in order]
-        return ItemTable(index[order], values)
+            if kept != keep.numel():
+                shaped = shaped[keep]
+            if not in_order:  # gather each item's rows, items in index order
+                first = torch.cumsum(rows, 0) - rows
+                rows = rows[order]
+                shaped = shaped[_ramps(first[order], rows)]
+            table.flat[name], table.rows[name] = shaped, rows
+        return table
 
     def example_inputs(
         self, ctx: BuildContext, batch_size: int = 8

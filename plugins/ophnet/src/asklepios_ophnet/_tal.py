@@ -17,8 +17,18 @@ Definition (plugin specification, section 3.1):
 5. ``precision = cumTP / (cumTP + cumFP)``, ``recall = cumTP / #GT``; AP is the VOC-2011
    all-point interpolation; a class without predictions has AP 0.
 
-The greedy matching of step 4 only depends on the order of predictions within one
-(class, video) group, so all groups advance together: one numpy pass per rank within a group.
+How it is computed without a loop over predictions:
+
+- Only true positives move AP: recall rises at each, and the interpolated precision there is the
+  largest ``i / rank`` of the class's true positives from it on (a false positive's precision is
+  below that of the true positive before it). So no ``[T, P]`` hit array is built: matching lists
+  the true positives as (threshold, prediction) pairs, and AP needs each one's rank in its class.
+- Matching runs per (class, video) group. In a group with one ground truth, the first prediction
+  over a threshold takes it, so a prediction hits at the thresholds its tIoU reaches and no
+  earlier prediction of the group reached: one segmented running maximum of integer "levels".
+- Groups with several ground truth depend on which one each prediction locks; they advance
+  together, one numpy pass per rank within a group, over the predictions that reach the lowest
+  threshold.
 """
 
 from __future__ import annotations
@@ -30,23 +40,41 @@ import numpy as np
 __all__ = ["clean_ground_truth", "detection_ap", "segment_tiou"]
 
 
-def segment_tiou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Return the ``[P, G]`` temporal IoU of ``[P, 2]`` and ``[G, 2]`` segments."""
-    pred = np.asarray(pred, dtype=np.float64).reshape(-1, 2)
-    gt = np.asarray(gt, dtype=np.float64).reshape(-1, 2)
-    left = np.maximum(pred[:, None, 0], gt[None, :, 0])
-    right = np.minimum(pred[:, None, 1], gt[None, :, 1])
-    inter = np.clip(right - left, 0, None)
-    union = (pred[:, None, 1] - pred[:, None, 0]) + (gt[None, :, 1] - gt[None, :, 0]) - inter
+def _tiou(
+    start: np.ndarray, end: np.ndarray, gt_start: np.ndarray, gt_end: np.ndarray
+) -> np.ndarray:
+    """Return the tIoU of broadcastable segment ends, in the reference's order of operations."""
+    inter = np.minimum(end, gt_end) - np.maximum(start, gt_start)
+    np.clip(inter, 0, None, out=inter)
+    union = (end - start) + (gt_end - gt_start) - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         return inter / union
+
+
+def segment_tiou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Return the temporal IoU of broadcastable ``[..., 2]`` segments (nan for a zero union).
+
+    ``segment_tiou(p[:, None], g[None])`` gives the ``[P, G]`` table of every pair.
+    """
+    pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
+    return _tiou(pred[..., 0], pred[..., 1], gt[..., 0], gt[..., 1])
+
+
+def _stable_order(values: np.ndarray) -> np.ndarray:
+    """Return the stable ascending order of non-negative integers (radix sort when they fit)."""
+    if len(values) and int(values.max()) < 2**16:
+        return np.argsort(values.astype(np.uint16), kind="stable")
+    return np.argsort(values, kind="stable")
 
 
 def _repeat_candidates(
     video: np.ndarray, start: np.ndarray, end: np.ndarray, label: np.ndarray, tol: float
 ) -> np.ndarray:
     """Return the videos holding two segments of one label with both ends within ``tol``."""
-    order = np.lexsort((start, label, video))
+    shifted = label - label.min(initial=0)
+    key = (video - video.min(initial=0)) * (int(shifted.max(initial=0)) + 1) + shifted
+    by_start = np.argsort(start)  # equal starts in any order: each pair is checked below
+    order = by_start[_stable_order(key[by_start])]
     v, lab, s, e = video[order], label[order], start[order], end[order]
     found: list[np.ndarray] = []
     for offset in range(1, len(order)):
@@ -83,11 +111,13 @@ def clean_ground_truth(
     return keep & (start != end)
 
 
-def _stable_order(values: np.ndarray) -> np.ndarray:
-    """Return the stable ascending order of non-negative integers (radix sort when they fit)."""
-    if len(values) and int(values.max()) < 2**16:
-        return np.argsort(values.astype(np.uint16), kind="stable")
-    return np.argsort(values, kind="stable")
+def _descending(score: np.ndarray) -> np.ndarray:
+    """Return the order of descending score; equal scores (and NaN) keep their input order."""
+    order = np.argsort(-score)  # the unstable sort is several times faster; exact without ties
+    ranked = score[order]
+    if np.isnan(ranked).any() or (ranked[1:] == ranked[:-1]).any():
+        return np.argsort(-score, kind="stable")
+    return order
 
 
 def _lookup(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -110,76 +140,91 @@ def _lookup(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
 def _class_space(
     gt_label: np.ndarray, pred_label: np.ndarray, faithful: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    classes = np.unique(gt_label)
+    small = len(gt_label) == 0 or 0 <= gt_label.min() <= gt_label.max() < 1_000_000
+    classes = np.flatnonzero(np.bincount(gt_label)) if small else np.unique(gt_label)
     gt_class = np.searchsorted(classes, gt_label)
     position = _lookup(classes, pred_label)
     pred_class = np.where(position >= 0, position, pred_label if faithful else -1)
     return classes, gt_class, np.where(pred_class < len(classes), pred_class, -1)
 
 
-def _first_hits(
-    tp: np.ndarray, preds: np.ndarray, group: np.ndarray, overlap: np.ndarray, tious: np.ndarray
-) -> None:
-    """Mark, per group of one ground truth and threshold, the first prediction reaching it."""
-    order = _stable_order(group)  # keeps score order within a group
-    hits = overlap[order, None] >= tious[None, :]  # [S, T]
-    counts = np.cumsum(hits, axis=0)
-    sorted_group = group[order]
-    starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
-    before = np.where(starts[:, None] > 0, counts[np.maximum(starts - 1, 0)], 0)
-    within = counts - np.repeat(before, np.diff(np.r_[starts, len(order)]), axis=0)
-    tp[:, preds[order]] = (hits & (within == 1)).T
+def _ramps(begin: np.ndarray | int, sizes: np.ndarray) -> np.ndarray:
+    """Return the runs ``begin[i], begin[i] + 1, ..., begin[i] + sizes[i] - 1`` end to end."""
+    return np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes - begin, sizes)
 
 
-def _match(
-    pred_key: np.ndarray,
-    pred_segments: np.ndarray,
-    gt_key: np.ndarray,
-    gt_segments: np.ndarray,
-    tious: np.ndarray,
+def _overlap(
+    start: np.ndarray, end: np.ndarray, gt_start: np.ndarray, gt_end: np.ndarray
 ) -> np.ndarray:
-    """Return ``[T, P]`` true-positive flags of predictions given in score order."""
-    count, steps = len(pred_key), len(tious)
-    tp = np.zeros((steps, count), dtype=bool)
-    gt_order = np.argsort(gt_key, kind="stable")
-    keys, first, sizes = np.unique(gt_key[gt_order], return_index=True, return_counts=True)
-    slot = _lookup(keys, pred_key)
-    preds = np.flatnonzero(slot >= 0)
-    if len(preds) == 0:
-        return tp
-    width = int(sizes.max())
-    group = slot[preds]
-    # each group's ground truth, padded to ``width`` rows; a padding row overlaps nothing
-    padded = np.full((len(keys), width, 2), np.nan)
-    column = np.arange(len(gt_order)) - np.repeat(first, sizes)
-    padded[np.repeat(np.arange(len(keys)), sizes), column] = gt_segments[gt_order]
-    truth = padded[group]  # [P, W, 2]
-    seg = pred_segments[preds]
-    inter = np.minimum(seg[:, 1:2], truth[..., 1]) - np.maximum(seg[:, 0:1], truth[..., 0])
-    np.clip(inter, 0, None, out=inter)
-    union = (seg[:, 1:2] - seg[:, 0:1]) + (truth[..., 1] - truth[..., 0]) - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        overlap = inter / union
-    overlap[~np.isfinite(overlap)] = -1.0  # padding rows (nan) and degenerate segments
-    # a prediction below the lowest threshold with every ground truth is a false positive and
-    # locks nothing, so it leaves the sequential pass
-    reach = overlap.max(axis=1) >= tious.min()
-    preds, group, overlap = preds[reach], group[reach], overlap[reach]
-    single = sizes[group] == 1
-    if single.any():  # one ground truth: the first prediction (by score) over tau takes it
-        _first_hits(tp, preds[single], group[single], overlap[single, 0], tious)
-        preds, group, overlap = preds[~single], group[~single], overlap[~single]
-    if len(preds) == 0:
-        return tp
-    # rank of each prediction within its (class, video) group, in score order
+    """Return the tIoU of broadcastable segment ends, -1 where it is undefined."""
+    overlap = _tiou(start, end, gt_start, gt_end)
+    overlap[~np.isfinite(overlap)] = -1.0  # padding (nan) and degenerate segments
+    return overlap
+
+
+def _levels(overlap: np.ndarray, tious: np.ndarray) -> np.ndarray:
+    """Return how many of the thresholds each tIoU reaches (``>=``)."""
+    level = np.zeros(overlap.shape, dtype=np.int64)
+    for tiou in tious:
+        level += overlap >= tiou
+    return level
+
+
+def _single_hits(
+    position: np.ndarray, target: np.ndarray, level: np.ndarray, steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(threshold, position)`` of the hits of predictions with one candidate each.
+
+    Each prediction can take only its ``target`` ground truth, at the ``level`` lowest
+    thresholds its tIoU reaches; it hits those of them that no earlier prediction of the same
+    target reached.
+    """
+    by_target = _stable_order(target)  # keeps score order within a target
+    position, target, level = position[by_target], target[by_target], level[by_target]
+    lift = target * (steps + 1)  # earlier targets' levels stay below this target's
+    best = np.maximum.accumulate(lift + level)
+    earlier = np.clip(np.r_[0, best[:-1]] - lift, 0, None)  # < 0: first of its target
+    hits = np.clip(level - earlier, 0, None)
+    return _ramps(earlier, hits), np.repeat(position, hits)
+
+
+def _padded_overlap(
+    start: np.ndarray,
+    end: np.ndarray,
+    group: np.ndarray,
+    gt_start: np.ndarray,
+    gt_end: np.ndarray,
+    first: np.ndarray,
+    sizes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return ``(groups, local, overlap [N, W])``: each prediction against its group's truth.
+
+    ``groups`` are the distinct groups, ``local`` each prediction's index into them; columns
+    past a group's size are padding, with tIoU -1.
+    """
+    groups, local = np.unique(group, return_inverse=True)
+    counts = sizes[groups]
+    row, column = np.repeat(np.arange(len(groups)), counts), _ramps(0, counts)
+    source = np.repeat(first[groups], counts) + column
+    padded = np.full((2, len(groups), int(counts.max())), np.nan)  # padding overlaps nothing
+    padded[0, row, column], padded[1, row, column] = gt_start[source], gt_end[source]
+    return groups, local, _overlap(start[:, None], end[:, None], padded[0, local], padded[1, local])
+
+
+def _contested_hits(
+    position: np.ndarray, group: np.ndarray, overlap: np.ndarray, tious: np.ndarray, groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(threshold, position)`` of the hits in groups where a prediction has several
+    candidates: which one it locks matters, so groups advance together, one rank at a time."""
     by_group = _stable_order(group)
     starts = np.flatnonzero(np.r_[True, group[by_group][1:] != group[by_group][:-1]])
-    rank = np.empty(len(preds), dtype=np.int64)
-    rank[by_group] = np.arange(len(preds)) - np.repeat(starts, np.diff(np.r_[starts, len(preds)]))
-    locked = np.zeros((len(keys), steps, width), dtype=bool)
-    step_index = np.arange(steps)[None, :]
+    rank = np.empty(len(position), dtype=np.int64)
+    rank[by_group] = _ramps(0, np.diff(np.r_[starts, len(position)]))
+    locked = np.zeros((groups, len(tious), overlap.shape[1]), dtype=bool)
+    step_index = np.arange(len(tious))[None, :]
     rank_order = _stable_order(rank)
     bounds = np.flatnonzero(np.r_[True, np.diff(rank[rank_order]) != 0, True])
+    steps, hits = [], []
     for a, b in itertools.pairwise(bounds):
         active = rank_order[a:b]  # one prediction per group
         g = group[active]
@@ -188,34 +233,91 @@ def _match(
         value = np.take_along_axis(candidates, best[..., None], axis=2)[..., 0]
         hit = value >= tious[None, :]
         locked[g[:, None], step_index, best] |= hit
-        tp[:, preds[active]] = hit.T
-    return tp
+        row, step = np.nonzero(hit)
+        steps.append(step)
+        hits.append(position[active][row])
+    return np.concatenate(steps), np.concatenate(hits)
 
 
-def _class_ap(tp: np.ndarray, label: np.ndarray, positives: np.ndarray) -> np.ndarray:
-    """Return ``[T, C]`` interpolated AP from ``[T, P]`` hits sorted by class, then score.
+def _match(
+    pred_key: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    gt_key: np.ndarray,
+    gt_start: np.ndarray,
+    gt_end: np.ndarray,
+    tious: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(threshold, prediction)`` of every true positive.
 
-    All classes at once: cumulative counts restart at each class, and the running maximum of
-    precision from the right restarts too, because each class's values are lifted above those
-    of every class after it.
+    Predictions come in score order, ``tious`` ascending; keys name (class, video) groups. A
+    prediction's candidates are the ground truth of its group it overlaps by the lowest
+    threshold. Where no prediction of a group has several, each ground truth is matched on its
+    own (:func:`_single_hits`); the other groups need the sequential rule.
     """
-    steps, count = tp.shape
-    ap = np.zeros((steps, len(positives)))
-    if count == 0:
+    gt_order = np.argsort(gt_key, kind="stable")
+    keys, first, sizes = np.unique(gt_key[gt_order], return_index=True, return_counts=True)
+    gt_start, gt_end = gt_start[gt_order], gt_end[gt_order]
+    slot = _lookup(keys, pred_key)
+    position = np.flatnonzero(slot >= 0)
+    # every (prediction, ground truth of its group) pair, in score order of the predictions
+    count = sizes[slot[position]]
+    pred = np.repeat(position, count)
+    truth = _ramps(first[slot[position]], count)
+    overlap = _overlap(start[pred], end[pred], gt_start[truth], gt_end[truth])
+    candidate = np.flatnonzero(overlap >= tious[0])
+    pred, truth, overlap = pred[candidate], truth[candidate], overlap[candidate]
+    owner = np.repeat(np.arange(len(keys)), sizes)  # the group of each ground truth
+    contested = np.zeros(len(keys), dtype=bool)
+    contested[owner[truth[1:][pred[1:] == pred[:-1]]]] = True  # a prediction's second candidate
+    clear = ~contested[owner[truth]]
+    steps, hits = _single_hits(
+        pred[clear], truth[clear], _levels(overlap[clear], tious), len(tious)
+    )
+    if clear.all():
+        return steps, hits
+    position = pred[~clear]  # ascending, so in score order
+    position = position[np.r_[True, position[1:] != position[:-1]]]
+    groups, local, table = _padded_overlap(
+        start[position], end[position], slot[position], gt_start, gt_end, first, sizes
+    )
+    more = _contested_hits(position, local, table, tious, len(groups))
+    return np.r_[steps, more[0]], np.r_[hits, more[1]]
+
+
+def _class_rank(label: np.ndarray, classes: int) -> np.ndarray:
+    """Return each prediction's 1-based position among its class's, for labels in score order."""
+    counts = np.bincount(label, minlength=classes)
+    rank = np.empty(len(label), dtype=np.int64)
+    rank[_stable_order(label)] = _ramps(0, counts) + 1
+    return rank
+
+
+def _class_ap(
+    step: np.ndarray, label: np.ndarray, rank: np.ndarray, positives: np.ndarray, steps: int
+) -> np.ndarray:
+    """Return ``[T, C]`` interpolated AP from the true positives alone.
+
+    Each true positive gives its threshold ``step``, class ``label`` and 1-based ``rank`` among
+    its class's predictions by score. The ``i``-th of a (threshold, class) curve has precision
+    ``i / rank`` and raises recall by ``1 / #GT``; the precision it is weighted with is the
+    running maximum from the right, which restarts at each curve because each curve's values are
+    lifted above those of every curve after it.
+    """
+    classes = len(positives)
+    ap = np.zeros((steps, classes))
+    if len(step) == 0:
         return ap
-    start = np.searchsorted(label, label)  # first position of each prediction's class
-    rank = np.arange(count) - start + 1  # 1-based position within the class
-    cum_tp = np.cumsum(tp, axis=1, dtype=np.float64)
-    before = np.where(start > 0, cum_tp[:, np.maximum(start - 1, 0)], 0.0)
-    cum_tp -= before
-    precision = cum_tp / rank
-    recall = cum_tp / positives[label]
-    lift = 2.0 * (len(positives) - label)  # precision <= 1 < the gap between two classes
-    best = np.maximum.accumulate((precision + lift)[:, ::-1], axis=1)[:, ::-1] - lift
-    step = np.diff(recall, axis=1, prepend=0.0)
-    step[:, rank == 1] = recall[:, rank == 1]  # recall restarts from 0 in each class
-    present = np.unique(label)
-    ap[:, present] = np.add.reduceat(step * best, np.searchsorted(label, present), axis=1)
+    curve = step * classes + label
+    order = np.argsort(curve * (int(rank.max()) + 1) + rank)  # keys are unique
+    curve, rank = curve[order], rank[order]
+    starts = np.flatnonzero(np.r_[True, curve[1:] != curve[:-1]])
+    count = _ramps(1, np.diff(np.r_[starts, len(curve)])).astype(np.float64)
+    total = positives[curve % classes]
+    gain = count / total - (count - 1) / total  # the reference's recall differences
+    lift = 2.0 * (curve[-1] + 1 - curve)  # precision <= 1 < the gap between two curves
+    best = np.maximum.accumulate((count / rank + lift)[::-1])[::-1] - lift
+    ap.reshape(-1)[curve[starts]] = np.add.reduceat(gain * best, starts)
     return ap
 
 
@@ -236,6 +338,7 @@ def detection_ap(
     Videos are integer ids; predictions with equal scores keep their input order.
     """
     tious = np.asarray(tious, dtype=np.float64)
+    ascending = np.argsort(tious, kind="stable")
     gt_segments = np.asarray(gt_segments, dtype=np.float64).reshape(-1, 2)
     pred_segments = np.asarray(pred_segments, dtype=np.float64).reshape(-1, 2)
     gt_video, gt_label = np.asarray(gt_video, np.int64), np.asarray(gt_label, np.int64)
@@ -248,17 +351,19 @@ def detection_ap(
     if len(classes) == 0:
         return ap, classes
     scored = np.flatnonzero(pred_class >= 0)
-    order = scored[np.argsort(-np.asarray(pred_score, np.float64)[scored], kind="stable")]
+    order = scored[_descending(np.asarray(pred_score, np.float64)[scored])]
     p_class, p_video = pred_class[order], np.asarray(pred_video, np.int64)[order]
     span = int(max(gt_video.max(initial=0), p_video.max(initial=0))) + 1
-    tp = _match(
+    step, hit = _match(
         p_class * span + p_video,
-        pred_segments[order],
+        pred_segments[order, 0],
+        pred_segments[order, 1],
         gt_class * span + gt_video,
-        gt_segments,
-        tious,
+        gt_segments[:, 0],
+        gt_segments[:, 1],
+        tious[ascending],
     )
     positives = np.bincount(gt_class, minlength=len(classes))
-    by_class = _stable_order(p_class)  # keeps score order within a class
-    ap[:, :] = _class_ap(tp[:, by_class], p_class[by_class], positives)
+    rank = _class_rank(p_class, len(classes))[hit]
+    ap[ascending] = _class_ap(step, p_class[hit], rank, positives, len(tious))
     return ap, classes

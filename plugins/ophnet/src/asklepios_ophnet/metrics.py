@@ -54,12 +54,11 @@ class TALMapEvaluator(SequenceEvaluator):
         self._per_class: tuple[np.ndarray, np.ndarray] | None = None
 
     def _to_time(self, segments: Tensor, batch: Batch) -> Tensor:
-        segments = segments.double()
         if self.params.units == "seconds" and "step_seconds" in batch:
             scale = torch.as_tensor(batch["step_seconds"], dtype=torch.float64)
             offset = torch.as_tensor(batch.get("time_offset", 0.0), dtype=torch.float64)
             shape = (-1, 1, 1)
-            segments = segments * scale.to(segments.device).reshape(shape) + offset.to(
+            segments = segments.double() * scale.to(segments.device).reshape(shape) + offset.to(
                 segments.device
             ).reshape(shape)
         return segments
@@ -71,20 +70,18 @@ class TALMapEvaluator(SequenceEvaluator):
                     f"ophnet.tal_map: the model output has no {key!r} (keys {sorted(outputs)}); "
                     "it scores detections: a model such as ophnet.mstcn returns them in eval mode"
                 )
+        # one row per detection; cat promotes to the widest input type, and the item state
+        # stores float64 (class ids stay exact: they are far below 2**24)
         predicted = torch.cat(
             [
                 self._to_time(outputs["segments"].detach(), batch),
-                outputs["scores"].detach().double()[..., None],
-                outputs["labels"].detach().double()[..., None],
+                outputs["scores"].detach()[..., None],
+                outputs["labels"].detach()[..., None],
             ],
             dim=-1,
         )
         truth = torch.cat(
-            [
-                self._to_time(batch["segments"], batch),
-                batch["segment_labels"].double()[..., None],
-            ],
-            dim=-1,
+            [self._to_time(batch["segments"], batch), batch["segment_labels"][..., None]], dim=-1
         )
         self.append_padded(
             batch_index(batch, self.name),
@@ -94,11 +91,10 @@ class TALMapEvaluator(SequenceEvaluator):
 
     def compute(self) -> dict[str, Tensor]:
         table = self.items()
-        preds, truth = table.values["predictions"], table.values["ground_truth"]
-        pred_video = np.repeat(np.arange(len(preds)), [len(p) for p in preds])
-        gt_video = np.repeat(np.arange(len(truth)), [len(t) for t in truth])
-        pred = torch.cat(preds).numpy() if preds else np.zeros((0, 4))
-        gt = torch.cat(truth).numpy() if truth else np.zeros((0, 3))
+        pred, gt = table.flat["predictions"].numpy(), table.flat["ground_truth"].numpy()
+        videos = np.arange(len(table))
+        pred_video = np.repeat(videos, table.rows["predictions"].numpy())
+        gt_video = np.repeat(videos, table.rows["ground_truth"].numpy())
         ap, classes = detection_ap(
             pred_video,
             pred[:, :2],
