@@ -325,11 +325,26 @@ def test_a_key_written_twice_is_an_error_with_both_lines(project, host):
     assert str(caught.value).startswith(f"config {file} is invalid (2 problems)")
 
 
-def test_a_json_key_written_twice_is_an_error(project, host):
+def test_a_json_key_written_twice_is_an_error_with_its_lines(project, host):
     file = project / "dup.json"
-    file.write_text('{"name": "a", "seed": 1, "seed": 2}')
+    file.write_text('{\n  "name": "a",\n  "train": {"epochs": 1,\n    "epochs": 2},\n  "seed": 1\n}')
+    with pytest.raises(ConfigError) as caught:
+        load_config(file, host=host)
+    issue = _issues(caught)["train.epochs"]
+    assert issue.line == 4 and "first at line 3" in issue.message
+    # YAML 1.1 cannot read every JSON text (json.dumps escapes characters beyond the BMP as
+    # surrogate pairs): the repeat is still an error, without a line
+    file.write_text('{"name": "a", "note": "\\ud83d\\ude00", "seed": 1, "seed": 2}')
     with pytest.raises(ConfigError, match="duplicate key 'seed'"):
         load_config(file, host=host)
+
+
+def test_json_config_problems_name_their_line(project, host):
+    file = project / "exp.json"
+    file.write_text('{\n  "name": "a",\n  "train": {\n    "epochs": "many"\n  }\n}')
+    with pytest.raises(ConfigError) as caught:
+        load_config(file, host=host)
+    assert _issues(caught)["train.epochs"].line == 4
 
 
 def test_a_file_that_is_not_utf8_is_a_located_error(project, host):

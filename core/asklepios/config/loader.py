@@ -238,6 +238,22 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _json_document(text: str) -> tuple[Any, dict[PathKey, int], list[tuple[PathKey, int, int]]]:
+    """Parse JSON; locate keys (and keys written twice) through YAML's node tree.
+
+    A JSON document is a YAML flow document, so the YAML walk gives each key path its line;
+    the values come from ``json``. Where YAML 1.1 cannot read the text (rare: tabs between
+    tokens, some escapes), keys go unlocated and a key written twice is still an error.
+    """
+    data = json.loads(text)  # syntax errors carry their own line and column
+    try:
+        _, lines, duplicates = _yaml_document(text)
+    except yaml.YAMLError:
+        json.loads(text, object_pairs_hook=_json_object)
+        return data, {}, []
+    return data, lines, duplicates
+
+
 def _read_document(path: Path, shown: str) -> tuple[dict[str, Any], dict[PathKey, int]]:
     try:
         raw = path.read_bytes()
@@ -249,10 +265,8 @@ def _read_document(path: Path, shown: str) -> tuple[dict[str, Any], dict[PathKey
     lines: dict[PathKey, int] = {}
     duplicates: list[tuple[PathKey, int, int]] = []
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text, object_pairs_hook=_json_object)
-        else:
-            data, lines, duplicates = _yaml_document(text)
+        read = _json_document if path.suffix.lower() == ".json" else _yaml_document
+        data, lines, duplicates = read(text)
     except json.JSONDecodeError as err:
         raise _issue(
             shown, f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
@@ -275,8 +289,8 @@ def _read_document(path: Path, shown: str) -> tuple[dict[str, Any], dict[PathKey
                 file=shown,
                 path=format_path(key),
                 line=line,
-                message=f"key written twice (first at line {first}); YAML would keep only the "
-                "last one",
+                message=f"key written twice (first at line {first}); the parser would keep only "
+                "the last one",
                 suggestion="write each key once (merge the two mappings)",
             )
             for key, line, first in duplicates
