@@ -393,3 +393,22 @@ def test_crowded_random_cases_equal_the_straightforward_implementation(seed):
     assert classes.tolist() == ref_classes
     expected = np.array([[ref[t, c] for c in range(len(ref_classes))] for t in TIOUS])
     np.testing.assert_allclose(ap, expected.reshape(ap.shape), rtol=0, atol=1e-12)
+
+
+def test_half_precision_outputs_keep_their_class_ids():
+    """Under AMP a model may return float16 segments and scores; class 2049 must stay 2049."""
+    evaluator = TALMapEvaluator(TALMapEvaluatorParams(units="steps"), BuildContext())
+    batch = {
+        "segments": torch.tensor([[[0.0, 10.0]]]),
+        "segment_labels": torch.tensor([[2049]]),
+        "segment_mask": torch.tensor([[True]]),
+        "index": torch.tensor([0]),
+    }
+    outputs = {
+        "segments": torch.tensor([[[0.0, 10.0]]], dtype=torch.float16),
+        "scores": torch.tensor([[0.9]], dtype=torch.float16),
+        "labels": torch.tensor([[2049]]),
+        "segment_mask": torch.tensor([[True]]),
+    }
+    evaluator.update(outputs, batch)
+    assert float(evaluator.compute()["average"]) == pytest.approx(100.0)

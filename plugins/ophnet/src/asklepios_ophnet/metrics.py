@@ -54,11 +54,12 @@ class TALMapEvaluator(SequenceEvaluator):
         self._per_class: tuple[np.ndarray, np.ndarray] | None = None
 
     def _to_time(self, segments: Tensor, batch: Batch) -> Tensor:
+        segments = segments.double()
         if self.params.units == "seconds" and "step_seconds" in batch:
             scale = torch.as_tensor(batch["step_seconds"], dtype=torch.float64)
             offset = torch.as_tensor(batch.get("time_offset", 0.0), dtype=torch.float64)
             shape = (-1, 1, 1)
-            segments = segments.double() * scale.to(segments.device).reshape(shape) + offset.to(
+            segments = segments * scale.to(segments.device).reshape(shape) + offset.to(
                 segments.device
             ).reshape(shape)
         return segments
@@ -70,18 +71,21 @@ class TALMapEvaluator(SequenceEvaluator):
                     f"ophnet.tal_map: the model output has no {key!r} (keys {sorted(outputs)}); "
                     "it scores detections: a model such as ophnet.mstcn returns them in eval mode"
                 )
-        # one row per detection; cat promotes to the widest input type, and the item state
-        # stores float64 (class ids stay exact: they are far below 2**24)
+        # one float64 row per detection (half-precision outputs under AMP would round class ids)
         predicted = torch.cat(
             [
                 self._to_time(outputs["segments"].detach(), batch),
-                outputs["scores"].detach()[..., None],
-                outputs["labels"].detach()[..., None],
+                outputs["scores"].detach().double()[..., None],
+                outputs["labels"].detach().double()[..., None],
             ],
             dim=-1,
         )
         truth = torch.cat(
-            [self._to_time(batch["segments"], batch), batch["segment_labels"][..., None]], dim=-1
+            [
+                self._to_time(batch["segments"], batch),
+                batch["segment_labels"].double()[..., None],
+            ],
+            dim=-1,
         )
         self.append_padded(
             batch_index(batch, self.name),
