@@ -327,7 +327,7 @@ def test_a_key_written_twice_is_an_error_with_both_lines(project, host):
 
 def test_a_json_key_written_twice_is_an_error_with_its_lines(project, host):
     file = project / "dup.json"
-    file.write_text('{\n  "name": "a",\n  "train": {"epochs": 1,\n    "epochs": 2},\n  "seed": 1\n}')
+    file.write_text('{\n  "name": "a",\n  "train": {"epochs": 1,\n    "epochs": 2}\n}')
     with pytest.raises(ConfigError) as caught:
         load_config(file, host=host)
     issue = _issues(caught)["train.epochs"]
