@@ -2,8 +2,9 @@
 
 Datasets read their files lazily (in DataLoader workers), so without a check a missing or
 corrupt image in the test split surfaces after the last training epoch. A dataset that reads
-files lists them through :meth:`asklepios_sdk.Dataset.files` (``(row, path)`` per split);
-:func:`verify_dataset` then checks them at the level of ``data.verify``:
+files lists them through :meth:`asklepios_sdk.Dataset.files` (``(row, path)`` per split, or
+``(row, path, listing)`` naming the manifest line); :func:`verify_dataset` then checks them at
+the level of ``data.verify``:
 
 * ``exists``: every path is an existing, non-empty regular file;
 * ``headers``: and every image PIL can open has a readable header (format and size), which
@@ -109,9 +110,9 @@ def verify_dataset(dataset: Any, level: str, where: str) -> int:
     if level == "none":
         return 0
     listed = [
-        (split, int(row), str(path))
+        (split, int(entry[0]), str(entry[1]), str(entry[2]) if len(entry) > 2 else "")
         for split in dataset.split_names
-        for row, path in dataset.files(split)
+        for entry in dataset.files(split)
     ]
     if not listed:
         return 0
@@ -126,12 +127,15 @@ def verify_dataset(dataset: Any, level: str, where: str) -> int:
     return len(listed)
 
 
-def _report(bad: list[tuple[str, int, str, str]], total: int, level: str, where: str) -> str:
+def _report(bad: list[tuple[str, int, str, str, str]], total: int, level: str, where: str) -> str:
     lines = [
         f"{where}: {len(bad)} of {total} files failed the pre-flight check "
         f"(data.verify={level}), before any training:"
     ]
-    lines += [f"  - split '{s}' row {row}: {path} {why}" for s, row, path, why in bad[:_SHOWN]]
+    lines += [
+        f"  - split '{s}' row {row}{f' ({source})' if source else ''}: {path} {why}"
+        for s, row, path, source, why in bad[:_SHOWN]
+    ]
     if len(bad) > _SHOWN:
         lines.append(f"  ... and {len(bad) - _SHOWN} more")
     if len(bad) == total and all(why == "does not exist" for *_, why in bad):

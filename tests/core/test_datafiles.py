@@ -59,7 +59,7 @@ def _csv(path: Path) -> CsvDataset:
 
 
 def _row(dataset: CsvDataset, split: str, name: str) -> int:
-    return next(row for row, path in dataset.files(split) if Path(path).name == name)
+    return next(row for row, path, _ in dataset.files(split) if Path(path).name == name)
 
 
 def test_every_bad_file_is_reported_at_once_with_split_and_row(tmp_path: Path) -> None:
@@ -86,8 +86,32 @@ def test_every_bad_file_is_reported_at_once_with_split_and_row(tmp_path: Path) -
     }
     for split, name, why in expected:
         row = _row(data, split, name)
-        assert f"split '{split}' row {row}: {tmp_path / name} {why}" in message, (name, message)
+        line = int(name[3:5]) + 2  # the header is line 1, img00 is on line 2
+        assert f"split '{split}' row {row} (data.csv line {line}): {tmp_path / name} {why}" in (
+            message
+        ), (name, message)
     assert "--set data.verify=none" in message
+
+
+def test_manifest_lines_count_fields_that_span_lines(tmp_path: Path) -> None:
+    """A quoted field with a newline moves every later row down a line: the listing follows."""
+    for i in range(3):
+        _png(tmp_path / f"img{i:02d}.png", i)
+    (tmp_path / "data.csv").write_text(
+        'path,label,split,note\nimg00.png,0,train,"two\nlines"\nimg01.png,1,train,x\n'
+        "img02.png,0,test,y\n"
+    )
+    data = _csv(tmp_path / "data.csv")
+    listed = {
+        Path(path).name: where
+        for split in ("train", "test")
+        for _, path, where in data.files(split)
+    }
+    assert listed == {
+        "img00.png": "data.csv line 2",
+        "img01.png": "data.csv line 4",
+        "img02.png": "data.csv line 5",
+    }
 
 
 def test_truncated_pixel_data_passes_headers_and_fails_full(tmp_path: Path) -> None:

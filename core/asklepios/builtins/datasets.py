@@ -55,6 +55,7 @@ class _SplitDataset(Dataset):
 
     _splits: dict[str, torch.utils.data.Dataset]
     _labels: dict[str, np.ndarray | None]
+    _sources: dict[str, list[str]]  # per split, where each file is listed (manifests only)
 
     def split(self, name: str) -> torch.utils.data.Dataset:
         if name not in self._splits:
@@ -67,10 +68,16 @@ class _SplitDataset(Dataset):
         self.split(name)
         return self._labels.get(name)
 
-    def files(self, name: str) -> Iterator[tuple[int, str]]:
-        """Return ``(row, path)`` of every image file split ``name`` reads (none in memory)."""
+    def files(self, name: str) -> Iterator[tuple[int, str] | tuple[int, str, str]]:
+        """Return ``(row, path)`` of every image file split ``name`` reads (none in memory),
+        with the manifest line that lists it where a manifest does."""
         split = self.split(name)
-        return enumerate(split.paths) if isinstance(split, FileSplit) else iter(())
+        if not isinstance(split, FileSplit):
+            return iter(())
+        sources = getattr(self, "_sources", {}).get(name)
+        if sources is None:
+            return enumerate(split.paths)
+        return ((row, path, sources[row]) for row, path in enumerate(split.paths))
 
 
 class DigitsDataset(_SplitDataset):
@@ -173,16 +180,22 @@ class ImageFolderDataset(_SplitDataset):
         return self._facts
 
 
-def _read_csv(path: Path, component: str) -> tuple[list[str], list[dict[str, str]]]:
+def _read_csv(path: Path, component: str) -> tuple[list[str], list[dict[str, str]], list[int]]:
+    """Return the header, the rows and the 1-based line each row starts on."""
     if not path.is_file():
         raise ComponentError(f"{component}: CSV file {path} does not exist")
+    rows, lines = [], []
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        rows = list(reader)
+        end = 1  # the header's line (a quoted field may span lines: count from the reader)
+        for row in reader:
+            rows.append(row)
+            lines.append(end + 1)
+            end = reader.line_num
         header = list(reader.fieldnames or [])
     if not rows:
         raise ComponentError(f"{component}: {path} has no rows")
-    return header, rows
+    return header, rows, lines
 
 
 def _require_columns(header: list[str], columns: list[str], path: Path, component: str) -> None:
@@ -217,7 +230,7 @@ class CsvDataset(_SplitDataset):
 
     def __init__(self, params: CsvDatasetParams, ctx: BuildContext | None = None) -> None:
         path = Path(params.path).expanduser()
-        header, rows = _read_csv(path, "core.csv")
+        header, rows, lines = _read_csv(path, "core.csv")
         _require_columns(header, [params.path_column, params.label_column], path, "core.csv")
         root = Path(params.root).expanduser() if params.root else path.parent
         raw_labels = [row[params.label_column] for row in rows]
@@ -242,13 +255,14 @@ class CsvDataset(_SplitDataset):
         if "train" not in index or not len(index["train"]):
             raise ComponentError(f"core.csv: {path} gives an empty training split")
         size = _pair(params.image_size)
-        self._splits, self._labels = {}, {}
+        self._splits, self._labels, self._sources = {}, {}, {}
         for name, chosen in index.items():
             extras = {c: [rows[i][c] for i in chosen] for c in extra_cols}
             self._splits[name] = FileSplit(
                 [paths[i] for i in chosen], labels[chosen], params.mode, size, extras
             )
             self._labels[name] = labels[chosen]
+            self._sources[name] = [f"{path.name} line {lines[i]}" for i in chosen]
         self.split_names = tuple(index)
         self._facts = classification_facts(
             labels[index["train"]], len(classes), classes, 3 if params.mode == "RGB" else 1, size
@@ -338,7 +352,7 @@ class TabularDataset(_SplitDataset):
 
     def __init__(self, params: TabularDatasetParams, ctx: BuildContext | None = None) -> None:
         path = Path(params.path).expanduser()
-        header, rows = _read_csv(path, "core.tabular")
+        header, rows, _ = _read_csv(path, "core.tabular")
         features = params.features or [
             c for c in header if c not in (params.target, params.split_column)
         ]

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from asklepios_sdk.synthesis import DatasetGenerator, GeneratedSplit
     from asklepios_sdk.weights import WeightsReport, load_weights
 
-PLUGIN_API = "1.4"
+PLUGIN_API = "1.5"
 """Version of the plugin-facing surface; see CONTRIBUTING.md for the compatibility policy.
 
 1.1 (SDK 0.2): lazy ``register(name, "package.module:Class", ClassParams)`` targets,
@@ -67,6 +67,8 @@ PLUGIN_API = "1.4"
 1.4: generated datasets (``asklepios_sdk.synthesis``: ``DatasetGenerator``, ``GeneratedSplit``);
 a stage with ``generate:`` writes one item per request, resumable item by item;
 ``ConfigConflictError`` for components whose params contradict each other.
+1.5: ``Dataset.files`` may add where each file is listed (``(row, path, "labels.csv line 17")``);
+``ItemTable.flat``/``ItemTable.rows``, every item's rows end to end for vectorised evaluators.
 """
 
 _LAZY = {

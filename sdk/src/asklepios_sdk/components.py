@@ -376,13 +376,15 @@ class Dataset(ABC):
         """Return the class label of every sample of split ``name`` without loading images."""
         return None
 
-    def files(self, name: str) -> Iterable[tuple[int, str]]:
+    def files(self, name: str) -> Iterable[tuple[int, str] | tuple[int, str, str]]:
         """Return ``(row, path)`` for every file split ``name`` reads, without reading any.
 
-        ``row`` is the sample's index in the split. Before training the engine checks every
-        listed path (``data.verify``: it exists, and image headers read) and reports each bad
-        one with its split and row. Datasets that read files override this; the default lists
-        none, so nothing is checked.
+        ``row`` is the sample's index in the split. A dataset read from a manifest may add a
+        third element saying where the file is listed (``"labels.csv line 17"``), so a report
+        points at the line to fix. Before training the engine checks every listed path
+        (``data.verify``: it exists, and image headers read) and reports each bad one with its
+        split, row and listing. Datasets that read files override this; the default lists none,
+        so nothing is checked.
         """
         return ()
 
