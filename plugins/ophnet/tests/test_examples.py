@@ -17,7 +17,13 @@ from ophnet_files import write_tal_fixture
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "configs" / "ophnet"
 CONFIGS = sorted(EXAMPLES.glob("*.yaml"))
-REAL = ["operation_localization", "phase_localization", "phase_recognition"]
+REAL = [
+    "operation_localization",
+    "operation_localization_actionformer",
+    "phase_localization",
+    "phase_localization_actionformer",
+    "phase_recognition",
+]
 TINY = ["model.backbone.num_stages=2", "model.backbone.num_layers=3", "model.backbone.num_f_maps=8"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -67,6 +73,31 @@ def test_the_placeholder_paths_are_reported_as_missing():
     done = _cli("validate", str(EXAMPLES / "phase_localization.yaml"))
     assert done.returncode == 1
     assert "file not found" in done.stderr and "OphNet2024_phase.json" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_actionformer_baseline_config_runs_on_real_format_data(tmp_path):
+    """The benchmark's detector recipe end to end on fixture features (JSON annotations, .npy
+    features, the seconds grid), at a tiny width: it trains, and its test metrics are the
+    benchmark's, from the detector's scored segments."""
+    tiny = [
+        "model.backbone.embd_dim=16",
+        "model.backbone.head_dim=16",
+        "model.backbone.mha_win_size=3",
+        "model.backbone.n_head=2",
+        "train.epochs=2",
+        "schedule.warmup_epochs=1",
+        "train.device=cpu",
+        f"output_dir={tmp_path / 'runs'}",
+    ]
+    config = str(EXAMPLES / "phase_localization_actionformer.yaml")
+    done = _cli("run", config, sets=[*_fixture_overrides(tmp_path), *tiny])
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    assert "type: ophnet.actionformer" in (run_dir / "config.yaml").read_text()
+    test = _summary(tmp_path / "runs")["test"]
+    assert {f"tal_map/mAP@{t}" for t in (0.3, 0.4, 0.5, 0.6, 0.7)} <= set(test)
+    assert 0.0 <= test["tal_map/average"] <= 100.0
 
 
 @pytest.mark.slow
