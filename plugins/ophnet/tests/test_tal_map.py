@@ -251,19 +251,24 @@ def test_random_predictions_faithful_mode_equals_the_reference():
         assert got[key] == pytest.approx(value, abs=1e-6), key
 
 
-def test_the_functional_form_returns_ap_per_threshold_and_class():
-    preds, truth = _random_case(3)
+def _functional(preds, truth):
+    """Run ``detection_ap`` on the tuples the reference takes (video names become ids)."""
     videos = {v: i for i, v in enumerate(sorted({g[0] for g in truth} | {p[0] for p in preds}))}
-    ap, classes = detection_ap(
-        np.array([videos[p[0]] for p in preds]),
-        np.array([p[1:3] for p in preds]),
+    return detection_ap(
+        np.array([videos[p[0]] for p in preds], dtype=np.int64),
+        np.array([p[1:3] for p in preds]).reshape(-1, 2),
         np.array([p[3] for p in preds]),
-        np.array([p[4] for p in preds]),
+        np.array([p[4] for p in preds], dtype=np.int64),
         np.array([videos[g[0]] for g in truth]),
         np.array([g[1:3] for g in truth]),
         np.array([g[3] for g in truth]),
         np.array(TIOUS),
     )
+
+
+def test_the_functional_form_returns_ap_per_threshold_and_class():
+    preds, truth = _random_case(3)
+    ap, classes = _functional(preds, truth)
     ref, ref_classes = reference_map(preds, truth)
     assert classes.tolist() == ref_classes
     assert ap == pytest.approx(np.array([[ref[t, c] for c in range(len(classes))] for t in TIOUS]))
@@ -378,17 +383,7 @@ def test_crowded_random_cases_equal_the_straightforward_implementation(seed):
     preds, truth = _crowded_case(rng)
     if not truth:
         return
-    videos = {v: i for i, v in enumerate(sorted({g[0] for g in truth} | {p[0] for p in preds}))}
-    ap, classes = detection_ap(
-        np.array([videos[p[0]] for p in preds], dtype=np.int64),
-        np.array([p[1:3] for p in preds]).reshape(-1, 2),
-        np.array([p[3] for p in preds]),
-        np.array([p[4] for p in preds], dtype=np.int64),
-        np.array([videos[g[0]] for g in truth]),
-        np.array([g[1:3] for g in truth]),
-        np.array([g[3] for g in truth]),
-        np.array(TIOUS),
-    )
+    ap, classes = _functional(preds, truth)
     ref, ref_classes = reference_map(preds, truth)
     assert classes.tolist() == ref_classes
     expected = np.array([[ref[t, c] for c in range(len(ref_classes))] for t in TIOUS])
