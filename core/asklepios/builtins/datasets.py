@@ -55,7 +55,7 @@ class _SplitDataset(Dataset):
 
     _splits: dict[str, torch.utils.data.Dataset]
     _labels: dict[str, np.ndarray | None]
-    _sources: dict[str, list[str]]  # per split, where each file is listed (manifests only)
+    _manifest: tuple[str, dict[str, np.ndarray]] | None = None  # file name, lines per split
 
     def split(self, name: str) -> torch.utils.data.Dataset:
         if name not in self._splits:
@@ -74,10 +74,13 @@ class _SplitDataset(Dataset):
         split = self.split(name)
         if not isinstance(split, FileSplit):
             return iter(())
-        sources = getattr(self, "_sources", {}).get(name)
-        if sources is None:
+        if self._manifest is None:
             return enumerate(split.paths)
-        return ((row, path, sources[row]) for row, path in enumerate(split.paths))
+        manifest, lines = self._manifest[0], self._manifest[1][name]
+        return (
+            (row, path, f"{manifest} line {line}")
+            for row, (path, line) in enumerate(zip(split.paths, lines.tolist(), strict=True))
+        )
 
 
 class DigitsDataset(_SplitDataset):
@@ -255,14 +258,17 @@ class CsvDataset(_SplitDataset):
         if "train" not in index or not len(index["train"]):
             raise ComponentError(f"core.csv: {path} gives an empty training split")
         size = _pair(params.image_size)
-        self._splits, self._labels, self._sources = {}, {}, {}
+        self._splits, self._labels = {}, {}
+        self._manifest = (
+            path.name,
+            {name: np.asarray(lines)[chosen] for name, chosen in index.items()},
+        )
         for name, chosen in index.items():
             extras = {c: [rows[i][c] for i in chosen] for c in extra_cols}
             self._splits[name] = FileSplit(
                 [paths[i] for i in chosen], labels[chosen], params.mode, size, extras
             )
             self._labels[name] = labels[chosen]
-            self._sources[name] = [f"{path.name} line {lines[i]}" for i in chosen]
         self.split_names = tuple(index)
         self._facts = classification_facts(
             labels[index["train"]], len(classes), classes, 3 if params.mode == "RGB" else 1, size

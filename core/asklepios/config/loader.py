@@ -242,8 +242,9 @@ def _json_document(text: str) -> tuple[Any, dict[PathKey, int], list[tuple[PathK
     """Parse JSON; locate keys (and keys written twice) through YAML's node tree.
 
     A JSON document is a YAML flow document, so the YAML walk gives each key path its line;
-    the values come from ``json``. Where YAML 1.1 cannot read the text (rare: tabs between
-    tokens, some escapes), keys go unlocated and a key written twice is still an error.
+    the values come from ``json``. Where YAML 1.1 cannot read the text (escaped surrogate pairs,
+    as ``json.dumps`` writes characters beyond the BMP), keys go unlocated and a key written
+    twice is still an error.
     """
     data = json.loads(text)  # syntax errors carry their own line and column
     try:
