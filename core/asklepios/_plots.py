@@ -173,14 +173,17 @@ def _curves(
         for i in bounds:
             ax.axvline(i + 0.5, color="grey", linestyle="--", linewidth=0.8)
         for start in [0, *bounds] if bounds else []:
-            ax.text(
-                start + 0.6,
-                1.0,
+            ax.text(  # along the boundary, so short stages' names cannot run into each other
+                start + 0.55,
+                0.98,
                 str(train[start].get("stage")),
                 transform=ax.get_xaxis_transform(),
+                rotation=90,
+                ha="left",
                 va="top",
                 fontsize=7,
                 color="grey",
+                clip_on=True,
             )
         ax.set_title(name)
         ax.set_xlabel(xlabel)
