@@ -112,11 +112,14 @@ def register_losses(register: Register) -> None:
 
 @hookimpl
 def register_evaluators(register: Register) -> None:
-    """Register the linear probe, the kNN probe and the segmentation scores."""
+    """Register the probes, the fine-tuning metric set and the segmentation scores."""
     from asklepios_panderm import params as p
 
     register("linear_probe", "asklepios_panderm.probes:LinearProbe", p.LinearProbeParams)
     register("knn", "asklepios_panderm.probes:KNNProbe", p.KNNProbeParams)
+    register(
+        "finetune_metrics", "asklepios_panderm.ftmetrics:FinetuneMetrics", p.FinetuneMetricsParams
+    )
     register("seg_metrics", "asklepios_panderm.segmetrics:SegMetrics", p.SegMetricsParams)
 
 

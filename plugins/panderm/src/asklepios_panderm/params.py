@@ -17,6 +17,7 @@ __all__ = [
     "ClassBalancedSamplerParams",
     "DermCsvParams",
     "EvalTransformParams",
+    "FinetuneMetricsParams",
     "FinetuneTrainerParams",
     "FinetuneTransformParams",
     "KNNProbeParams",
@@ -372,6 +373,14 @@ class SegMetricsParams(Params):
         False,
         description="Repo quirk: the LCC of an empty prediction is the whole background, so an "
         "empty prediction becomes an all-lesion mask.",
+    )
+
+
+class FinetuneMetricsParams(Params):
+    """Params of ``panderm.finetune_metrics``."""
+
+    num_classes: int | None = Field(
+        None, ge=2, description="Classes of the classifier (default: the data's)."
     )
 
 
