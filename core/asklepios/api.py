@@ -279,18 +279,26 @@ class Run:
         fold: int | None = None,
         device: str = "cpu",
         batch_size: int | None = None,
+        path_column: str = "path",
     ) -> Predictions:
         """Predict with the run's model; see :func:`asklepios.inference.predict` for ``data``.
 
         ``data`` is ``None`` (the run's own ``split``), a dataset config file, a CSV of image
-        paths, a folder of images, a tensor or a torch dataset. Returns
+        paths (in ``path_column``), a folder of images, a tensor or a torch dataset. Returns
         :class:`~asklepios.inference.Predictions` (``.labels``, ``.probabilities``,
         ``.to_dataframe()``, ``.write_csv(path)``).
         """
         from asklepios.inference import predict
 
         loaded = self.load(checkpoint, stage=stage, fold=fold, device=device)
-        return predict(loaded, data, split=split, batch_size=batch_size, host=self._host)
+        return predict(
+            loaded,
+            data,
+            split=split,
+            batch_size=batch_size,
+            host=self._host,
+            path_column=path_column,
+        )
 
     def export(
         self,

@@ -312,16 +312,37 @@ def _from_dataset_config(loaded: LoadedModel, path: Path, split: str, host: Plug
     return _Items(source, ids, loaded.eval_transforms)
 
 
+def _own_split(loaded: LoadedModel, split: str) -> tuple[_Items, dict[str, list[Any]]]:
+    """Return the run's own ``split``: ids are the files the dataset lists for its rows (else
+    row numbers), and a ``label`` column holds the true label when the dataset knows it."""
+    if split not in loaded.built.eval_splits:
+        names = sorted(loaded.built.eval_splits)
+        raise InferenceError(f"the run's dataset has no {split!r} split; it has {names}")
+    source = loaded.built.eval_splits[split]  # transforms applied already
+    count = len(cast(Sized, source))
+    dataset = loaded.built.dataset
+    ids = [str(i) for i in range(count)]
+    listed = {int(entry[0]): str(entry[1]) for entry in dataset.files(split)}
+    if len(listed) == count and set(listed) == set(range(count)):
+        ids = [listed[i] for i in range(count)]
+    extra: dict[str, list[Any]] = {}
+    truth = dataset.labels(split)
+    if truth is not None and np.ndim(truth) == 1 and len(truth) == count:
+        classes = loaded.class_names
+        extra["label"] = [classes[int(t)] if classes else str(int(t)) for t in truth]
+    return _Items(source, ids, []), extra
+
+
 def as_items(
-    loaded: LoadedModel, data: Data, split: str, host: PluginHost | None
+    loaded: LoadedModel,
+    data: Data,
+    split: str,
+    host: PluginHost | None,
+    path_column: str = "path",
 ) -> tuple[_Items, dict[str, list[Any]]]:
     """Return ``data`` as items with ids and eval transforms, and extra columns to keep."""
     if data is None:
-        if split not in loaded.built.eval_splits:
-            names = sorted(loaded.built.eval_splits)
-            raise InferenceError(f"the run's dataset has no {split!r} split; it has {names}")
-        source = loaded.built.eval_splits[split]  # transforms applied already
-        return _Items(source, [str(i) for i in range(len(cast(Sized, source)))], []), {}
+        return _own_split(loaded, split)
     if isinstance(data, torch.Tensor):
         images = data.unsqueeze(0) if data.dim() == 3 else data
         return _Items(images, [str(i) for i in range(len(images))], loaded.eval_transforms), {}
@@ -334,7 +355,7 @@ def as_items(
     if not path.is_file():
         raise InferenceError(f"{path} is neither a folder of images nor a file")
     if path.suffix.lower() == ".csv":
-        items, labels = _from_csv(loaded, path, "path")
+        items, labels = _from_csv(loaded, path, path_column)
         return items, ({"label": labels} if labels else {})
     if path.suffix.lower() in (".yaml", ".yml", ".json"):
         if host is None:
@@ -444,25 +465,28 @@ def predict(
     batch_size: int | None = None,
     num_workers: int | None = None,
     host: PluginHost | None = None,
+    path_column: str = "path",
 ) -> Predictions:
     """Predict on ``data`` with a loaded run model; return every row (on rank 0 under DDP).
 
     Args:
         loaded: from :func:`load_run_model`.
-        data: ``None`` (the run's own dataset, ``split``), a dataset config file (``.yaml`` /
+        data: ``None`` (the run's own dataset, ``split``: ids are its listed files, with a
+            ``label`` column when it knows the labels), a dataset config file (``.yaml`` /
             ``.json``: a dataset component, or a ``data:`` section; its ``split``), a CSV with a
-            ``path`` column of image files (relative to the CSV; a ``label`` column is kept), a
+            ``path_column`` of image files (relative to the CSV; a ``label`` column is kept), a
             folder of images (searched recursively), a tensor ``N x C x H x W`` (or one image),
             or a torch dataset of sample dicts; the run's eval transforms are applied to each.
         split: which split of a dataset to predict on.
         batch_size: default: the config's ``eval_batch_size`` (else ``batch_size``).
         num_workers: default: the config's ``data.loader.num_workers``.
         host: the plugin host (needed for dataset configs).
+        path_column: the image column of a CSV.
 
     Under ``torchrun`` each rank predicts every k-th item; rank 0 returns all rows in order,
     the other ranks an empty :class:`Predictions`.
     """
-    items, extra = as_items(loaded, data, split, host)
+    items, extra = as_items(loaded, data, split, host, path_column)
     loader_config = loaded.built.config.data.loader
     rank, world = _world()
     loader = torch.utils.data.DataLoader(

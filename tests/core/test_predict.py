@@ -97,11 +97,49 @@ def test_folder_and_csv_read_images_like_the_run(run, images, tmp_path):
     assert (np.asarray(by_folder.labels) == np.asarray(exact.labels[:7])).mean() >= 6 / 7
 
 
-def test_csv_without_path_column_says_which_columns_it_has(run, tmp_path):
+def test_csv_without_path_column_says_which_columns_it_has(run, images, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("file,label\na.png,1\n")
     with pytest.raises(InferenceError, match=r"no column 'path' \(it has \['file', 'label'\]\)"):
         run.predict(bad)
+    # the advice works: --path-column names the image column
+    folder, labels = images
+    named = tmp_path / "named.csv"
+    named.write_text("image,label\n" + f"{folder / 'a' / '0.png'},{labels[0]}\n")
+    out = tmp_path / "named_pred.csv"
+    result = _cli(["predict", str(run.path), "--data", str(named), "--path-column", "image",
+                   "-o", str(out)])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (row,) = list(csv.DictReader(out.open()))
+    assert row["id"] == str(folder / "a" / "0.png") and row["label"] == str(labels[0])
+
+
+def test_the_own_split_of_a_manifest_run_is_listed_by_file_with_its_label(tmp_path):
+    """As PanDerm's per-image CSV: file, true label, prediction, probabilities."""
+    from types import SimpleNamespace
+
+    from asklepios.builtins.datasets import CsvDataset
+    from asklepios.builtins.params import CsvDatasetParams
+    from asklepios.inference import as_items
+    from asklepios_sdk import BuildContext
+    from PIL import Image
+
+    rows = ["path,label,split"]
+    for i in range(6):
+        Image.fromarray(np.full((4, 4), 40 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,{'benign' if i % 2 else 'melanoma'},{'test' if i > 2 else 'train'}")
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    dataset = CsvDataset(
+        CsvDatasetParams(path=str(tmp_path / "data.csv"), split_column="split", mode="L"),
+        BuildContext(),
+    )
+    loaded = SimpleNamespace(
+        built=SimpleNamespace(dataset=dataset, eval_splits={"test": dataset.split("test")}),
+        class_names=["benign", "melanoma"],
+    )
+    items, extra = as_items(loaded, None, "test", None)
+    assert items.ids == [str(tmp_path / f"{i}.png") for i in (3, 4, 5)]
+    assert extra == {"label": ["benign", "melanoma", "benign"]}
 
 
 def test_stage_and_checkpoint_choice(run):

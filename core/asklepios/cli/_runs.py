@@ -145,10 +145,13 @@ def predict(
         str | None,
         typer.Option(
             "--data",
-            help="Dataset config (.yaml/.json), CSV with a 'path' column, or image folder; "
+            help="Dataset config (.yaml/.json), CSV of image paths, or image folder; "
             "default: the run's own dataset.",
         ),
     ] = None,
+    path_column: Annotated[
+        str, typer.Option("--path-column", help="The image column of a --data CSV.")
+    ] = "path",
     output: Annotated[
         Path | None,
         typer.Option("-o", "--output", help="CSV to write (default RUN_DIR/predictions.csv)."),
@@ -161,13 +164,22 @@ def predict(
     fold: Annotated[int | None, typer.Option("--fold", help="Fold of a CV run.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Predict with a run's model: one CSV row per item (id, label, probabilities)."""
+    """Predict with a run's model: one CSV row per item (id, label, probabilities).
+
+    On the run's own split, ids are the files the dataset lists and ``label`` the true label.
+    """
     from asklepios.api import Run
     from asklepios.engine.distributed import init_distributed, leave_process_group
 
     dist, dev = init_distributed(device)
     predictions = Run.open(run_dir).predict(
-        data, split=split, checkpoint=checkpoint, stage=stage, fold=fold, device=str(dev)
+        data,
+        split=split,
+        checkpoint=checkpoint,
+        stage=stage,
+        fold=fold,
+        device=str(dev),
+        path_column=path_column,
     )
     if dist.is_main:
         path = predictions.write_csv(output or run_dir / "predictions.csv")
