@@ -1,4 +1,5 @@
-"""Writers of tiny OphNet-format fixture files (CSV with BOM, ActivityNet JSON, features)."""
+"""Test helpers: writers of tiny OphNet-format fixture files (CSV with BOM, ActivityNet JSON,
+features) and a few training steps of a model on one batch."""
 
 from __future__ import annotations
 
@@ -122,3 +123,18 @@ def write_loca_fixture(root: Path) -> tuple[Path, Path]:
     loca = write_csv(root / "OphNet2024_loca_all.csv", LOCA_HEADER, LOCA_ROWS)
     surgery = write_csv(root / "OphNet2024_surgery.csv", "video_id,surgery", SURGERY_ROWS)
     return loca, surgery
+
+
+def fit_steps(
+    model: Any, loss: Any, optimizer: Any, batch: Any, steps: int = 60
+) -> tuple[float, float]:
+    """Train ``model`` on ``batch`` for ``steps`` steps; return the first and last total loss."""
+    first = last = float("nan")
+    for step in range(steps):
+        result = loss(model(batch), batch)
+        last = float(result.total.detach())
+        first = last if step == 0 else first
+        optimizer.zero_grad()
+        result.total.backward()
+        optimizer.step()
+    return first, last

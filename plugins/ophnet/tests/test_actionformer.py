@@ -14,6 +14,7 @@ from asklepios_ophnet.actionformer_nms import hard_nms, segment_iou, segment_vot
 from asklepios_ophnet.params import ActionFormerLossParams, ActionFormerParams
 from asklepios_sdk import BuildContext, ComponentError, DataFacts
 from asklepios_sdk.sequences import SequenceCollate
+from ophnet_files import fit_steps
 from test_examples import EXAMPLES, _cli, _summary
 
 FACTS = DataFacts(
@@ -291,14 +292,8 @@ def test_actionformer_learns_a_toy_sequence():
     model = _model(drop_path=0.0, embd_dim=32, head_dim=32)
     loss = ActionFormerLoss(ActionFormerLossParams(init_loss_norm=10), CTX)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    first = None
-    for _ in range(60):
-        result = loss(model(batch), batch)
-        first = first if first is not None else float(result.total.detach())
-        optimizer.zero_grad()
-        result.total.backward()
-        optimizer.step()
-    assert float(result.total.detach()) < first / 3
+    first, last = fit_steps(model, loss, optimizer, batch)
+    assert last < first / 3
     model.eval()
     with torch.no_grad():
         out = model(batch)
